@@ -1,0 +1,65 @@
+"""Find the images of a folder-per-class tree, and split them into train and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facecnn.errors import FacecnnError
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The class folders of `root`, sorted by name; errors a user can fix are one line."""
+    if not root.exists():
+        raise FacecnnError(f"data folder not found: {root}")
+    if not root.is_dir():
+        raise FacecnnError(f"data must be a folder of class folders, got a file: {root}")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise FacecnnError(f"no class folders in {root}: expected one folder per person/class")
+    return folders
+
+
+def files_of(folder: Path) -> list[Path]:
+    """Every non-hidden file below a class folder; validation decides which are images."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in
+                                             p.relative_to(folder).parts))
+
+
+def scan(root: Path) -> tuple[list[str], list[Path], np.ndarray]:
+    """(class names, files, labels) of a folder-per-class tree. Empty class folders are an error."""
+    folders = class_folders(root)
+    names, paths, labels = [], [], []
+    for folder in folders:
+        files = files_of(folder)
+        if not files:
+            raise FacecnnError(f"class folder {folder} is empty: add images or remove it")
+        names.append(folder.name)
+        paths += files
+        labels += [len(names) - 1] * len(files)
+    return names, paths, np.asarray(labels, dtype=np.int64)
+
+
+def has_split_folders(root: Path) -> bool:
+    """True when `root` holds `train/` and `val/` rather than class folders."""
+    return (root / "train").is_dir() and (root / "val").is_dir()
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """Indices (keep, held_out): `fraction` of each class held out, at least one image of every
+    class with two or more, so every class is both trained on and measured."""
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for label in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == label))
+        n_held = int(round(len(idx) * fraction))
+        if fraction > 0 and len(idx) >= 2:
+            n_held = min(max(n_held, 1), len(idx) - 1)
+        held += idx[:n_held].tolist()
+        keep += idx[n_held:].tolist()
+    return np.sort(np.asarray(keep, dtype=np.int64)), np.sort(np.asarray(held, dtype=np.int64))

@@ -1,0 +1,138 @@
+"""Trained models as files: save the bare inference model, load it back, predict, time it.
+
+`model.safetensors` holds the weights and, in its metadata, everything needed to rebuild and
+feed the model (architecture, head, input size, channels, mean/std, class names), so a run
+folder - or that one file - is enough to predict.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from facecnn.data.decode import decode_image
+from facecnn.errors import FacecnnError
+from facecnn.models.classifier import Classifier
+from facecnn.models.registry import create_model
+from facecnn.train.runtime import Runtime, select_device
+
+MODEL_FILE = "model.safetensors"
+
+
+def save_inference_model(model: Classifier, meta: dict[str, Any], path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata={"facecnn": json.dumps(meta)})
+    tmp.replace(path)
+    return path
+
+
+def resolve_model_file(path: Path) -> Path:
+    """A run folder or a model file -> the model file."""
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise FacecnnError(f"no trained model at {path}: pass a run folder (runs/train/exp) "
+                           f"or its {MODEL_FILE}")
+    return path
+
+
+def load_inference_model(path: Path) -> tuple[Classifier, dict[str, Any]]:
+    """Rebuild the model saved by `save_inference_model` from a run folder or the file."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    file = resolve_model_file(path)
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            meta = json.loads((handle.metadata() or {})["facecnn"])
+        state = load_file(str(file))
+    except Exception as exc:  # damaged file or another program's safetensors
+        raise FacecnnError(f"{file} is not a facecnn model ({type(exc).__name__})") from None
+    model = create_model(meta["model"], len(meta["classes"]), in_chans=meta["in_chans"],
+                         img_size=meta["img_size"], head=meta.get("head"))
+    model.load_state_dict(state)
+    return model.eval(), meta
+
+
+@dataclass
+class Prediction:
+    file: str
+    label: str
+    score: float
+    top_k: list[tuple[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "label": self.label, "score": self.score,
+                "top_k": [[name, score] for name, score in self.top_k]}
+
+
+class Predictor:
+    """Classify image files with a trained run: `Predictor.load(run)(paths)`."""
+
+    def __init__(self, model: Classifier, meta: dict[str, Any], device: str = "auto") -> None:
+        self.meta = meta
+        self.classes: list[str] = meta["classes"]
+        self.rt = Runtime.create(select_device(device), meta["mean"], meta["std"])
+        self.model = model.to(self.rt.device).eval()
+
+    @classmethod
+    def load(cls, path: Path, device: str = "auto") -> "Predictor":
+        return cls(*load_inference_model(path), device=device)
+
+    @torch.inference_mode()
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, C) uint8 at the model's size -> (N, classes) softmax probabilities."""
+        x = self.rt.from_uint8(torch.from_numpy(images).permute(0, 3, 1, 2))
+        with self.rt.autocast():
+            return torch.softmax(self.model(x).float(), dim=1).cpu().numpy()
+
+    def __call__(self, files: list[Path], top_k: int = 1,
+                 batch_size: int = 64) -> tuple[list[Prediction], list[dict[str, str]]]:
+        """Predictions for readable files and a list of the files skipped, with the reason."""
+        size, chans = self.meta["img_size"], self.meta["in_chans"]
+        predictions, skipped = [], []
+        for start in range(0, len(files), batch_size):
+            chunk, images = [], []
+            for file in files[start:start + batch_size]:
+                try:
+                    images.append(decode_image(file, size, chans))
+                    chunk.append(file)
+                except ValueError as exc:
+                    skipped.append({"file": str(file), "reason": str(exc)})
+            if not images:
+                continue
+            probs = self.probabilities(np.stack(images))
+            for file, p in zip(chunk, probs):
+                order = np.argsort(-p)[:max(top_k, 1)]
+                ranked = [(self.classes[i], float(p[i])) for i in order]
+                predictions.append(Prediction(str(file), ranked[0][0], ranked[0][1], ranked))
+        return predictions, skipped
+
+
+@torch.inference_mode()
+def latency_ms(model: torch.nn.Module, rt: Runtime, in_chans: int, img_size: int,
+               repeats: int = 20) -> float:
+    """Median milliseconds to classify one image (batch of one) on `rt`'s device."""
+    model.eval()
+    x = rt.normalize(torch.rand(1, in_chans, img_size, img_size, device=rt.device))
+    timings = []
+    for i in range(repeats + 3):
+        if rt.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with rt.autocast():
+            model(x)
+        if rt.device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= 3:
+            timings.append((time.perf_counter() - start) * 1000)
+    return float(np.median(timings))

@@ -1,0 +1,54 @@
+"""Shared fixtures: the real AT&T faces, small image trees made from them, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# The repository sits beside the team's shared/ folder (checkouts and CI alike).
+ATT_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "att_faces"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read or fill the user's image cache."""
+    os.environ["FACECNN_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def att_faces() -> Path:
+    assert ATT_FACES.is_dir(), f"AT&T faces not found at {ATT_FACES}"
+    return ATT_FACES
+
+
+def make_jpeg_tree(root: Path, people: list[str], per_person: int, size: int = 96) -> Path:
+    """Copy AT&T faces into root/<person>/*.jpg as colour JPEGs (what users have)."""
+    for person in people:
+        (root / person).mkdir(parents=True, exist_ok=True)
+        for i in range(1, per_person + 1):
+            img = Image.open(ATT_FACES / person / f"{i}.pgm").convert("RGB").resize((size, size))
+            img.save(root / person / f"{i}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture()
+def faces3(tmp_path: Path) -> Path:
+    """Three people, ten JPEGs each."""
+    return make_jpeg_tree(tmp_path / "faces", ["s1", "s2", "s3"], 10)
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real `facecnn` command in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "facecnn", *args], cwd=cwd, timeout=timeout,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def tensor_files_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
