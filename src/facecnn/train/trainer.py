@@ -61,7 +61,8 @@ class EpochSums:
     seconds: float = 0.0
 
     def state(self) -> dict[str, Any]:
-        return {"loss": self.loss, "count": self.count, "cm": self.cm, "seconds": self.seconds}
+        return {"loss": self.loss, "count": self.count, "cm": torch.from_numpy(self.cm),
+                "seconds": self.seconds}
 
 
 @dataclass
@@ -171,7 +172,8 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         s = ckpt["state"]
-        self.state = TrainState(s["epoch"], s["batch"], EpochSums(**s["partial"]), s["history"],
+        partial = EpochSums(**{**s["partial"], "cm": s["partial"]["cm"].numpy()})
+        self.state = TrainState(s["epoch"], s["batch"], partial, s["history"],
                                 s["best_loss"], s["best_epoch"], s["bad_epochs"])
         self.best_state = ckpt.get("best_model")
         self._resume_rng = ckpt["rng"]
