@@ -20,7 +20,7 @@ from facecnn.data.datasets import load_dataset
 from conftest import run_cli, tensor_files_equal
 
 RUN_FILES = ["config.yaml", "results.csv", "curves.png", "confusion_matrix.png", "metrics.json",
-             "report.md", "weights/best.pt", "weights/last.pt", "model.safetensors"]
+             "report.md", "weights/best.pt", "weights/last.pt", "model.safetensors", "train.log"]
 
 
 def read_rows(run: Path) -> list[dict[str, str]]:

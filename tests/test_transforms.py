@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from facecnn.data.transforms import AUGMENTATIONS, Augment, build_augmentation, to_float
 from facecnn.errors import FacecnnError
@@ -77,3 +78,12 @@ def test_cpu_generator_drives_cuda_batch_like_cpu(name: str) -> None:
     cuda = aug(batch.cuda(), _gen())
     assert cuda.is_cuda
     torch.testing.assert_close(cuda.cpu(), cpu, atol=1e-4, rtol=0)
+
+
+def test_fast_affine_grid_equals_torch() -> None:
+    from facecnn.data.transforms import _affine_grid
+
+    theta = torch.randn(8, 2, 3, generator=torch.Generator().manual_seed(0))
+    for height, width in ((32, 32), (17, 29)):
+        expected = F.affine_grid(theta, [8, 3, height, width], align_corners=False)
+        assert torch.allclose(_affine_grid(theta, height, width), expected, atol=1e-5)

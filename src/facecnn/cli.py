@@ -92,7 +92,7 @@ def train(
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps."),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="Mixed precision "
-                                       "(default: on for CUDA)."),
+                                       "(default: on for CUDA and for CPUs with bf16 instructions)."),
     project: str = typer.Option("runs", help="Runs are saved under PROJECT/train/NAME."),
     name: str = typer.Option("exp"),
     quiet: bool = typer.Option(False, help="No progress bars."),

@@ -99,7 +99,7 @@ class Augment:
         tx, ty = _uniform(g, (2, n), -1.0, 1.0) * reach
         cos, sin = scale * angle.cos(), scale * angle.sin()
         theta = torch.stack([cos, -sin, tx, sin, cos, ty], dim=1).view(n, 2, 3)
-        grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+        grid = _affine_grid(theta.to(x.device), x.shape[-2], x.shape[-1])
         # Reflection: the band uncovered at the edges continues the background and hair texture
         # instead of black wedges (a shortcut the net could learn) or the smeared streaks of
         # "border"; with these small angles, shifts and zoom-outs that band is a few pixels of
@@ -174,3 +174,13 @@ def _apply_where(x: torch.Tensor, mask: torch.Tensor, op: _Op) -> None:
     idx = mask.nonzero().flatten().to(x.device)  # indices from the CPU mask: no device sync
     if len(idx):
         x[idx] = op(x[idx])
+
+
+def _affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """`F.affine_grid(theta, ..., align_corners=False)` built by broadcasting: the same grid,
+    about 3x faster on CPU, where the grid was the slowest step of augmentation."""
+    xs = (torch.arange(width, device=theta.device, dtype=theta.dtype) * 2 + 1) / width - 1
+    ys = (torch.arange(height, device=theta.device, dtype=theta.dtype) * 2 + 1) / height - 1
+    t = theta[:, None, None, :, :]  # (B, 1, 1, 2, 3)
+    return (t[..., 0] * xs[None, None, :, None] + t[..., 1] * ys[None, :, None, None]
+            + t[..., 2])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import ContextManager, Sequence
 
 import torch
@@ -20,9 +22,23 @@ def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True on x86 CPUs with bf16 instructions (AVX512-BF16, AMX), where bf16 autocast trains
+    2-4x faster; elsewhere oneDNN emulates bf16 and it would be slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def amp_dtype_for(device: torch.device, wanted: bool | None) -> torch.dtype | None:
-    """bf16 where the GPU has it, else fp16 (with loss scaling); off on CPU unless asked."""
-    if not (wanted if wanted is not None else device.type == "cuda"):
+    """bf16 where the hardware has it (GPU, or a CPU with bf16 instructions), else fp16 on
+    older GPUs (with loss scaling); `wanted` True/False overrides the automatic choice."""
+    if wanted is None:
+        wanted = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    if not wanted:
         return None
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16
@@ -43,7 +59,7 @@ class Runtime:
         shape = (1, len(mean), 1, 1)
         return cls(device, torch.tensor(mean, device=device).view(shape),
                    torch.tensor(std, device=device).view(shape), amp_dtype_for(device, amp),
-                   device.type == "cuda")
+                   device.type in ("cuda", "cpu"))
 
     def normalize(self, x01: torch.Tensor) -> torch.Tensor:
         """Float images in [0, 1] -> the model's input (mean/std, memory format)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,8 @@ class Trainer:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.net = self.model
         if self.dist.enabled:
+            # channels-last 1-channel convs have ambiguous strides: harmless, but DDP warns
+            warnings.filterwarnings("ignore", message="Grad strides do not match")
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.state = TrainState()
@@ -214,6 +217,13 @@ class Trainer:
         self.dist.close()
         return self.run_dir
 
+    def _log(self, message: str) -> None:
+        """Print through the reporter and keep the line in the run's train.log."""
+        self.reporter.log(message)
+        if self.dist.is_main and getattr(self, "run_dir", None):
+            with (self.run_dir / "train.log").open("a") as log:
+                log.write(message + "\n")
+
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self._stop = True
 
@@ -227,13 +237,13 @@ class Trainer:
 
     def _log_start(self) -> None:
         p, d = self.params, self.data
-        self.reporter.log(
+        self._log(
             f"{self.cfg.model}: {p['trainable']:,} trainable / {p['frozen']:,} frozen "
             f"parameters; {len(d.train)} train, {len(d.val)} val images, {len(d.classes)} "
             f"classes; device {self.device}" + (f", {self.dist.world} ranks"
                                                  if self.dist.enabled else ""))
         if d.skipped:
-            self.reporter.log(f"skipped {len(d.skipped)} unreadable files (listed in report.md)")
+            self._log(f"skipped {len(d.skipped)} unreadable files (listed in report.md)")
 
     def _train_epoch(self) -> None:
         s, cfg = self.state, self.cfg
@@ -319,7 +329,7 @@ class Trainer:
         self._save_last(None)
         if self.dist.is_main:
             write_results_csv(s.history, self.run_dir / "results.csv")
-        self.reporter.log(
+        self._log(
             f"epoch {row['epoch']}/{self.cfg.epochs}  loss {row['train_loss']:.4f}  "
             f"acc {train_acc:.4f}  val_loss {val.loss:.4f}  val_acc {val_acc:.4f}  "
             f"val_f1 {val_f1:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f}s")
@@ -330,7 +340,7 @@ class Trainer:
     def _early_stop(self, row: dict[str, float]) -> bool:
         patience = self.cfg.patience
         if patience is not None and self.state.bad_epochs >= patience:
-            self.reporter.log(f"early stop: val loss has not improved for {patience} epochs "
+            self._log(f"early stop: val loss has not improved for {patience} epochs "
                               f"(best epoch {self.state.best_epoch})")
             return True
         return False
@@ -380,7 +390,7 @@ class Trainer:
         metrics = write_train_outputs(self.run_dir, history=s.history, val_cm=val.cm,
                                       test_cm=test.cm if test else None,
                                       classes=self.data.classes, metrics=metrics)
-        self.reporter.log(f"val accuracy {metrics['val']['accuracy']:.4f}"
+        self._log(f"val accuracy {metrics['val']['accuracy']:.4f}"
                           + (f", test accuracy {metrics['test']['accuracy']:.4f}"
                              if test else "") + f"; results in {self.run_dir}")
         return metrics

@@ -20,6 +20,13 @@ MAX_ANNOTATED_CLASSES = 30
 _CURVE_PANELS = (("loss", "Loss"), ("acc", "Accuracy"), ("f1", "Macro-F1"))
 
 
+def _epoch_axis(ax, first: int, last: int) -> None:
+    """Integer epoch ticks; half an epoch of padding keeps them integer even for a single epoch."""
+    ax.set_xlabel("epoch")
+    ax.set_xlim(first - 0.5, last + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
 def _save(fig: Figure, path: Path) -> Path:
     """Write the figure and close it, so long runs that plot every epoch do not leak memory."""
     path = Path(path)
@@ -40,8 +47,7 @@ def plot_curves(rows: list[dict], path: Path) -> Path:
                 ax.plot(epochs, [np.nan if v is None else v for v in values],
                         marker=marker, markersize=4, label=split)
         ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax, min(epochs), max(epochs))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -85,9 +91,8 @@ def plot_lr_schedule(lrs: list[float], path: Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(range(len(lrs)), lrs, marker="o", markersize=4)
     ax.set_title(title)
-    ax.set_xlabel("epoch")
+    _epoch_axis(ax, 0, len(lrs) - 1)
     ax.set_ylabel("learning rate")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     ax.grid(alpha=0.3)
     fig.tight_layout()
