@@ -5,60 +5,24 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from facecnn import cli_faces
 from facecnn.errors import FacecnnError
-from facecnn.progress import Reporter
+from facecnn.terminal import console, err_console, reporter_for
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Face recognition with convolutional networks: train, evaluate, predict.")
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
-
 # Choices are listed here (not imported) so `--help` stays instant; a test checks they match
 # the registries.
 OPTIMIZER_NAMES = "sgd, sgd_clip, momentum, nesterov, adagrad, adadelta, rmsprop, adam, adamw"
 SCHEDULE_NAMES = "constant, step, rampup_expdecay, cosine, onecycle"
 INIT_NAMES = "default, zeros, normal, glorot, he"
 AUGMENT_NAMES = "none, seed_b_flowers, seed_b_faces, seed_c, faces, digits"
-
-
-class RichReporter(Reporter):
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-
-    def log(self, message: str) -> None:
-        console.print(message, highlight=False)
-
-    @contextmanager
-    def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
-        if self.quiet:
-            yield lambda n: None
-            return
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn()]
-        with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task(description, total=total or None)
-
-            def advance(n: int) -> None:
-                progress.advance(task, n)
-
-            yield advance
-
-
-def _reporter(quiet: bool) -> Reporter:
-    import os
-
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 talks
-        return Reporter()
-    return RichReporter(quiet)
 
 
 @app.command()
@@ -114,7 +78,7 @@ def train(
                           augment=augment, label_smoothing=label_smoothing, patience=patience,
                           clip_grad=clip_grad, val_split=val_split, seed=seed, device=device,
                           amp=amp, project=project, name=name, quiet=quiet)
-    trainer = Trainer(cfg, _reporter(quiet), resume=resume)
+    trainer = Trainer(cfg, reporter_for(quiet), resume=resume)
     trainer.fit(resume)
 
 
@@ -132,7 +96,7 @@ def evaluate(
     """Measure a trained model on other data: metrics.json, confusion matrix, report."""
     from facecnn.evaluate import evaluate_run
 
-    reporter = _reporter(quiet)
+    reporter = reporter_for(quiet)
     out, metrics = evaluate_run(run, data, batch_size=batch_size, device=device,
                                 project=project, name=name, reporter=reporter)
     reporter.log(f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
@@ -209,11 +173,14 @@ def demo(
     cfg = TrainConfig(data="mnist5k", model="seed_mnist_cnn", epochs=epochs, batch_size=32,
                       optimizer="adam", schedule="cosine", augment="digits", val_split=0.1,
                       project=project, name=name, quiet=quiet)
-    trainer = Trainer(cfg, _reporter(quiet))
+    trainer = Trainer(cfg, reporter_for(quiet))
     trainer.fit()
     accuracy = trainer.metrics["test"]["accuracy"]
     console.print(f"[bold]MNIST-5k held-out test accuracy: {accuracy:.4f}[/bold] "
                   f"({len(trainer.data.test)} images never trained on)")
+
+
+cli_faces.register(app)
 
 
 def main() -> None:

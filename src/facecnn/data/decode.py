@@ -10,26 +10,31 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 Image.MAX_IMAGE_PIXELS = 200_000_000  # refuse decompression bombs, allow large real photos
 
 
-def decode_image(path: str | Path, size: int, channels: int) -> np.ndarray:
-    """Read `path`, apply its EXIF orientation, convert to gray or RGB, resize to size x size.
+def read_image(path: str | Path, mode: str = "RGB", size: int | None = None) -> np.ndarray:
+    """Read `path` upright (EXIF orientation applied) as a uint8 array in `mode` ("RGB"/"L"),
+    resized to size x size when `size` is given.
 
-    Returns (size, size, channels) uint8. JPEGs are decoded at reduced scale when much larger
-    than `size` (PIL draft mode), which is most of the speed of the first epoch.
+    JPEGs much larger than `size` are decoded at reduced scale (PIL draft mode), which is
+    most of the speed of building the training cache.
     Raises ValueError with a short reason for anything that is not a readable image.
     """
-    mode = "L" if channels == 1 else "RGB"
     try:
         with Image.open(path) as img:
-            img.draft(mode, (size, size))
-            img = ImageOps.exif_transpose(img)
-            img = img.convert(mode)
-            if img.size != (size, size):
+            if size is not None:
+                img.draft(mode, (size, size))
+            img = ImageOps.exif_transpose(img).convert(mode)
+            if size is not None and img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
-            array = np.asarray(img, dtype=np.uint8)
+            return np.asarray(img, dtype=np.uint8)
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise ValueError(f"not an image ({type(exc).__name__})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"unreadable image ({exc})") from None
+
+
+def decode_image(path: str | Path, size: int, channels: int) -> np.ndarray:
+    """(size, size, channels) uint8 model input of `path`: gray for 1 channel, else RGB."""
+    array = read_image(path, "L" if channels == 1 else "RGB", size)
     return array.reshape(size, size, channels)
 
 

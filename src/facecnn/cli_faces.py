@@ -1,0 +1,240 @@
+"""The face commands of `facecnn`: prepare, capture, enroll, recognize, verify, gallery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from facecnn.errors import FacecnnError
+from facecnn.terminal import console, err_console, reporter_for
+
+DETECTOR_HELP = "haar, hog or cnn (dlib's MMOD CNN: most accurate, slow on CPU)."
+
+
+def _detector(name: str, upsample: int, min_size: int):
+    from facecnn.faces.detect import FaceDetector
+
+    return FaceDetector(name, upsample=upsample, min_size=min_size)
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def prepare(
+    raw: Path = typer.Argument(..., help="Photos, one folder per person."),
+    out: Path = typer.Argument(..., help="Where the aligned face crops go (same layout)."),
+    detector: str = typer.Option("hog", help=DETECTOR_HELP),
+    upsample: int = typer.Option(1, min=0, help="Detector upsampling (finds smaller faces)."),
+    min_size: int = typer.Option(20, min=1, help="Smallest face side kept, in pixels."),
+    size: int = typer.Option(160, min=16, help="Crop side in pixels."),
+    margin: float = typer.Option(0.2, min=0.0, max=1.0, help="Room around the face."),
+    multi: str = typer.Option("largest", help="Photos with several faces: largest, all, skip."),
+    overwrite: bool = typer.Option(False, help="Replace crops that already exist in OUT."),
+    quiet: bool = typer.Option(False),
+) -> None:
+    """Find, align and crop every face; lists photos with no face or several faces."""
+    from facecnn.faces.prepare import REPORT
+    from facecnn.faces.prepare import prepare as run_prepare
+
+    report = run_prepare(raw, out, _detector(detector, upsample, min_size), size=size,
+                         margin=margin, multi=multi, overwrite=overwrite,
+                         reporter=reporter_for(quiet))
+    console.print(f"{report.faces_written} face crops written to {out} from {report.images} "
+                  f"images; {len(report.no_face)} with no face, {len(report.multiple_faces)} "
+                  f"with several, {len(report.unreadable)} unreadable, "
+                  f"{len(report.kept_existing)} existing kept (see {out / REPORT})")
+
+
+def enroll(
+    faces: Path = typer.Argument(..., help="Photos or prepared crops, one folder per person."),
+    gallery: Path = typer.Option(..., help="Gallery file (SQLite), created if missing."),
+    embedder: str = typer.Option("dlib", help="dlib, run:PATH or onnx:PATH."),
+    detector: str = typer.Option("hog", help=DETECTOR_HELP),
+    upsample: int = typer.Option(1, min=0),
+    min_size: int = typer.Option(20, min=1),
+    threshold: Optional[float] = typer.Option(None, help="Store this threshold instead of "
+                                              "calibrating one."),
+    calibrate: bool = typer.Option(True, help="Calibrate the unknown threshold (leave-one-out)."),
+    flip: bool = typer.Option(False, help="Average each face with its mirror image."),
+    batch_size: int = typer.Option(32, min=1),
+    quiet: bool = typer.Option(False),
+) -> None:
+    """Embed every person's photos into a gallery (no training) and calibrate 'unknown'."""
+    from facecnn.faces.embed import create_embedder
+    from facecnn.faces.enroll import enroll as run_enroll
+
+    reporter = reporter_for(quiet)
+    report = run_enroll(faces, gallery, create_embedder(embedder, flip=flip,
+                                                        batch_size=batch_size),
+                        _detector(detector, upsample, min_size), threshold=threshold,
+                        calibrate=calibrate, reporter=reporter)
+    for file in report.no_face:
+        err_console.print(f"no face: {file}", highlight=False)
+    for item in report.unreadable:
+        err_console.print(f"unreadable: {item['file']} ({item['reason']})", highlight=False)
+    console.print(f"enrolled {sum(report.people.values())} faces of {len(report.people)} "
+                  f"people into {gallery}; threshold {report.threshold:.4f}"
+                  + (" (calibrated)" if report.calibration else ""))
+
+
+def recognize(
+    inputs: List[str] = typer.Argument(None, help="Images, folders of images or videos."),
+    gallery: Optional[Path] = typer.Option(None, help="Gallery made by `facecnn enroll`."),
+    model: Optional[Path] = typer.Option(None, help="A training run (seed C's classifier)."),
+    camera: Optional[int] = typer.Option(None, help="Camera index for live recognition."),
+    detector: str = typer.Option("hog", help=DETECTOR_HELP),
+    upsample: int = typer.Option(1, min=0),
+    min_size: int = typer.Option(20, min=1),
+    threshold: Optional[float] = typer.Option(None, help="Distance above which a face is "
+                                              "unknown (default: the gallery's)."),
+    mode: str = typer.Option("nearest", help="nearest or mean (per-person mean vector)."),
+    min_confidence: float = typer.Option(0.5, help="--model: softmax below this is unknown."),
+    save: Optional[Path] = typer.Option(None, help="Write annotated images/videos here."),
+    as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    every: int = typer.Option(1, min=1, help="Videos: recognise every N-th frame."),
+    device: str = typer.Option("auto"),
+    quiet: bool = typer.Option(False),
+) -> None:
+    """Name every face in photos, videos or a live camera; strangers are 'unknown'."""
+    from facecnn.faces.recognize import Recognizer
+    from facecnn.faces.sources import recognize_camera, recognize_inputs
+
+    if camera is None and not inputs:
+        raise FacecnnError("give images, folders or videos to recognize, or --camera N")
+    recognizer = Recognizer(gallery=gallery, model=model, threshold=threshold, mode=mode,
+                            min_confidence=min_confidence, device=device,
+                            detector=_detector(detector, upsample, min_size))
+    if camera is not None:
+        recognize_camera(recognizer, camera, save=save)
+        return
+    records = recognize_inputs(recognizer, [Path(p) for p in inputs], save=save, every=every,
+                               reporter=reporter_for(quiet or as_json))
+    if as_json:
+        print(json.dumps(records, indent=2))
+        return
+    table = Table("file", "frame", "faces")
+    for record in records:
+        names = ", ".join(f"{f['name']} ({f['score']:.2f})" for f in record["faces"])
+        if record["faces"] or record["frame"] == 0:
+            table.add_row(record["file"], str(record["frame"]), names or "no face")
+    console.print(table)
+
+
+def verify(
+    images: List[Path] = typer.Argument(None, help="Two photos to compare."),
+    pairs: Optional[Path] = typer.Option(None, help="LFW-style pairs.txt."),
+    root: Optional[Path] = typer.Option(None, help="Folder of <Name>/<Name>_0001.jpg."),
+    embedder: str = typer.Option("dlib", help="dlib, run:PATH or onnx:PATH."),
+    detector: str = typer.Option("hog", help=DETECTOR_HELP),
+    upsample: int = typer.Option(1, min=0),
+    threshold: Optional[float] = typer.Option(None, help="Same person at or below this "
+                                              "distance (default: the embedder's)."),
+    flip: bool = typer.Option(False, help="Average each face with its mirror image."),
+    as_json: bool = typer.Option(False, "--json"),
+    project: str = typer.Option("runs"),
+    name: str = typer.Option("exp"),
+    quiet: bool = typer.Option(False),
+) -> None:
+    """Same person? For two photos, or the LFW 10-fold protocol with --pairs and --root."""
+    from facecnn.faces.embed import create_embedder
+    from facecnn.faces.verify import REPORT_KEYS, verify_pairs, verify_two
+
+    model = create_embedder(embedder, flip=flip)
+    found = _detector(detector, upsample, 20)
+    if pairs is not None:
+        if root is None:
+            raise FacecnnError("--pairs needs --root, the folder holding the images")
+        out, report = verify_pairs(pairs, root, model, found, project=project, name=name,
+                                   reporter=reporter_for(quiet or as_json))
+        if as_json:
+            print(json.dumps({k: report[k] for k in REPORT_KEYS}, indent=2))
+            return
+        console.print(f"accuracy {report['mean_accuracy']:.4f} +- {report['std_accuracy']:.4f}"
+                      f" over {report['pairs']} pairs ({report['pairs_without_face']} without "
+                      f"a face); TAR@FAR=1e-3 {report['tar_at_far_1e-3']:.4f}; threshold "
+                      f"{report['threshold']:.4f}; ROC in {out}")
+        return
+    if not images or len(images) != 2:
+        raise FacecnnError("give two photos, or --pairs FILE --root DIR")
+    result = verify_two(images[0], images[1], model, found, threshold)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    verdict = "same person" if result["same_person"] else "different people"
+    console.print(f"{verdict}: distance {result['distance']:.4f} (threshold "
+                  f"{result['threshold']:.4f})")
+
+
+def capture(
+    out: Path = typer.Argument(..., help="Folder of people; frames go to OUT/<person>/."),
+    person: List[str] = typer.Option(..., help="Name of the person (repeat for several)."),
+    count: int = typer.Option(50, min=1, help="Frames to save per person."),
+    camera: int = typer.Option(0, help="Camera index."),
+    from_video: Optional[Path] = typer.Option(None, help="Read frames from a video file."),
+    detector: str = typer.Option("haar", help=DETECTOR_HELP),
+    every: int = typer.Option(1, min=1, help="Look at every N-th frame."),
+) -> None:
+    """Save frames that show exactly one face, for each person (seed C's face_capture)."""
+    from facecnn.faces.sources import capture_faces
+
+    saved = capture_faces(out, person, count=count,
+                          source=str(from_video) if from_video else camera,
+                          detector=_detector(detector, 1, 40), every=every,
+                          show=from_video is None)
+    for name, files in saved.items():
+        console.print(f"{name}: {len(files)} frames saved to {out / name}")
+
+
+gallery_app = typer.Typer(help="List, rename or remove the people of a gallery.",
+                          no_args_is_help=True)
+
+
+@gallery_app.command("list")
+def gallery_list(gallery: Path = typer.Argument(...),
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+    """People and their face counts."""
+    from facecnn.faces.gallery import Gallery
+
+    with Gallery.open(gallery) as g:
+        people = g.people()
+        info = {"embedder": g.embedder, "threshold": g.threshold,
+                "people": [{"name": n, "faces": c} for n, c in people]}
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    table = Table("person", "faces", title=f"{gallery} ({info['embedder']}, threshold "
+                  f"{info['threshold']})")
+    for name, faces in people:
+        table.add_row(name, str(faces))
+    console.print(table)
+
+
+@gallery_app.command("rename")
+def gallery_rename(gallery: Path, old: str, new: str) -> None:
+    """Rename a person."""
+    from facecnn.faces.gallery import Gallery
+
+    with Gallery.open(gallery) as g:
+        g.rename(old, new)
+    console.print(f"renamed {old} to {new}")
+
+
+@gallery_app.command("remove")
+def gallery_remove(gallery: Path, name: str) -> None:
+    """Remove a person and all their faces."""
+    from facecnn.faces.gallery import Gallery
+
+    with Gallery.open(gallery) as g:
+        removed = g.remove(name)
+    console.print(f"removed {name} ({removed} faces)")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (prepare, capture, enroll, recognize, verify):
+        app.command()(command)
+    app.add_typer(gallery_app, name="gallery")

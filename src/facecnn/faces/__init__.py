@@ -1,0 +1,1 @@
+"""Face recognition by embeddings: detect, align, embed, verify and identify faces."""

@@ -1,0 +1,138 @@
+"""Name the faces in images, videos and camera frames: detect -> embed -> gallery, or detect ->
+align -> a trained CNN classifier (seed C's system). Strangers come out "unknown".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+# FFmpeg prints its own complaints about broken videos; ours is the one line users need.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402  (reads the variable above when it first opens a video)
+import numpy as np
+
+from facecnn.errors import FacecnnError
+from facecnn.faces.align import align_face
+from facecnn.faces.detect import Face, FaceDetector
+from facecnn.faces.embed import PREPARE_MARGIN, Embedder, create_embedder
+from facecnn.faces.gallery import UNKNOWN, Gallery
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+
+
+@dataclass
+class FaceResult:
+    box: tuple[float, float, float, float]
+    name: str
+    score: float
+    distance: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": [int(round(v)) for v in self.box], "name": self.name,
+                "score": round(float(self.score), 4),
+                "distance": None if self.distance is None else round(float(self.distance), 4)}
+
+
+class Recognizer:
+    """`Recognizer(gallery="team.db")(rgb_image) -> [FaceResult, ...]`.
+
+    With a gallery: nearest-neighbour (or per-person mean) identification, unknown above the
+    gallery's calibrated threshold (or `threshold`). With `model=RUN`: seed C's classifier,
+    unknown below `min_confidence` softmax probability.
+    """
+
+    def __init__(self, *, gallery: str | Path | None = None, model: str | Path | None = None,
+                 detector: FaceDetector | None = None, threshold: float | None = None,
+                 mode: str = "nearest", min_confidence: float = 0.5,
+                 embedder: Embedder | None = None, device: str = "auto") -> None:
+        if (gallery is None) == (model is None):
+            raise FacecnnError("give either a gallery (--gallery) or a trained model (--model)")
+        self.detector = detector or FaceDetector("hog")
+        self.threshold, self.mode, self.min_confidence = threshold, mode, min_confidence
+        self.gallery = self.classifier = None
+        if gallery is not None:
+            self.gallery = Gallery.open(Path(gallery))
+            self.embedder = embedder or create_embedder(self.gallery.embedder, device=device)
+            if self.embedder.name != self.gallery.embedder:
+                raise FacecnnError(f"gallery {gallery} was made with {self.gallery.embedder}, "
+                                   f"not {self.embedder.name}")
+            if self.threshold is None and self.gallery.threshold is None:
+                self.threshold = self.embedder.default_threshold
+        else:
+            from facecnn.inference import Predictor
+
+            self.classifier = Predictor.load(Path(model), device)
+
+    def __call__(self, image: np.ndarray) -> list[FaceResult]:
+        faces = self.detector(image)
+        return self.name_faces(image, faces) if faces else []
+
+    def name_faces(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]:
+        if self.gallery is not None:
+            vectors = self.embedder.embed([(image, face) for face in faces])
+            matches = self.gallery.identify(vectors, threshold=self.threshold, mode=self.mode)
+            return [FaceResult(f.box, m.name, m.score, m.distance)
+                    for f, m in zip(faces, matches)]
+        meta = self.classifier.meta
+        crops = np.stack([align_face(image, f.landmarks, meta["img_size"], PREPARE_MARGIN)
+                          for f in faces])
+        if meta["in_chans"] == 1:
+            crops = cv2.cvtColor(np.concatenate(crops), cv2.COLOR_RGB2GRAY).reshape(
+                len(faces), meta["img_size"], meta["img_size"], 1)
+        probs = self.classifier.probabilities(crops)
+        results = []
+        for face, p in zip(faces, probs):
+            best = int(np.argmax(p))
+            name = meta["classes"][best] if p[best] >= self.min_confidence else UNKNOWN
+            results.append(FaceResult(face.box, name, float(p[best]), None))
+        return results
+
+
+def draw(image_bgr: np.ndarray, results: list[FaceResult]) -> np.ndarray:
+    """Seed C's display: green box with 'name score' for known faces, red 'unknown'."""
+    out = image_bgr.copy()
+    thickness = max(1, round(max(out.shape[:2]) / 400))
+    for r in results:
+        colour = (0, 0, 255) if r.name == UNKNOWN else (0, 200, 0)
+        x1, y1, x2, y2 = (int(round(v)) for v in r.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
+        label = r.name if r.name == UNKNOWN else f"{r.name} {r.score:.2f}"
+        scale = 0.4 * thickness + 0.1
+        (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        top = max(y1 - h - base - 2, 0)
+        cv2.rectangle(out, (x1, top), (x1 + w + 2, top + h + base + 2), colour, cv2.FILLED)
+        cv2.putText(out, label, (x1 + 1, top + h + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), thickness, cv2.LINE_AA)
+    return out
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def open_video(source: str | int) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        what = f"camera {source}" if isinstance(source, int) else f"video {source}"
+        raise FacecnnError(f"cannot open {what}")
+    return capture
+
+
+def video_frames(source: str | int, every: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, BGR frame) of a video file or camera, every `every`-th frame."""
+    capture = open_video(source)
+    try:
+        index = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if index % every == 0:
+                yield index, frame
+            index += 1
+    finally:
+        capture.release()

@@ -1,0 +1,85 @@
+"""`facecnn verify`: are two photos the same person? And the LFW pairs protocol on any folder
+laid out as LFW is (`<Name>/<Name>_0001.jpg`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facecnn.errors import FacecnnError
+from facecnn.faces.detect import FaceDetector
+from facecnn.faces.embed import Embedder
+from facecnn.faces.enroll import main_face
+from facecnn.faces.pairs import parse_pairs, plot_roc, verification_report
+from facecnn.progress import Reporter
+from facecnn.runs import new_run_dir
+
+REPORT_KEYS = ("mean_accuracy", "std_accuracy", "tar_at_far_1e-3", "threshold", "pairs",
+               "pairs_without_face")
+
+
+def embed_files(files: list[Path], embedder: Embedder, detector: FaceDetector,
+                reporter: Reporter | None = None,
+                chunk: int = 64) -> dict[Path, np.ndarray | None]:
+    """One vector per file (its largest face), None where no face or no image was found.
+    Faces are embedded in batches of `chunk` files, holding only those images in memory."""
+    reporter = reporter or Reporter()
+    vectors: dict[Path, np.ndarray | None] = {}
+    with reporter.task("embedding faces", len(files)) as advance:
+        for start in range(0, len(files), chunk):
+            found = []
+            for file in files[start:start + chunk]:
+                vectors[file] = None
+                try:
+                    image, face = main_face(file, detector) if file.is_file() else (None, None)
+                except ValueError:
+                    face = None
+                if face is not None:
+                    found.append((file, image, face))
+                advance(1)
+            if found:
+                embedded = embedder.embed([(image, face) for _, image, face in found])
+                vectors.update({file: v for (file, _, _), v in zip(found, embedded)})
+    return vectors
+
+
+def verify_two(a: Path, b: Path, embedder: Embedder, detector: FaceDetector,
+               threshold: float | None = None) -> dict[str, Any]:
+    """Distance between the main faces of two photos and the verdict at `threshold`."""
+    for path in (a, b):
+        if not path.is_file():
+            raise FacecnnError(f"image not found: {path}")
+    vectors = embed_files([a, b], embedder, detector)
+    missing = [str(p) for p, v in vectors.items() if v is None]
+    if missing:
+        raise FacecnnError(f"no face found in {', '.join(missing)}")
+    limit = threshold if threshold is not None else embedder.default_threshold
+    distance = float(np.linalg.norm(vectors[a] - vectors[b]))
+    return {"a": str(a), "b": str(b), "distance": round(distance, 4), "threshold": limit,
+            "same_person": distance <= limit, "embedder": embedder.name}
+
+
+def verify_pairs(pairs_file: Path, root: Path, embedder: Embedder, detector: FaceDetector, *,
+                 project: str = "runs", name: str = "exp",
+                 reporter: Reporter | None = None) -> tuple[Path, dict[str, Any]]:
+    """10-fold verification accuracy, TAR at FAR 1e-3 and ROC; writes runs/verify/<name>/."""
+    if not root.is_dir():
+        raise FacecnnError(f"--root folder not found: {root}")
+    pairs = parse_pairs(pairs_file, root)
+    files = sorted({p.left for p in pairs} | {p.right for p in pairs})
+    vectors = embed_files(files, embedder, detector, reporter)
+    failed = np.array([vectors[p.left] is None or vectors[p.right] is None for p in pairs])
+    distances = np.array([np.nan if bad else float(np.linalg.norm(vectors[p.left]
+                                                                   - vectors[p.right]))
+                          for p, bad in zip(pairs, failed)])
+    report = verification_report(distances, np.array([p.same for p in pairs]),
+                                 np.array([p.fold for p in pairs]), failed)
+    report["failed_pairs"] = [[str(p.left), str(p.right)] for p, bad in zip(pairs, failed) if bad]
+    report["embedder"] = embedder.name
+    out = new_run_dir(project, "verify", name)
+    plot_roc(report, out / "roc.png", title=f"{embedder.name} on {pairs_file.name}")
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    return out, report

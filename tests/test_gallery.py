@@ -1,0 +1,272 @@
+"""The SQLite face gallery: enrolment, identification, calibration, persistence, concurrency."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facecnn.errors import FacecnnError
+from facecnn.faces.gallery import UNKNOWN, Gallery, calibrate_threshold, open_set_threshold
+
+DIM = 128
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _centres(n: int, seed: int = 0) -> np.ndarray:
+    return _unit(np.random.default_rng(seed).normal(size=(n, DIM)))
+
+
+def _faces(centre: np.ndarray, n: int, seed: int, noise: float = 0.03) -> np.ndarray:
+    """Faces of one person: the centre plus small noise (genuine ~0.5 apart, strangers ~1.4)."""
+    return _unit(centre + noise * np.random.default_rng(seed).normal(size=(n, DIM)))
+
+
+NAMES = ["alice", "bob", "carol"]
+
+
+@pytest.fixture()
+def gallery(tmp_path: Path) -> Iterator[Gallery]:
+    """Three people, five faces each."""
+    g = Gallery.create(tmp_path / "g.db", "dlib", DIM, {"size": 150, "margin": 0.25})
+    for i, (name, centre) in enumerate(zip(NAMES, _centres(3))):
+        g.add(name, _faces(centre, 5, seed=i))
+    yield g
+    g.close()
+
+
+def _people_in_new_process(path: Path) -> list:
+    code = ("import json, sys; from facecnn.faces.gallery import Gallery; "
+            "print(json.dumps(Gallery.open(sys.argv[1]).people()))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, timeout=60, check=True)
+    return json.loads(out.stdout)
+
+
+def test_create_add_people_vectors(tmp_path: Path) -> None:
+    faces = [_faces(c, n, seed=n) for c, n in zip(_centres(2), (3, 2))]
+    with pytest.raises(FacecnnError, match="invalid embedder/dim"):
+        Gallery.create(tmp_path / "sub" / "g.db", "dlib", 0)
+    assert not (tmp_path / "sub" / "g.db").exists()  # bad arguments leave no file behind
+    with Gallery.create(tmp_path / "sub" / "g.db", "dlib", DIM, {"size": 150}) as g:
+        assert (g.embedder, g.dim, g.crop, g.threshold) == ("dlib", DIM, {"size": 150}, None)
+        assert g.add("zoe", faces[0], sources=["a.jpg", "b.jpg", "c.jpg"]) == 3
+        assert g.add("adam", faces[1]) == 2
+        assert g.people() == [("adam", 2), ("zoe", 3)]
+        vecs, owners, names = g.vectors()
+    assert names == ["adam", "zoe"]
+    assert vecs.dtype == np.float32 and vecs.shape == (5, DIM)
+    assert owners.tolist() == [0, 0, 1, 1, 1]
+    np.testing.assert_array_equal(vecs, np.concatenate([faces[1], faces[0]]))
+
+
+def test_identify_nearest_and_mean(gallery: Gallery) -> None:
+    queries = np.concatenate([_faces(c, 2, seed=10 + i) for i, c in enumerate(_centres(3))])
+    expected = [name for name in NAMES for _ in range(2)]
+    for mode in ("nearest", "mean"):
+        matches = gallery.identify(queries, threshold=1.0, mode=mode)
+        assert [m.name for m in matches] == expected
+        assert all(m.score >= 0.5 and m.distance <= 1.0 for m in matches)
+
+
+def test_unknown_face_and_scores(gallery: Gallery) -> None:
+    stranger = _unit(np.random.default_rng(99).normal(size=(1, DIM)))
+    enrolled = gallery.vectors()[0][:1]
+    far, near = gallery.identify(np.concatenate([stranger, enrolled]), threshold=1.0)
+    assert far.name == UNKNOWN and far.distance > 1.0 and far.score < 0.5
+    assert near.name == "alice" and near.distance < 1e-6 and near.score == 1.0
+    # Just beyond the threshold the rounded score must still read as rejected.
+    (edge,) = gallery.identify(stranger, threshold=far.distance * (1 - 1e-7))
+    assert edge.name == UNKNOWN and edge.score < 0.5
+    (at,) = gallery.identify(stranger, threshold=far.distance)
+    assert at.name != UNKNOWN and at.score == 0.5
+
+
+def test_identify_needs_a_threshold_and_people(gallery: Gallery, tmp_path: Path) -> None:
+    with pytest.raises(FacecnnError, match="no threshold"):
+        gallery.identify(gallery.vectors()[0][:1])
+    with pytest.raises(FacecnnError, match="shape"):
+        gallery.identify(np.zeros((1, DIM + 1)), threshold=1.0)
+    with Gallery.create(tmp_path / "empty.db", "dlib", DIM) as empty:
+        with pytest.raises(FacecnnError, match="empty"):
+            empty.identify(np.zeros((1, DIM)), threshold=1.0)
+
+
+def test_calibrate_separates_clusters_and_persists(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    with Gallery.create(path, "dlib", DIM) as g:
+        for i, centre in enumerate(_centres(4, seed=1)):
+            g.add(f"p{i}", _faces(centre, 6, seed=i))
+        report = g.calibrate(target_far=0.01)
+    t = report["threshold"]
+    assert report["genuine"]["max"] < t < report["impostor"]["min"]
+    assert report["far"] == 0.0 and report["frr"] == 0.0
+    assert report["pairs"] == {"genuine": 24, "impostor": 24}
+    with Gallery.open(path) as g:
+        assert g.threshold == t
+        assert [m.name for m in g.identify(g.vectors()[0][::6])] == ["p0", "p1", "p2", "p3"]
+
+
+def test_calibrate_needs_two_people_and_a_pair(tmp_path: Path) -> None:
+    with Gallery.create(tmp_path / "g.db", "dlib", DIM) as g:
+        centres = _centres(2)
+        g.add("solo", _faces(centres[0], 3, seed=0))
+        with pytest.raises(FacecnnError, match="two people"):
+            g.calibrate()
+        g.remove("solo")
+        g.add("a", centres[:1])
+        g.add("b", centres[1:])
+        with pytest.raises(FacecnnError, match="two or more faces"):
+            g.calibrate()
+
+
+def test_calibrate_threshold_rules() -> None:
+    # Separated classes: the middle of the gap between them.
+    assert calibrate_threshold(np.array([0.2, 0.3, 0.4]), np.array([0.8, 0.9]), 0.01) == \
+        pytest.approx(0.6)
+    genuine, impostor = np.array([0.2, 0.4, 0.6, 0.8]), np.array([0.5, 0.9, 1.0, 1.1])
+    # FAR 0 allowed only below the first impostor: half the genuine faces are rejected.
+    assert calibrate_threshold(genuine, impostor, 0.0) == pytest.approx(0.45)
+    # FAR up to 25% lets every genuine face in.
+    assert calibrate_threshold(genuine, impostor, 0.25) == pytest.approx(0.85)
+    # No threshold reaches the target: fall back to the fewest errors overall.
+    assert calibrate_threshold(np.array([0.5, 0.6]), np.array([0.1, 0.9]), 0.0) == \
+        pytest.approx(0.75)
+    with pytest.raises(FacecnnError):
+        calibrate_threshold(np.array([]), impostor, 0.01)
+
+
+def test_open_set_threshold_leans_away_from_impostors() -> None:
+    genuine = np.array([0.1, 0.12, 0.14])  # a tight genuine cluster...
+    impostor = np.array([0.3, 0.6, 0.9])   # ...and impostors that spread far down
+    empirical = calibrate_threshold(genuine, impostor, 0.01)
+    assert empirical == pytest.approx(0.22)
+    t = open_set_threshold(genuine, impostor, 0.01)
+    assert 0.14 < t < empirical  # still accepts every genuine face, further from strangers
+    spread_genuine = np.array([0.1, 0.2, 0.3, 0.5])
+    tight_impostor = np.array([0.55, 0.6, 0.65])
+    assert open_set_threshold(spread_genuine, tight_impostor, 0.01) == pytest.approx(
+        calibrate_threshold(spread_genuine, tight_impostor, 0.01))
+
+
+def test_writes_persist_across_processes(gallery: Gallery) -> None:
+    assert _people_in_new_process(gallery.path) == [["alice", 5], ["bob", 5], ["carol", 5]]
+    gallery.add("dave", _centres(1, seed=5))
+    assert gallery.remove("bob") == 5
+    gallery.rename("carol", "Carol Smith")
+    assert _people_in_new_process(gallery.path) == [["Carol Smith", 5], ["alice", 5],
+                                                    ["dave", 1]]
+    with pytest.raises(FacecnnError, match="no such person"):
+        gallery.remove("bob")
+    with pytest.raises(FacecnnError, match="already exists"):
+        gallery.rename("alice", "dave")
+
+
+def test_adding_a_person_leaves_others_untouched(gallery: Gallery) -> None:
+    before, owners_before, names_before = gallery.vectors()
+    gallery.add("aaron", _centres(1, seed=7))  # sorts first: every other index shifts
+    after, owners, names = gallery.vectors()
+    for i, name in enumerate(names_before):
+        np.testing.assert_array_equal(after[owners == names.index(name)],
+                                      before[owners_before == i])
+
+
+def test_refuses_to_mix_embedders(gallery: Gallery) -> None:
+    with pytest.raises(FacecnnError, match="made with embedder dlib.*refusing to mix"):
+        Gallery.open_or_create(gallery.path, "facenet", DIM)
+    with pytest.raises(FacecnnError, match="refusing to mix"):
+        Gallery.open_or_create(gallery.path, "dlib", 512)
+    with pytest.raises(FacecnnError, match="already exists"):
+        Gallery.create(gallery.path, "dlib", DIM)
+    with Gallery.open_or_create(gallery.path, "dlib", DIM) as same:
+        assert same.crop == {"size": 150, "margin": 0.25}
+        assert len(same.people()) == 3
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "a\\b", "", "  ", "\x07bell", "unknown",
+                                  "Unknown", "x" * 101, " padded"])
+def test_invalid_names_refused(gallery: Gallery, name: str) -> None:
+    with pytest.raises(FacecnnError):
+        gallery.add(name, _centres(1))
+    with pytest.raises(FacecnnError):
+        gallery.rename("alice", name)
+    assert [n for n, _ in gallery.people()] == NAMES
+
+
+def test_bad_vectors_refused(gallery: Gallery) -> None:
+    bad = _centres(2)
+    bad[1, 0] = np.nan
+    for vectors in (bad, np.zeros((2, DIM - 1)), np.zeros(DIM), np.zeros((0, DIM))):
+        with pytest.raises(FacecnnError):
+            gallery.add("dave", vectors)
+    assert "dave" not in dict(gallery.people())
+
+
+def test_open_refuses_non_galleries(tmp_path: Path) -> None:
+    with pytest.raises(FacecnnError, match="gallery not found"):
+        Gallery.open(tmp_path / "missing.db")
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n" * 100)
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    for path in (text, other):
+        with pytest.raises(FacecnnError, match="not a facecnn gallery"):
+            Gallery.open(path)
+        with pytest.raises(FacecnnError, match="not a facecnn gallery"):
+            Gallery.open_or_create(path, "dlib", DIM)
+    assert text.read_text() == "not a database\n" * 100
+
+
+def test_concurrent_writers_and_readers(gallery: Gallery) -> None:
+    errors: list[BaseException] = []
+    writers_done = threading.Event()
+    centres = _centres(4, seed=3)
+
+    def guarded(fn):
+        def run(*args):
+            try:
+                fn(*args)
+            except BaseException as e:  # noqa: BLE001 - reported by the assert below
+                errors.append(e)
+        return run
+
+    @guarded
+    def write(i: int) -> None:
+        # Half share the fixture's connection, half open their own (file-level locking).
+        g = gallery if i % 2 else Gallery.open(gallery.path)
+        for row in _faces(centres[i], 25, seed=i):
+            g.add(f"writer{i}", row[None])
+        if g is not gallery:
+            g.close()
+
+    @guarded
+    def read() -> None:
+        while not writers_done.is_set():
+            assert len(gallery.identify(centres, threshold=1.0)) == 4
+
+    writers = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in writers + readers:
+        t.start()
+    for t in writers:
+        t.join(timeout=60)
+    writers_done.set()
+    for t in readers:
+        t.join(timeout=60)
+    assert errors == []
+    counts = dict(gallery.people())
+    assert [counts[f"writer{i}"] for i in range(4)] == [25] * 4
+    assert sum(counts.values()) == 100 + 15
+    assert [m.name for m in gallery.identify(centres, threshold=1.0)] == \
+        [f"writer{i}" for i in range(4)]
