@@ -268,3 +268,17 @@ def test_bad_input(work: Path, case: str) -> None:
         result = run_cli("verify", str(work / "wall.jpg"), str(work / "wall.jpg"), cwd=work)
         assert result.returncode == 2 and "no face found" in result.stderr
     assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def test_python_api_mirrors_the_cli(work: Path, gallery: Path) -> None:
+    from facecnn.faces import Gallery, Recognizer, align_face, detect_faces, embed_faces
+
+    image = canvas("s6", 9)
+    faces = detect_faces(image, "hog")
+    assert len(faces) == 1 and align_face(image, faces[0].landmarks, 112).shape == (112, 112, 3)
+    vector = embed_faces([(image, faces[0])], "dlib")
+    assert vector.shape == (1, 128)
+    with Gallery.open(gallery) as g:
+        assert g.identify(vector)[0].name == "s6"
+    results = Recognizer(gallery=gallery, workers=1)(image)
+    assert [r.name for r in results] == ["s6"] and results[0].score >= 0.5

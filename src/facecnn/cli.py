@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from facecnn import cli_faces
-from facecnn.errors import FacecnnError
+from facecnn.errors import FacecnnError, Interrupted
 from facecnn.terminal import console, err_console, reporter_for
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -185,8 +185,6 @@ cli_faces.register(app)
 
 def main() -> None:
     """Console entry point: user errors become one line on stderr and an exit code."""
-    from facecnn.train.trainer import Interrupted
-
     try:
         app()
     except FacecnnError as exc:

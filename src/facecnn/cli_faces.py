@@ -61,7 +61,10 @@ def enroll(
                                               "calibrating one."),
     calibrate: bool = typer.Option(True, help="Calibrate the unknown threshold (leave-one-out)."),
     flip: bool = typer.Option(False, help="Average each face with its mirror image."),
+    jitter: int = typer.Option(0, min=0, help="dlib: average this many jittered copies."),
     batch_size: int = typer.Option(32, min=1),
+    workers: Optional[int] = typer.Option(None, min=1, help="Processes for detection and "
+                                          "embedding (default: one per core)."),
     quiet: bool = typer.Option(False),
 ) -> None:
     """Embed every person's photos into a gallery (no training) and calibrate 'unknown'."""
@@ -69,10 +72,10 @@ def enroll(
     from facecnn.faces.enroll import enroll as run_enroll
 
     reporter = reporter_for(quiet)
-    report = run_enroll(faces, gallery, create_embedder(embedder, flip=flip,
+    report = run_enroll(faces, gallery, create_embedder(embedder, flip=flip, jitter=jitter,
                                                         batch_size=batch_size),
                         _detector(detector, upsample, min_size), threshold=threshold,
-                        calibrate=calibrate, reporter=reporter)
+                        calibrate=calibrate, workers=workers, reporter=reporter)
     for file in report.no_face:
         err_console.print(f"no face: {file}", highlight=False)
     for item in report.unreadable:
@@ -98,6 +101,8 @@ def recognize(
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
     every: int = typer.Option(1, min=1, help="Videos: recognise every N-th frame."),
     device: str = typer.Option("auto"),
+    workers: Optional[int] = typer.Option(None, min=1, help="Processes for detection and "
+                                          "embedding (default: one per core)."),
     quiet: bool = typer.Option(False),
 ) -> None:
     """Name every face in photos, videos or a live camera; strangers are 'unknown'."""
@@ -107,7 +112,7 @@ def recognize(
     if camera is None and not inputs:
         raise FacecnnError("give images, folders or videos to recognize, or --camera N")
     recognizer = Recognizer(gallery=gallery, model=model, threshold=threshold, mode=mode,
-                            min_confidence=min_confidence, device=device,
+                            min_confidence=min_confidence, device=device, workers=workers,
                             detector=_detector(detector, upsample, min_size))
     if camera is not None:
         recognize_camera(recognizer, camera, save=save)
@@ -134,7 +139,11 @@ def verify(
     upsample: int = typer.Option(1, min=0),
     threshold: Optional[float] = typer.Option(None, help="Same person at or below this "
                                               "distance (default: the embedder's)."),
+    min_size: int = typer.Option(20, min=1),
     flip: bool = typer.Option(False, help="Average each face with its mirror image."),
+    jitter: int = typer.Option(0, min=0, help="dlib: average this many jittered copies."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Processes for detection and "
+                                          "embedding (default: one per core)."),
     as_json: bool = typer.Option(False, "--json"),
     project: str = typer.Option("runs"),
     name: str = typer.Option("exp"),
@@ -142,14 +151,15 @@ def verify(
 ) -> None:
     """Same person? For two photos, or the LFW 10-fold protocol with --pairs and --root."""
     from facecnn.faces.embed import create_embedder
+    from facecnn.faces.pipeline import FacePipeline
     from facecnn.faces.verify import REPORT_KEYS, verify_pairs, verify_two
 
-    model = create_embedder(embedder, flip=flip)
-    found = _detector(detector, upsample, 20)
+    pipeline = FacePipeline(_detector(detector, upsample, min_size),
+                            create_embedder(embedder, flip=flip, jitter=jitter), workers)
     if pairs is not None:
         if root is None:
             raise FacecnnError("--pairs needs --root, the folder holding the images")
-        out, report = verify_pairs(pairs, root, model, found, project=project, name=name,
+        out, report = verify_pairs(pairs, root, pipeline, project=project, name=name,
                                    reporter=reporter_for(quiet or as_json))
         if as_json:
             print(json.dumps({k: report[k] for k in REPORT_KEYS}, indent=2))
@@ -161,7 +171,7 @@ def verify(
         return
     if not images or len(images) != 2:
         raise FacecnnError("give two photos, or --pairs FILE --root DIR")
-    result = verify_two(images[0], images[1], model, found, threshold)
+    result = verify_two(images[0], images[1], pipeline, threshold)
     if as_json:
         print(json.dumps(result, indent=2))
         return

@@ -1,4 +1,6 @@
-"""The one exception type users see: the CLI prints its message on one line and exits."""
+"""The exceptions the CLI turns into one line and an exit code, never a traceback."""
+
+from pathlib import Path
 
 
 class FacecnnError(Exception):
@@ -11,3 +13,11 @@ class FacecnnError(Exception):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C after last.pt was safely written; `--resume` continues it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir

@@ -82,6 +82,9 @@ class FaceDetector:
                                f"{', '.join(DETECTORS)}")
         self.name, self.upsample, self.min_size, self.max_side = name, upsample, min_size, max_side
         self.haar_scale, self.haar_neighbors = haar_scale, haar_neighbors
+        self.options = {"name": name, "upsample": upsample, "min_size": min_size,
+                        "max_side": max_side, "haar_scale": haar_scale,
+                        "haar_neighbors": haar_neighbors}  # to rebuild it in worker processes
         {"haar": _haar, "hog": dlib_models.hog_detector, "cnn": dlib_models.cnn_detector}[name]()
         dlib_models.landmark_predictor()
 

@@ -44,6 +44,7 @@ class Embedder(ABC):
     kind: str
     dim: int
     crop: dict[str, Any]
+    options: dict[str, Any]
 
     def __init__(self, flip: bool = False, batch_size: int = 32) -> None:
         self.flip, self.batch_size = flip, batch_size
@@ -168,16 +169,20 @@ class OnnxEmbedder(Embedder):
 
 
 def create_embedder(name: str, *, flip: bool = False, batch_size: int = 32,
-                    device: str = "auto") -> Embedder:
-    """`dlib`, `run:PATH` (or a run folder's path) or `onnx:PATH` (or a path ending .onnx)."""
+                    device: str = "auto", jitter: int = 0) -> Embedder:
+    """`dlib`, `run:PATH` (or a run folder's path) or `onnx:PATH` (or a path ending .onnx).
+    `jitter` (dlib only) averages that many randomly jittered copies of each face."""
     if name == "dlib":
-        return DlibEmbedder(flip, batch_size)
-    if name.startswith("onnx:") or name.endswith(".onnx"):
-        return OnnxEmbedder(Path(name.removeprefix("onnx:")), flip, batch_size)
-    path = Path(name.removeprefix("run:"))
-    if name.startswith("run:") or path.is_dir():
-        return RunEmbedder(path, flip, batch_size, device)
-    raise FacecnnError(f"unknown embedder {name!r}; use dlib, run:PATH or onnx:PATH")
+        embedder: Embedder = DlibEmbedder(flip, batch_size, jitter)
+    elif name.startswith("onnx:") or name.endswith(".onnx"):
+        embedder = OnnxEmbedder(Path(name.removeprefix("onnx:")), flip, batch_size)
+    elif name.startswith("run:") or Path(name).is_dir():
+        embedder = RunEmbedder(Path(name.removeprefix("run:")), flip, batch_size, device)
+    else:
+        raise FacecnnError(f"unknown embedder {name!r}; use dlib, run:PATH or onnx:PATH")
+    embedder.options = {"flip": flip, "batch_size": batch_size, "device": device,
+                        "jitter": jitter}  # to rebuild it in worker processes
+    return embedder
 
 
 def embed_faces(items: Iterable[FaceItem], embedder: str = "dlib") -> np.ndarray:

@@ -9,27 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from facecnn.data.decode import read_image
 from facecnn.data.folders import class_folders, files_of
 from facecnn.errors import FacecnnError
-from facecnn.faces.align import crop_box
-from facecnn.faces.detect import Face, FaceDetector, landmarks_in
+from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embed import Embedder
 from facecnn.faces.gallery import Gallery
+from facecnn.faces.pipeline import NO_FACE, FacePipeline
 from facecnn.faces.prepare import crop_settings
 from facecnn.progress import Reporter
-
-
-def main_face(file: Path, detector: FaceDetector,
-              crop: dict[str, Any] | None = None) -> tuple[np.ndarray, Face | None]:
-    """(RGB image, its largest face or None). For crops `prepare` wrote (`crop` settings
-    given) the face's place is known, so only its landmarks are found."""
-    image = read_image(file)
-    if crop is not None:
-        side = image.shape[1]
-        return image, landmarks_in(image, crop_box(side, crop["margin"]))
-    faces = detector(image)
-    return image, faces[0] if faces else None
 
 
 @dataclass
@@ -42,36 +29,19 @@ class EnrollReport:
 
 
 def enroll(folder: Path, gallery_path: Path, embedder: Embedder, detector: FaceDetector, *,
-           threshold: float | None = None, calibrate: bool = True,
+           threshold: float | None = None, calibrate: bool = True, workers: int | None = None,
            reporter: Reporter | None = None) -> EnrollReport:
-    """Add every person of FOLDER/<person>/* to the gallery (created if missing)."""
+    """Add every person of FOLDER/<person>/* (the largest face of each photo, or each crop
+    `prepare` wrote) to the gallery, which is created if missing."""
     reporter = reporter or Reporter()
-    crop = crop_settings(folder)
-    people = class_folders(folder)
+    jobs = [(person.name, file) for person in class_folders(folder) for file in files_of(person)]
     report = EnrollReport()
     with Gallery.open_or_create(gallery_path, embedder.name, embedder.dim,
                                 embedder.crop) as gallery:
-        total = sum(len(files_of(p)) for p in people)
-        with reporter.task("enrolling", total) as advance:
-            for person in people:
-                items, sources = [], []
-                for file in files_of(person):
-                    advance(1)
-                    try:
-                        image, face = main_face(file, detector, crop)
-                    except ValueError as exc:
-                        report.unreadable.append({"file": str(file), "reason": str(exc)})
-                        continue
-                    if face is None:
-                        report.no_face.append(str(file))
-                        continue
-                    items.append((image, face))
-                    sources.append(str(file))
-                if items:
-                    report.people[person.name] = gallery.add(person.name, embedder.embed(items),
-                                                             sources)
-        if not report.people:
-            raise FacecnnError(f"no face found in any image of {folder}")
+        found = _embed_people(folder, jobs, FacePipeline(detector, embedder, workers), report,
+                              reporter)
+        for person, (vectors, sources) in found.items():
+            report.people[person] = gallery.add(person, np.stack(vectors), sources)
         if threshold is not None:
             gallery.threshold = threshold
         elif calibrate:
@@ -83,3 +53,24 @@ def enroll(folder: Path, gallery_path: Path, embedder: Embedder, detector: FaceD
                 gallery.threshold = gallery.threshold or embedder.default_threshold
         report.threshold = gallery.threshold
     return report
+
+
+def _embed_people(folder: Path, jobs: list[tuple[str, Path]], pipeline: FacePipeline,
+                  report: EnrollReport, reporter: Reporter) -> dict[str, tuple[list, list]]:
+    """person -> (vectors, source files); photos without a usable face go to the report."""
+    found: dict[str, tuple[list, list]] = {}
+    with reporter.task("enrolling", len(jobs)) as advance:
+        results = pipeline.run([file for _, file in jobs], largest_only=True,
+                               crop=crop_settings(folder), advance=advance)
+        for (person, file), result in zip(jobs, results):
+            if result.error == NO_FACE:
+                report.no_face.append(str(file))
+            elif result.error:
+                report.unreadable.append({"file": str(file), "reason": result.error})
+            else:
+                vectors, sources = found.setdefault(person, ([], []))
+                vectors.append(result.vectors[0])
+                sources.append(str(file))
+    if not found:
+        raise FacecnnError(f"no face found in any image of {folder}")
+    return found

@@ -20,6 +20,7 @@ from facecnn.faces.align import align_face
 from facecnn.faces.detect import Face, FaceDetector
 from facecnn.faces.embed import PREPARE_MARGIN, Embedder, create_embedder
 from facecnn.faces.gallery import UNKNOWN, Gallery
+from facecnn.faces.pipeline import FacePipeline
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
@@ -48,7 +49,8 @@ class Recognizer:
     def __init__(self, *, gallery: str | Path | None = None, model: str | Path | None = None,
                  detector: FaceDetector | None = None, threshold: float | None = None,
                  mode: str = "nearest", min_confidence: float = 0.5,
-                 embedder: Embedder | None = None, device: str = "auto") -> None:
+                 embedder: Embedder | None = None, device: str = "auto",
+                 workers: int | None = None) -> None:
         if (gallery is None) == (model is None):
             raise FacecnnError("give either a gallery (--gallery) or a trained model (--model)")
         self.detector = detector or FaceDetector("hog")
@@ -62,6 +64,7 @@ class Recognizer:
                                    f"not {self.embedder.name}")
             if self.threshold is None and self.gallery.threshold is None:
                 self.threshold = self.embedder.default_threshold
+            self.pipeline = FacePipeline(self.detector, self.embedder, workers)
         else:
             from facecnn.inference import Predictor
 
@@ -71,12 +74,16 @@ class Recognizer:
         faces = self.detector(image)
         return self.name_faces(image, faces) if faces else []
 
+    def name_vectors(self, boxes: list[tuple[float, float, float, float]],
+                     vectors: np.ndarray) -> list[FaceResult]:
+        """Gallery answers for faces already embedded (by this process or a worker)."""
+        matches = self.gallery.identify(vectors, threshold=self.threshold, mode=self.mode)
+        return [FaceResult(box, m.name, m.score, m.distance) for box, m in zip(boxes, matches)]
+
     def name_faces(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]:
         if self.gallery is not None:
-            vectors = self.embedder.embed([(image, face) for face in faces])
-            matches = self.gallery.identify(vectors, threshold=self.threshold, mode=self.mode)
-            return [FaceResult(f.box, m.name, m.score, m.distance)
-                    for f, m in zip(faces, matches)]
+            return self.name_vectors([f.box for f in faces],
+                                     self.embedder.embed([(image, face) for face in faces]))
         meta = self.classifier.meta
         crops = np.stack([align_face(image, f.landmarks, meta["img_size"], PREPARE_MARGIN)
                           for f in faces])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import cv2
 
@@ -13,7 +13,9 @@ from facecnn.data.decode import read_image
 from facecnn.data.folders import files_of
 from facecnn.errors import FacecnnError
 from facecnn.faces.detect import FaceDetector
-from facecnn.faces.recognize import Recognizer, draw, is_video, open_video, video_frames
+from facecnn.faces.pipeline import NO_FACE
+from facecnn.faces.recognize import (FaceResult, Recognizer, draw, is_video, open_video,
+                                     video_frames)
 from facecnn.progress import Reporter
 
 WINDOW = "facecnn (q quits)"
@@ -49,26 +51,46 @@ def recognize_inputs(recognizer: Recognizer, inputs: list[Path], *, save: Path |
     files = _expand(inputs)
     if save is not None:
         save.mkdir(parents=True, exist_ok=True)
+    images = [f for f in files if not is_video(f)]
     with reporter.task("recognizing", len(files)) as advance:
+        by_file = dict(zip(images, _image_results(recognizer, images, advance)))
         for file in files:
             if is_video(file):
                 records += _recognize_video(recognizer, file, save, every)
-            else:
-                records.append(_recognize_image(recognizer, file, save))
-            advance(1)
+                advance(1)
+                continue
+            results, error = by_file[file]
+            record = {"file": str(file), "frame": 0, "faces": [r.to_dict() for r in results]}
+            if error:
+                record["error"] = error
+            elif save is not None:
+                _save_annotated(file, results, save)
+            records.append(record)
     return records
 
 
-def _recognize_image(recognizer: Recognizer, file: Path, save: Path | None) -> dict[str, Any]:
-    try:
-        image = read_image(file)
-    except ValueError as exc:
-        return {"file": str(file), "frame": 0, "faces": [], "error": str(exc)}
-    results = recognizer(image)
-    if save is not None:
-        annotated = draw(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), results)
-        cv2.imwrite(str(_free_path(save, f"{file.stem}.jpg")), annotated)
-    return {"file": str(file), "frame": 0, "faces": [r.to_dict() for r in results]}
+def _image_results(recognizer: Recognizer, images: list[Path],
+                   advance: Callable[[int], None]) -> Iterator[tuple[list[FaceResult], str]]:
+    """(results, error) per photo: gallery mode runs detection and embedding in worker
+    processes; the classifier path runs here."""
+    if recognizer.gallery is not None:
+        for item in recognizer.pipeline.run(images, advance=advance):
+            if item.error:
+                yield [], "" if item.error == NO_FACE else item.error
+            else:
+                yield recognizer.name_vectors(item.boxes, item.vectors), ""
+        return
+    for file in images:
+        advance(1)
+        try:
+            yield recognizer(read_image(file)), ""
+        except ValueError as exc:
+            yield [], str(exc)
+
+
+def _save_annotated(file: Path, results: list[FaceResult], save: Path) -> None:
+    image = cv2.cvtColor(read_image(file), cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(_free_path(save, f"{file.stem}.jpg")), draw(image, results))
 
 
 def _recognize_video(recognizer: Recognizer, file: Path, save: Path | None,

@@ -10,9 +10,7 @@ from typing import Any
 import numpy as np
 
 from facecnn.errors import FacecnnError
-from facecnn.faces.detect import FaceDetector
-from facecnn.faces.embed import Embedder
-from facecnn.faces.enroll import main_face
+from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.pairs import parse_pairs, plot_roc, verification_report
 from facecnn.progress import Reporter
 from facecnn.runs import new_run_dir
@@ -21,38 +19,23 @@ REPORT_KEYS = ("mean_accuracy", "std_accuracy", "tar_at_far_1e-3", "threshold", 
                "pairs_without_face")
 
 
-def embed_files(files: list[Path], embedder: Embedder, detector: FaceDetector,
-                reporter: Reporter | None = None,
-                chunk: int = 64) -> dict[Path, np.ndarray | None]:
-    """One vector per file (its largest face), None where no face or no image was found.
-    Faces are embedded in batches of `chunk` files, holding only those images in memory."""
+def embed_files(files: list[Path], pipeline: FacePipeline,
+                reporter: Reporter | None = None) -> dict[Path, np.ndarray | None]:
+    """One vector per file (its largest face), None where no face or no image was found."""
     reporter = reporter or Reporter()
-    vectors: dict[Path, np.ndarray | None] = {}
     with reporter.task("embedding faces", len(files)) as advance:
-        for start in range(0, len(files), chunk):
-            found = []
-            for file in files[start:start + chunk]:
-                vectors[file] = None
-                try:
-                    image, face = main_face(file, detector) if file.is_file() else (None, None)
-                except ValueError:
-                    face = None
-                if face is not None:
-                    found.append((file, image, face))
-                advance(1)
-            if found:
-                embedded = embedder.embed([(image, face) for _, image, face in found])
-                vectors.update({file: v for (file, _, _), v in zip(found, embedded)})
-    return vectors
+        return {result.file: None if result.error else result.vectors[0]
+                for result in pipeline.run(files, largest_only=True, advance=advance)}
 
 
-def verify_two(a: Path, b: Path, embedder: Embedder, detector: FaceDetector,
+def verify_two(a: Path, b: Path, pipeline: FacePipeline,
                threshold: float | None = None) -> dict[str, Any]:
     """Distance between the main faces of two photos and the verdict at `threshold`."""
     for path in (a, b):
         if not path.is_file():
             raise FacecnnError(f"image not found: {path}")
-    vectors = embed_files([a, b], embedder, detector)
+    vectors = embed_files([a, b], pipeline)
+    embedder = pipeline.embedder
     missing = [str(p) for p, v in vectors.items() if v is None]
     if missing:
         raise FacecnnError(f"no face found in {', '.join(missing)}")
@@ -62,7 +45,7 @@ def verify_two(a: Path, b: Path, embedder: Embedder, detector: FaceDetector,
             "same_person": distance <= limit, "embedder": embedder.name}
 
 
-def verify_pairs(pairs_file: Path, root: Path, embedder: Embedder, detector: FaceDetector, *,
+def verify_pairs(pairs_file: Path, root: Path, pipeline: FacePipeline, *,
                  project: str = "runs", name: str = "exp",
                  reporter: Reporter | None = None) -> tuple[Path, dict[str, Any]]:
     """10-fold verification accuracy, TAR at FAR 1e-3 and ROC; writes runs/verify/<name>/."""
@@ -70,7 +53,8 @@ def verify_pairs(pairs_file: Path, root: Path, embedder: Embedder, detector: Fac
         raise FacecnnError(f"--root folder not found: {root}")
     pairs = parse_pairs(pairs_file, root)
     files = sorted({p.left for p in pairs} | {p.right for p in pairs})
-    vectors = embed_files(files, embedder, detector, reporter)
+    vectors = embed_files(files, pipeline, reporter)
+    embedder = pipeline.embedder
     failed = np.array([vectors[p.left] is None or vectors[p.right] is None for p in pairs])
     distances = np.array([np.nan if bad else float(np.linalg.norm(vectors[p.left]
                                                                    - vectors[p.right]))

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from facecnn.config import TrainConfig
 from facecnn.data.datasets import Dataset, load_dataset
 from facecnn.data.transforms import build_augmentation
-from facecnn.errors import FacecnnError
+from facecnn.errors import FacecnnError, Interrupted
 from facecnn.models.classifier import Classifier
 from facecnn.models.freeze import apply_freeze, keep_frozen_bn_eval
 from facecnn.models.init import initialize
@@ -42,14 +42,6 @@ from facecnn.train.report import environment, write_results_csv, write_train_out
 from facecnn.train.optim import DEFAULT_CLIP_FOR, OPTIMIZERS, build_optimizer
 from facecnn.train.runtime import Runtime, select_device
 from facecnn.train.schedules import build_scheduler
-
-
-class Interrupted(Exception):
-    """Raised after Ctrl-C once last.pt is safely written."""
-
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__(str(run_dir))
-        self.run_dir = run_dir
 
 
 @dataclass
