@@ -87,6 +87,8 @@ def run_face_recognition(flat: Path, unknown: Path, cpus: int) -> tuple[float, d
     seconds = time.perf_counter() - start
     best: dict[str, tuple[float, str]] = defaultdict(lambda: (np.inf, "unknown"))
     for line in out.strip().splitlines():
+        if line.count(",") != 2:  # "WARNING: No faces found in <known photo>. Ignoring file."
+            continue
         file, name, distance = line.split(",")
         if name in ("unknown_person", "no_persons_found"):
             best.setdefault(file, (np.inf, "unknown"))

@@ -61,7 +61,7 @@ def gallery(work: Path) -> Path:
 
 def test_detectors_find_the_face_and_map_boxes_back() -> None:
     image = canvas("s5", 3)
-    for name in ("hog", "haar"):
+    for name in ("hog", "haar", "haar_seed_c"):
         faces = FaceDetector(name)(image)
         assert len(faces) == 1, name
         x1, y1, x2, y2 = faces[0].box

@@ -113,17 +113,10 @@ def predict(
     device: str = typer.Option("auto"),
 ) -> None:
     """Name the class of each image."""
-    from facecnn.data.folders import files_of
+    from facecnn.data.folders import expand_inputs
     from facecnn.inference import Predictor
 
-    paths: list[Path] = []
-    for item in files:
-        if item.is_dir():
-            paths += files_of(item)
-        elif item.is_file():
-            paths.append(item)
-        else:
-            raise FacecnnError(f"no such file or folder: {item}")
+    paths = expand_inputs(files)
     if csv_path is not None and csv_path.exists():
         raise FacecnnError(f"{csv_path} exists; choose another --csv path")
     predictions, skipped = Predictor.load(run, device)(paths, top_k=top_k)

@@ -12,7 +12,8 @@ from rich.table import Table
 from facecnn.errors import FacecnnError
 from facecnn.terminal import console, err_console, reporter_for
 
-DETECTOR_HELP = "haar, hog or cnn (dlib's MMOD CNN: most accurate, slow on CPU)."
+DETECTOR_HELP = ("hog, haar, haar_seed_c (seed C's cascade settings) or cnn (dlib's MMOD CNN: "
+                 "most accurate, slow on CPU).")
 
 
 def _detector(name: str, upsample: int, min_size: int):
@@ -188,6 +189,7 @@ def capture(
     from_video: Optional[Path] = typer.Option(None, help="Read frames from a video file."),
     detector: str = typer.Option("haar", help=DETECTOR_HELP),
     every: int = typer.Option(1, min=1, help="Look at every N-th frame."),
+    quiet: bool = typer.Option(False),
 ) -> None:
     """Save frames that show exactly one face, for each person (seed C's face_capture)."""
     from facecnn.faces.sources import capture_faces
@@ -195,7 +197,7 @@ def capture(
     saved = capture_faces(out, person, count=count,
                           source=str(from_video) if from_video else camera,
                           detector=_detector(detector, 1, 40), every=every,
-                          show=from_video is None)
+                          show=from_video is None, reporter=reporter_for(quiet))
     for name, files in saved.items():
         console.print(f"{name}: {len(files)} frames saved to {out / name}")
 

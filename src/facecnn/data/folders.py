@@ -30,6 +30,19 @@ def files_of(folder: Path) -> list[Path]:
                                              p.relative_to(folder).parts))
 
 
+def expand_inputs(inputs: list[Path]) -> list[Path]:
+    """Files as given and the files inside given folders, in order; a missing one is an error."""
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            files += files_of(item)
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise FacecnnError(f"no such file or folder: {item}")
+    return files
+
+
 def scan(root: Path) -> tuple[list[str], list[Path], np.ndarray]:
     """(class names, files, labels) of a folder-per-class tree. Empty class folders are an error."""
     folders = class_folders(root)

@@ -18,7 +18,9 @@ import numpy as np
 from facecnn.errors import FacecnnError
 from facecnn.faces import dlib_models
 
-DETECTORS = ("haar", "hog", "cnn")
+DETECTORS = ("haar", "haar_seed_c", "hog", "cnn")
+# OpenCV cascade (scaleFactor, minNeighbors): ours, and the 1.3 / 5 of seed C's scripts.
+HAAR_SETTINGS = {"haar": (1.1, 5), "haar_seed_c": (1.3, 5)}
 
 
 @dataclass
@@ -71,21 +73,21 @@ class FaceDetector:
     upsample: dlib's pyramid upsampling (finds faces down to ~40/2^n px; slower).
     min_size: smallest face side kept, in original pixels.
     max_side: images are downscaled to this longest side for detection.
-    haar_scale / haar_neighbors: Haar's scaleFactor / minNeighbors (seed C used 1.3 and 5).
     """
 
     def __init__(self, name: str = "hog", *, upsample: int = 1, min_size: int = 20,
-                 max_side: int = 1280, haar_scale: float = 1.1,
-                 haar_neighbors: int = 5) -> None:
+                 max_side: int = 1280) -> None:
         if name not in DETECTORS:
             raise FacecnnError(f"unknown detector {name!r}; choose one of: "
                                f"{', '.join(DETECTORS)}")
         self.name, self.upsample, self.min_size, self.max_side = name, upsample, min_size, max_side
-        self.haar_scale, self.haar_neighbors = haar_scale, haar_neighbors
+        self.haar = HAAR_SETTINGS.get(name)
         self.options = {"name": name, "upsample": upsample, "min_size": min_size,
-                        "max_side": max_side, "haar_scale": haar_scale,
-                        "haar_neighbors": haar_neighbors}  # to rebuild it in worker processes
-        {"haar": _haar, "hog": dlib_models.hog_detector, "cnn": dlib_models.cnn_detector}[name]()
+                        "max_side": max_side}  # to rebuild it in worker processes
+        if self.haar:
+            _haar()
+        else:
+            {"hog": dlib_models.hog_detector, "cnn": dlib_models.cnn_detector}[name]()
         dlib_models.landmark_predictor()
 
     def __call__(self, image: np.ndarray) -> list[Face]:
@@ -103,10 +105,10 @@ class FaceDetector:
         return sorted(faces, key=lambda f: -f.area)
 
     def _boxes(self, image: np.ndarray, min_side: int) -> list[tuple[tuple[float, ...], float]]:
-        if self.name == "haar":
+        if self.haar:
             gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
             rects, _, weights = _haar().detectMultiScale3(
-                gray, scaleFactor=self.haar_scale, minNeighbors=self.haar_neighbors,
+                gray, scaleFactor=self.haar[0], minNeighbors=self.haar[1],
                 minSize=(min_side, min_side), outputRejectLevels=True)
             return [((x, y, x + w, y + h), float(s)) for (x, y, w, h), s in
                     zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).ravel())]

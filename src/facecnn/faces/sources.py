@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 import cv2
 
 from facecnn.data.decode import read_image
-from facecnn.data.folders import files_of
+from facecnn.data.folders import expand_inputs
 from facecnn.errors import FacecnnError
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.pipeline import NO_FACE
@@ -19,18 +19,6 @@ from facecnn.faces.recognize import (FaceResult, Recognizer, draw, is_video, ope
 from facecnn.progress import Reporter
 
 WINDOW = "facecnn (q quits)"
-
-
-def _expand(inputs: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            files += files_of(item)
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise FacecnnError(f"no such file or folder: {item}")
-    return files
 
 
 def _free_path(folder: Path, name: str) -> Path:
@@ -48,7 +36,7 @@ def recognize_inputs(recognizer: Recognizer, inputs: list[Path], *, save: Path |
     """One record per image or video frame: {"file", "frame", "faces": [...]}."""
     reporter = reporter or Reporter()
     records: list[dict[str, Any]] = []
-    files = _expand(inputs)
+    files = expand_inputs(inputs)
     if save is not None:
         save.mkdir(parents=True, exist_ok=True)
     images = [f for f in files if not is_video(f)]
@@ -156,26 +144,27 @@ def recognize_camera(recognizer: Recognizer, camera: int, save: Path | None = No
 
 
 def capture_faces(out: Path, people: list[str], *, count: int, source: str | int,
-                  detector: FaceDetector, every: int = 1,
-                  show: bool = False) -> dict[str, list[Path]]:
+                  detector: FaceDetector, every: int = 1, show: bool = False,
+                  reporter: Reporter | None = None) -> dict[str, list[Path]]:
     """Seed C's face_capture: for each person in turn, save `count` frames that show exactly
     one face into out/<person>/, numbered after any frames already there."""
     from facecnn.faces.gallery import check_name
 
+    reporter = reporter or Reporter()
     frames = video_frames(source, every)
     saved: dict[str, list[Path]] = {}
     for person in people:
         folder = out / check_name(person)
         folder.mkdir(parents=True, exist_ok=True)
         saved[person] = []
-        for _, frame in frames:
-            faces = detector(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            if len(faces) == 1:
-                target = _free_path(folder, f"{person}_{len(saved[person]) + 1:04d}.jpg")
-                cv2.imwrite(str(target), frame)
-                saved[person].append(target)
-            if show and not _show(frame):
-                break
-            if len(saved[person]) >= count:
-                break
+        with reporter.task(f"capturing {person}", count) as advance:
+            for _, frame in frames:
+                faces = detector(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                if len(faces) == 1:
+                    target = _free_path(folder, f"{person}_{len(saved[person]) + 1:04d}.jpg")
+                    cv2.imwrite(str(target), frame)
+                    saved[person].append(target)
+                    advance(1)
+                if show and not _show(frame) or len(saved[person]) >= count:
+                    break
     return saved
