@@ -117,3 +117,16 @@ def test_unknown_initializer_lists_the_valid_names():
     with pytest.raises(FacecnnError, match="glorot"):
         initialize(nn.Linear(2, 2), "xavier")
     assert INITIALIZERS == ("default", "zeros", "normal", "glorot", "he")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_builds_and_runs(name: str) -> None:
+    """Shapes only (meta device, no weights): each model maps images to one logit per class."""
+    info = model_info(name)
+    size = info.img_size if name not in ZOO else 96
+    with torch.device("meta"):
+        model = create_model(name, 7, img_size=size)
+        logits = model(torch.empty(2, info.in_chans, size, size))
+        features = model.features(torch.empty(2, info.in_chans, size, size))
+    assert tuple(logits.shape) == (2, 7)
+    assert tuple(features.shape) == (2, model.classifier.in_features)

@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from facecnn import cli_faces
+from facecnn import cli_faces, cli_studies
 from facecnn.errors import FacecnnError, Interrupted
 from facecnn.terminal import console, err_console, reporter_for
 
@@ -174,6 +174,7 @@ def demo(
 
 
 cli_faces.register(app)
+cli_studies.register(app)
 
 
 def main() -> None:

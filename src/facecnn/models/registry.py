@@ -101,7 +101,9 @@ def _build_timm(num_classes: int, in_chans: int, img_size: int, head: str | None
             f"could not download pretrained weights for {timm_name} ({type(exc).__name__}); "
             "offline? pass --weights FILE with a local state dict instead"
         ) from None
-    return Classifier(backbone, build_head(head or "gap", backbone.num_features, num_classes))
+    # Pooled feature width: some nets (MobileNetV3, ViTs) add a pre-logits layer after pooling.
+    width = getattr(backbone, "head_hidden_size", None) or backbone.num_features
+    return Classifier(backbone, build_head(head or "gap", width, num_classes))
 
 
 def list_models() -> list[str]:

@@ -27,7 +27,7 @@ def _epoch_axis(ax, first: int, last: int) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     """Write the figure and close it, so long runs that plot every epoch do not leak memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +51,7 @@ def plot_curves(rows: list[dict], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion(cm: np.ndarray, class_names: list[str], path: Path, normalize: bool = True) -> Path:
@@ -83,7 +83,7 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], path: Path, normalize
                 color = "white" if shown[i, j] > threshold else "black"
                 ax.text(j, i, text, ha="center", va="center", color=color, fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_lr_schedule(lrs: list[float], path: Path, title: str) -> Path:
@@ -96,4 +96,4 @@ def plot_lr_schedule(lrs: list[float], path: Path, title: str) -> Path:
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,0 +1,1 @@
+"""Studies that combine or compare several trained runs."""

@@ -1,0 +1,151 @@
+"""Studies end to end through the CLI: every shipped YAML on tiny settings, resume, seeds,
+the odd/even transfer head, ensembles and every visualize command."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+from conftest import make_jpeg_tree, run_cli
+from facecnn.data.datasets import load_dataset
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+
+
+def rows(study_dir: Path) -> list[dict[str, str]]:
+    with (study_dir / "comparison.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def compare(tmp_path: Path, *args: str) -> Path:
+    result = run_cli("compare", *args, "--epochs", "1", "--quiet", "--project", str(tmp_path),
+                     cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_jpeg_tree(tmp_path_factory.mktemp("studies") / "faces", ["s1", "s2", "s3"], 5)
+
+
+def test_optimizers_study(tmp_path: Path) -> None:
+    compare(tmp_path, str(STUDIES / "optimizers.yaml"), "--data", "digits", "--seeds", "0")
+    out = tmp_path / "compare" / "optimizers"
+    names = {r["run"] for r in rows(out)}
+    assert names == {f"optimizer-{o}" for o in ("sgd", "sgd_clip", "momentum", "nesterov",
+                                                 "adagrad", "adadelta", "rmsprop", "adam",
+                                                 "adamw")}
+    accs = [float(r["best_val_acc"]) for r in rows(out)]
+    assert accs == sorted(accs, reverse=True)  # the table is sorted, best first
+    assert (out / "comparison.png").stat().st_size > 10_000
+    assert "| optimizer-adam |" in (out / "comparison.md").read_text()
+
+
+def test_seeds_pool_into_mean_and_std_and_a_study_resumes(tmp_path: Path) -> None:
+    study = str(STUDIES / "initializers.yaml")
+    compare(tmp_path, study, "--data", "digits", "--seeds", "0,1")
+    out = tmp_path / "compare" / "initializers"
+    table = {r["run"]: r for r in rows(out)}
+    assert set(table) == {"init-zeros", "init-normal", "init-glorot", "init-he"}
+    assert all(r["seeds"] == "2" for r in table.values())
+    assert float(table["init-he"]["best_val_acc"]) > float(table["init-zeros"]["best_val_acc"])
+    runs = out / "train"
+    finished = {p.name: (p / "metrics.json").stat().st_mtime_ns for p in runs.iterdir()}
+    assert len(finished) == 8
+    (runs / "init-he_seed-1" / "metrics.json").unlink()  # as if stopped before the end
+    compare(tmp_path, study, "--data", "digits", "--seeds", "0,1")
+    again = {p.name: (p / "metrics.json").stat().st_mtime_ns for p in runs.iterdir()}
+    changed = {name for name in finished if again[name] != finished[name]}
+    assert changed == {"init-he_seed-1"}  # only the unfinished run trained again
+    assert len(rows(out)) == 4
+
+
+def test_transfer_odd_even_trains_only_a_two_unit_head(tmp_path: Path) -> None:
+    compare(tmp_path, str(STUDIES / "transfer_odd_even.yaml"), "--data", "digits_odd_even")
+    table = {r["run"]: r for r in rows(tmp_path / "compare" / "transfer_odd_even")}
+    assert set(table) == {"digits", "scratch", "transfer"}
+    assert float(table["transfer"]["trainable"]) == 202  # seed E: 100 * 2 + 2
+    assert float(table["scratch"]["trainable"]) == float(table["scratch"]["total"])
+
+
+def test_pretrained_study_says_what_it_needs(tmp_path: Path, faces: Path) -> None:
+    study = str(STUDIES / "pretrained_vs_scratch.yaml")
+    result = compare(tmp_path, study, "--data", str(faces), "--img-size", "32")
+    assert "skipped resnet18_pretrained: needs ImageNet weights" in result.stdout
+    out = tmp_path / "compare" / "pretrained_vs_scratch"
+    assert {r["run"] for r in rows(out)} == {"resnet18_scratch", "seed_face_cnn3"}
+    assert "skipped: needs ImageNet weights" in (out / "comparison.md").read_text()
+    weights = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), weights)
+    compare(tmp_path, study, "--data", str(faces), "--img-size", "32", "--weights", str(weights))
+    table = {r["run"]: r for r in rows(out)}
+    assert float(table["resnet18_pretrained"]["trainable"]) < \
+        float(table["resnet18_pretrained"]["total"])  # layer1-3 frozen
+
+
+@pytest.mark.parametrize("name,size", [("mobile_size", "32"), ("architectures", "96")])
+def test_size_and_architecture_studies(tmp_path: Path, faces: Path, name: str,
+                                       size: str) -> None:
+    compare(tmp_path, str(STUDIES / f"{name}.yaml"), "--data", str(faces), "--img-size", size)
+    table = rows(tmp_path / "compare" / name)
+    assert len(table) in (4, 5) and all(float(r["size_mb"]) > 0 for r in table)
+    assert all(float(r["latency_ms"]) > 0 for r in table)
+
+
+def test_compare_from_flags_alone(tmp_path: Path, faces: Path) -> None:
+    compare(tmp_path, "--data", str(faces), "--models", "seed_face_cnn3,resnet18",
+            "--optimizers", "adam,sgd", "--img-size", "32", "--name", "grid")
+    assert len(rows(tmp_path / "compare" / "grid")) == 4
+
+
+def test_bad_study_file(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("name: x\naxes: {colour: [red]}\ndata: digits\n")
+    result = run_cli("compare", str(tmp_path / "bad.yaml"), "--quiet", cwd=tmp_path)
+    assert result.returncode == 2 and "unknown axis 'colour'" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def digit_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("digit_runs")
+    for seed in ("0", "1"):
+        result = run_cli("train", "digits", "--model", "seed_mnist_cnn", "--epochs", "2",
+                         "--seed", seed, "--quiet", "--project", str(root), "--name", "d",
+                         cwd=root)
+        assert result.returncode == 0, result.stderr
+    return [root / "train" / "d", root / "train" / "d2"]
+
+
+def test_ensemble_cli(tmp_path: Path, digit_runs: list[Path]) -> None:
+    result = run_cli("ensemble", *map(str, digit_runs), "--data", "digits", "--weights", "1,1",
+                     "--quiet", "--project", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "ensemble" / "exp"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["members"]) == 2
+    assert metrics["accuracy"] >= min(m["accuracy"] for m in metrics["members"]) - 0.02
+    lines = (out / "predictions.csv").read_text().splitlines()
+    test_images = len(load_dataset("digits", 28, 1).test)
+    assert lines[0] == "id,label" and len(lines) == test_images + 1
+
+
+def test_every_visualize_command(tmp_path: Path, digit_runs: list[Path], att_faces: Path) -> None:
+    run, photo = str(digit_runs[0]), str(att_faces / "s1" / "1.pgm")
+    commands = {"schedule": ["--schedule", "step", "--epochs", "22", "--lr", "5e-4"],
+                "kernels": [photo], "feature-maps": [run, photo], "gradcam": [run, photo],
+                "predictions": [run, "digits", "--grid", "3x4"]}
+    expected = {"schedule": 1, "kernels": 1, "feature-maps": 3, "gradcam": 1,
+                "predictions": 1}  # seed_mnist_cnn has three conv layers
+    for command, args in commands.items():
+        result = run_cli("visualize", command, *args, "--project", str(tmp_path), "--name",
+                         command, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        pngs = sorted((tmp_path / "visualize" / command).glob("*.png"))
+        assert len(pngs) == expected[command], command
+        assert all(p.stat().st_size > 2000 for p in pngs)
+        assert all(str(p) in result.stdout for p in pngs)

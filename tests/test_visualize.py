@@ -1,0 +1,133 @@
+"""Every visualisation writes a readable PNG; Grad-CAM explains the class the model picks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from facecnn.errors import FacecnnError
+from facecnn.models import create_model
+from facecnn.viz.feature_maps import feature_maps
+from facecnn.viz.gradcam import gradcam, overlay_figure
+from facecnn.viz.kernels import kernel_figure
+from facecnn.viz.predictions import parse_grid, predictions_grid
+
+
+@pytest.fixture(scope="module")
+def face_rgb(att_faces: Path) -> np.ndarray:
+    return np.asarray(Image.open(att_faces / "s1" / "1.pgm").convert("RGB"))
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    assert path.is_file()
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        return img.size
+
+
+def _face_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return create_model("seed_face_cnn3", 3, img_size=32)
+
+
+def test_kernel_figure(face_rgb: np.ndarray, tmp_path: Path) -> None:
+    path = kernel_figure(face_rgb, tmp_path / "sub" / "kernels.png")
+    assert path == tmp_path / "sub" / "kernels.png"
+    assert _png_size(path)[0] > 500
+
+
+@pytest.mark.parametrize("name, chans, names", [
+    ("seed_face_cnn3", 3, ["01_backbone_block1_0.png", "02_backbone_block2_0.png",
+                           "03_backbone_block3_0.png"]),
+    ("seed_mnist_cnn", 1, ["01_backbone_block1_0.png", "02_backbone_block2_0.png",
+                           "03_backbone_block3_0.png"]),
+])
+def test_feature_maps_one_png_per_conv(name: str, chans: int, names: list[str],
+                                       tmp_path: Path) -> None:
+    model = create_model(name, 3, img_size=32).train()
+    paths = feature_maps(model, torch.randn(1, chans, 32, 32), tmp_path / "maps", max_channels=16)
+    assert [p.name for p in paths] == names
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == names
+    assert len(paths) == sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    for path in paths:
+        _png_size(path)
+    assert model.training  # the caller's mode is restored
+
+
+def test_feature_maps_needs_convs(tmp_path: Path) -> None:
+    with pytest.raises(FacecnnError, match="no Conv2d"):
+        feature_maps(create_model("seed_mlp", 3, img_size=28), torch.randn(1, 1, 28, 28), tmp_path)
+
+
+def test_gradcam_map_and_class() -> None:
+    model = _face_model()
+    heat, target, prob = gradcam(model, torch.randn(1, 3, 32, 32))
+    assert heat.shape == (32, 32)
+    assert heat.min() >= 0 and heat.max() <= 1
+    assert 0 <= target < 3 and 0 < prob <= 1
+    assert all(p.grad is None for p in model.parameters())  # no gradients left behind
+
+
+def test_gradcam_explains_the_predicted_class() -> None:
+    model = _face_model()
+    with torch.no_grad():
+        model.classifier.bias.copy_(torch.tensor([0.0, 0.0, 50.0]))
+    x = torch.randn(1, 3, 32, 32)
+    _, target, prob = gradcam(model, x)
+    assert target == 2 and prob > 0.99
+    _, target, prob = gradcam(model, x, target=0)
+    assert target == 0 and prob < 0.01
+
+
+def test_gradcam_all_zero_map_is_zeros() -> None:
+    model = _face_model()
+    last = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    heat, _, _ = gradcam(model, torch.randn(1, 3, 32, 32))
+    assert heat.shape == (32, 32) and not heat.any()
+
+
+def test_gradcam_on_given_layer_and_frozen_model() -> None:
+    model = _face_model()
+    model.requires_grad_(False)
+    first = model.backbone.block1[0]
+    heat, _, _ = gradcam(model, torch.randn(1, 3, 32, 32), layer=first)
+    assert heat.shape == (32, 32) and np.isfinite(heat).all()
+
+
+def test_gradcam_timm_resnet() -> None:
+    torch.manual_seed(0)
+    model = create_model("resnet18", 2, img_size=32)
+    heat, target, prob = gradcam(model, torch.randn(1, 3, 32, 32))
+    assert heat.shape == (32, 32) and heat.min() >= 0 and heat.max() <= 1
+    assert target in (0, 1) and 0 < prob <= 1
+
+
+def test_overlay_figure(face_rgb: np.ndarray, tmp_path: Path) -> None:
+    heat = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    path = overlay_figure(face_rgb, heat, "s1 (0.93)", tmp_path / "cam" / "overlay.png")
+    assert _png_size(path)[0] > 500
+
+
+@pytest.mark.parametrize("count, chans", [(32, 3), (5, 1)])
+def test_predictions_grid(count: int, chans: int, tmp_path: Path) -> None:
+    images = np.random.default_rng(0).integers(0, 256, (count, 24, 24, chans), dtype=np.uint8)
+    true = [f"c{i % 3}" for i in range(count)]
+    predicted = [f"c{i % 2}" for i in range(count)]
+    path = predictions_grid(images, predicted, true, tmp_path / "grid.png")
+    _png_size(path)
+
+
+def test_parse_grid() -> None:
+    assert parse_grid("4x8") == (4, 8)
+    assert parse_grid("2X3") == (2, 3)
+    for bad in ("4by8", "4x", "0x8", ""):
+        with pytest.raises(FacecnnError):
+            parse_grid(bad)
