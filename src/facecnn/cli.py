@@ -113,13 +113,13 @@ def predict(
     device: str = typer.Option("auto"),
 ) -> None:
     """Name the class of each image."""
+    from facecnn.classify import load_classifier
     from facecnn.data.folders import expand_inputs
-    from facecnn.inference import Predictor
 
     paths = expand_inputs(files)
     if csv_path is not None and csv_path.exists():
         raise FacecnnError(f"{csv_path} exists; choose another --csv path")
-    predictions, skipped = Predictor.load(run, device)(paths, top_k=top_k)
+    predictions, skipped = load_classifier(run, device)(paths, top_k=top_k)
     for item in skipped:
         err_console.print(f"skipped {item['file']}: {item['reason']}", highlight=False)
     if csv_path is not None:
@@ -135,6 +135,31 @@ def predict(
         extra = [", ".join(f"{n} {s:.3f}" for n, s in p.top_k)] if top_k > 1 else []
         table.add_row(p.file, p.label, f"{p.score:.3f}", *extra)
     console.print(table)
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="A training run folder or its model file."),
+    format: str = typer.Option("onnx", help="onnx (the one format for now)."),
+    out: Optional[Path] = typer.Option(None, help="Output file (default: RUN/model.onnx)."),
+    opset: int = typer.Option(17, help="ONNX opset version."),
+) -> None:
+    """Export a trained model for programs without PyTorch (checked against PyTorch)."""
+    from facecnn.export import export_onnx
+
+    if format != "onnx":
+        raise FacecnnError(f"unknown format {format!r}; the one format is onnx")
+    report = export_onnx(run, out, opset)
+    table = Table("", "PyTorch", "ONNX (onnxruntime)")
+    table.add_row("file MB", f"{report['pytorch_mb']:.3f}", f"{report['onnx_mb']:.3f}")
+    table.add_row("latency ms (1 image, CPU)", f"{report['pytorch_latency_ms']:.2f}",
+                  f"{report['onnx_latency_ms']:.2f}")
+    console.print(table)
+    console.print(f"{report['onnx']} (opset {report['opset']}; differs from PyTorch by "
+                  f"{report['max_abs_difference']:.1e} in probability, "
+                  f"{report['max_relative_logit_difference']:.1e} in relative logits); "
+                  f"classes and preprocessing in "
+                  f"{report['onnx']}.json", highlight=False)
 
 
 @app.command()

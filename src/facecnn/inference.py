@@ -8,15 +8,13 @@ folder - or that one file - is enough to predict.
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from facecnn.data.decode import decode_image
+from facecnn.classify import ImageClassifier, median_ms
 from facecnn.errors import FacecnnError
 from facecnn.models.classifier import Classifier
 from facecnn.models.registry import create_model
@@ -63,24 +61,11 @@ def load_inference_model(path: Path) -> tuple[Classifier, dict[str, Any]]:
     return model.eval(), meta
 
 
-@dataclass
-class Prediction:
-    file: str
-    label: str
-    score: float
-    top_k: list[tuple[str, float]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "label": self.label, "score": self.score,
-                "top_k": [[name, score] for name, score in self.top_k]}
-
-
-class Predictor:
+class Predictor(ImageClassifier):
     """Classify image files with a trained run: `Predictor.load(run)(paths)`."""
 
     def __init__(self, model: Classifier, meta: dict[str, Any], device: str = "auto") -> None:
         self.meta = meta
-        self.classes: list[str] = meta["classes"]
         self.rt = Runtime.create(select_device(device), meta["mean"], meta["std"])
         self.model = model.to(self.rt.device).eval()
 
@@ -95,28 +80,6 @@ class Predictor:
         with self.rt.autocast():
             return torch.softmax(self.model(x).float(), dim=1).cpu().numpy()
 
-    def __call__(self, files: list[Path], top_k: int = 1,
-                 batch_size: int = 64) -> tuple[list[Prediction], list[dict[str, str]]]:
-        """Predictions for readable files and a list of the files skipped, with the reason."""
-        size, chans = self.meta["img_size"], self.meta["in_chans"]
-        predictions, skipped = [], []
-        for start in range(0, len(files), batch_size):
-            chunk, images = [], []
-            for file in files[start:start + batch_size]:
-                try:
-                    images.append(decode_image(file, size, chans))
-                    chunk.append(file)
-                except ValueError as exc:
-                    skipped.append({"file": str(file), "reason": str(exc)})
-            if not images:
-                continue
-            probs = self.probabilities(np.stack(images))
-            for file, p in zip(chunk, probs):
-                order = np.argsort(-p)[:max(top_k, 1)]
-                ranked = [(self.classes[i], float(p[i])) for i in order]
-                predictions.append(Prediction(str(file), ranked[0][0], ranked[0][1], ranked))
-        return predictions, skipped
-
 
 @torch.inference_mode()
 def latency_ms(model: torch.nn.Module, rt: Runtime, in_chans: int, img_size: int,
@@ -124,15 +87,11 @@ def latency_ms(model: torch.nn.Module, rt: Runtime, in_chans: int, img_size: int
     """Median milliseconds to classify one image (batch of one) on `rt`'s device."""
     model.eval()
     x = rt.normalize(torch.rand(1, in_chans, img_size, img_size, device=rt.device))
-    timings = []
-    for i in range(repeats + 3):
-        if rt.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+
+    def forward() -> None:
         with rt.autocast():
             model(x)
         if rt.device.type == "cuda":
             torch.cuda.synchronize()
-        if i >= 3:
-            timings.append((time.perf_counter() - start) * 1000)
-    return float(np.median(timings))
+
+    return median_ms(forward, repeats)

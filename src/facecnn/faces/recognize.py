@@ -66,9 +66,9 @@ class Recognizer:
                 self.threshold = self.embedder.default_threshold
             self.pipeline = FacePipeline(self.detector, self.embedder, workers)
         else:
-            from facecnn.inference import Predictor
+            from facecnn.classify import load_classifier
 
-            self.classifier = Predictor.load(Path(model), device)
+            self.classifier = load_classifier(Path(model), device)
 
     def __call__(self, image: np.ndarray) -> list[FaceResult]:
         faces = self.detector(image)

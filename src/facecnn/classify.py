@@ -1,0 +1,124 @@
+"""Classifying image files with a trained model, whatever runs it: PyTorch (a run folder or
+its model.safetensors) or onnxruntime (an exported model.onnx, no torch imported)."""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from facecnn.data.decode import decode_image
+from facecnn.errors import FacecnnError
+
+SIDECAR = ".json"  # model.onnx -> model.onnx.json: classes and preprocessing
+
+
+@dataclass
+class Prediction:
+    file: str
+    label: str
+    score: float
+    top_k: list[tuple[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "label": self.label, "score": self.score,
+                "top_k": [[name, score] for name, score in self.top_k]}
+
+
+class ImageClassifier(ABC):
+    """Base: `meta` (classes, img_size, in_chans, mean, std) and `probabilities(uint8 NHWC)`."""
+
+    meta: dict[str, Any]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.meta["classes"]
+
+    @abstractmethod
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, C) uint8 at the model's size -> (N, classes) softmax probabilities."""
+
+    def __call__(self, files: list[Path], top_k: int = 1,
+                 batch_size: int = 64) -> tuple[list[Prediction], list[dict[str, str]]]:
+        """Predictions for readable files and a list of the files skipped, with the reason."""
+        size, chans = self.meta["img_size"], self.meta["in_chans"]
+        predictions, skipped = [], []
+        for start in range(0, len(files), batch_size):
+            chunk, images = [], []
+            for file in files[start:start + batch_size]:
+                try:
+                    images.append(decode_image(file, size, chans))
+                    chunk.append(file)
+                except ValueError as exc:
+                    skipped.append({"file": str(file), "reason": str(exc)})
+            if not images:
+                continue
+            for file, p in zip(chunk, self.probabilities(np.stack(images))):
+                order = np.argsort(-p)[:max(top_k, 1)]
+                ranked = [(self.classes[i], float(p[i])) for i in order]
+                predictions.append(Prediction(str(file), ranked[0][0], ranked[0][1], ranked))
+        return predictions, skipped
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class OnnxClassifier(ImageClassifier):
+    """An exported model on onnxruntime: numpy preprocessing, no PyTorch needed."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise FacecnnError("ONNX models need onnxruntime: pip install onnxruntime") from None
+        sidecar = path.with_name(path.name + SIDECAR)
+        if not path.is_file() or not sidecar.is_file():
+            raise FacecnnError(f"need {path} and its {sidecar.name} (written by facecnn export)")
+        self.meta = json.loads(sidecar.read_text())
+        try:
+            self.session = ort.InferenceSession(str(path),
+                                                providers=ort.get_available_providers())
+        except Exception as exc:  # onnxruntime has its own exception types
+            raise FacecnnError(f"cannot load {path}: {type(exc).__name__}") from None
+        shape = (1, -1, 1, 1)
+        self.mean = np.asarray(self.meta["mean"], np.float32).reshape(shape)
+        self.std = np.asarray(self.meta["std"], np.float32).reshape(shape)
+        self.input = self.session.get_inputs()[0].name
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: x})[0]
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """uint8 NHWC -> the float32 NCHW input the PyTorch model was trained on."""
+        x = images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+        return np.ascontiguousarray((x - self.mean) / self.std, dtype=np.float32)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        return softmax(self.logits(self.prepare(images)))
+
+
+def load_classifier(path: Path, device: str = "auto") -> ImageClassifier:
+    """A run folder / model.safetensors (PyTorch) or a model.onnx (onnxruntime)."""
+    if path.suffix == ".onnx":
+        return OnnxClassifier(path)
+    from facecnn.inference import Predictor
+
+    return Predictor.load(path, device)
+
+
+def median_ms(run: Callable[[], Any], repeats: int = 20, warmup: int = 3) -> float:
+    """Median wall milliseconds of `run()` after a few warm-up calls."""
+    timings = []
+    for i in range(repeats + warmup):
+        start = time.perf_counter()
+        run()
+        if i >= warmup:
+            timings.append((time.perf_counter() - start) * 1000)
+    return float(np.median(timings))
