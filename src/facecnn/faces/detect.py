@@ -68,7 +68,7 @@ def _haar() -> Any:
 
 
 class FaceDetector:
-    """`FaceDetector("hog")(rgb_image) -> [Face, ...]`, largest first.
+    """`FaceDetector("hog")(rgb_image) -> [Face, ...]`, largest first (then most confident).
 
     upsample: dlib's pyramid upsampling (finds faces down to ~40/2^n px; slower).
     min_size: smallest face side kept, in original pixels.
@@ -102,7 +102,8 @@ class FaceDetector:
                    min(x2 / scale, image.shape[1] - 1.0), min(y2 / scale, image.shape[0] - 1.0))
             if min(box[2] - box[0], box[3] - box[1]) >= self.min_size:
                 faces.append(landmarks_in(image, box, score))
-        return sorted(faces, key=lambda f: -f.area)
+        # dlib's box sizes are discrete, so equal areas are common: the surer face goes first
+        return sorted(faces, key=lambda f: (-round(f.area / 100), -f.score))
 
     def _boxes(self, image: np.ndarray, min_side: int) -> list[tuple[tuple[float, ...], float]]:
         if self.haar:
