@@ -202,6 +202,36 @@ def capture(
         console.print(f"{name}: {len(files)} frames saved to {out / name}")
 
 
+def serve(
+    gallery: Optional[Path] = typer.Option(None, help="Gallery for recognize/verify/people."),
+    model: Optional[Path] = typer.Option(None, help="A run or model.onnx for /v1/classify."),
+    host: Optional[str] = typer.Option(None, help="Default 0.0.0.0 with keys, else 127.0.0.1."),
+    port: int = typer.Option(8000),
+    api_key_file: Optional[Path] = typer.Option(None, help="Lines `KEY [read|admin]` "
+                                                "(or $FACECNN_API_KEYS)."),
+    max_upload_mb: float = typer.Option(10.0, min=0.01),
+    max_pixels: int = typer.Option(40_000_000, min=1),
+    detector: str = typer.Option("hog", help=DETECTOR_HELP),
+) -> None:
+    """REST API (OpenAPI docs at /docs) on one port."""
+    import uvicorn
+
+    from facecnn.serve.app import create_app
+    from facecnn.serve.security import KeyStore
+
+    if gallery is not None and not gallery.is_file():
+        raise FacecnnError(f"gallery not found: {gallery}")
+    keys = KeyStore.load(api_key_file)
+    if keys is None:
+        if host not in (None, "127.0.0.1", "localhost"):
+            raise FacecnnError("without API keys the server only listens on 127.0.0.1; give "
+                               "--api-key-file to serve other machines")
+        host = "127.0.0.1"
+        console.print("no API keys: listening on 127.0.0.1 only")
+    app = create_app(gallery, model, keys, max_upload_mb, max_pixels, detector)
+    uvicorn.run(app, host=host or "0.0.0.0", port=port, log_level="warning")
+
+
 gallery_app = typer.Typer(help="List, rename or remove the people of a gallery.",
                           no_args_is_help=True)
 
@@ -247,6 +277,6 @@ def gallery_remove(gallery: Path, name: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    for command in (prepare, capture, enroll, recognize, verify):
+    for command in (prepare, capture, enroll, recognize, verify, serve):
         app.command()(command)
     app.add_typer(gallery_app, name="gallery")

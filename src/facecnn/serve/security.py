@@ -1,0 +1,92 @@
+"""API keys (stored hashed, read-only or admin) and what an upload may be before it is decoded."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from facecnn.errors import FacecnnError
+
+ROLES = ("read", "admin")
+KEYS_ENV = "FACECNN_API_KEYS"
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass
+class KeyStore:
+    """sha256 of each key -> role. The keys themselves are never kept in memory."""
+
+    roles: dict[str, str]
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> "KeyStore":
+        """Lines `KEY [read|admin]` (admin by default); `#` starts a comment."""
+        roles = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            fields = line.split("#", 1)[0].split()
+            if not fields:
+                continue
+            role = fields[1] if len(fields) > 1 else "admin"
+            if len(fields) > 2 or role not in ROLES or len(fields[0]) < 16:
+                raise FacecnnError(f"{source}, line {number}: expected `KEY [read|admin]` with "
+                                   "a key of at least 16 characters")
+            roles[_digest(fields[0])] = role
+        if not roles:
+            raise FacecnnError(f"{source} holds no API keys")
+        return cls(roles)
+
+    @classmethod
+    def load(cls, file: Path | None) -> "KeyStore | None":
+        """Keys from --api-key-file, else from $FACECNN_API_KEYS (`;`-separated lines)."""
+        if file is not None:
+            if not file.is_file():
+                raise FacecnnError(f"API key file not found: {file}")
+            return cls.parse(file.read_text(), str(file))
+        if os.environ.get(KEYS_ENV):
+            return cls.parse(os.environ[KEYS_ENV].replace(";", "\n"), KEYS_ENV)
+        return None
+
+    def role(self, key: str | None) -> str | None:
+        if not key:
+            return None
+        digest = _digest(key)
+        for known, role in self.roles.items():
+            if hmac.compare_digest(known, digest):
+                return role
+        return None
+
+
+class UploadError(Exception):
+    """An upload refused before any model saw it: HTTP status and a one-line reason."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
+    """Upright RGB pixels of an uploaded image. The format is sniffed from the bytes (a text
+    file named .jpg is refused with 415) and the size is checked from the header before the
+    pixels are decoded, so a decompression bomb costs nothing."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError):
+        raise UploadError(415, "not an image (JPEG, PNG, BMP, WebP, ...)") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise UploadError(413, f"image of {width}x{height} pixels is over the limit of "
+                               f"{max_pixels:,}")
+    try:
+        return np.array(ImageOps.exif_transpose(image).convert("RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise UploadError(422, "the image could not be decoded") from None

@@ -1,0 +1,191 @@
+"""The FAISS index beside the gallery: same answers as Gallery.identify, a cache that is rebuilt
+whenever the gallery changed, and an approximate kind that keeps recall on large galleries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from facecnn.errors import FacecnnError
+from facecnn.faces import index as index_module
+from facecnn.faces.gallery import UNKNOWN, Gallery
+from facecnn.faces.index import FLAT, IVF, GalleryIndex
+
+DIM = 128
+THRESHOLD = 0.6
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _people(n: int, per_person: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Clustered faces: a random centre per person plus noise (same person ~0.5 apart)."""
+    rng = np.random.default_rng(seed)
+    centres = _unit(rng.normal(size=(n, DIM)))
+    return {f"p{seed}_{i:04d}": _unit(c + 0.03 * rng.normal(size=(per_person, DIM)))
+            for i, c in enumerate(centres)}
+
+
+def _queries(faces: dict[str, np.ndarray], n: int, seed: int) -> np.ndarray:
+    """Half fresh faces of enrolled people (some beyond the threshold), half strangers."""
+    rng = np.random.default_rng(seed)
+    known = np.stack([faces[name][0] for name in rng.choice(list(faces), n // 2)])
+    noise = rng.uniform(0.01, 0.05, size=(len(known), 1))
+    strangers = rng.normal(size=(n - len(known), DIM))
+    return _unit(np.concatenate([_unit(known + noise * rng.normal(size=known.shape)),
+                                 _unit(strangers)]))
+
+
+@pytest.fixture()
+def gallery(tmp_path: Path) -> Iterator[Gallery]:
+    g = Gallery.create(tmp_path / "g.db", "dlib", DIM)
+    for name, faces in _people(40, 5).items():
+        g.add(name, faces)
+    yield g
+    g.close()
+
+
+@pytest.fixture()
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the indexes built from scratch (a cache hit or an append builds none)."""
+    sizes: list[int] = []
+    real = index_module.build_index
+
+    def counting(vectors: np.ndarray, exact_limit: int = index_module.EXACT_LIMIT):
+        sizes.append(len(vectors))
+        return real(vectors, exact_limit)
+
+    monkeypatch.setattr(index_module, "build_index", counting)
+    return sizes
+
+
+def _assert_same(index: GalleryIndex, gallery: Gallery, queries: np.ndarray) -> None:
+    got = index.identify(queries, THRESHOLD)
+    want = gallery.identify(queries, threshold=THRESHOLD)
+    assert [m.name for m in got] == [m.name for m in want]
+    np.testing.assert_allclose([m.distance for m in got], [m.distance for m in want], atol=1e-5)
+    assert [m.score for m in got] == [m.score for m in want]
+
+
+def _files(gallery: Gallery) -> list[Path]:
+    return [Path(f"{gallery.path}.faiss"), Path(f"{gallery.path}.faiss.json")]
+
+
+def test_exact_index_answers_like_the_gallery(gallery: Gallery, builds: list[int]) -> None:
+    faces = _people(40, 5)
+    queries = _queries(faces, 200, seed=1)
+    index = GalleryIndex.for_gallery(gallery)
+    assert index.kind == FLAT and len(index) == 200 and builds == [200]
+    assert all(p.is_file() for p in _files(gallery))
+    matches = index.identify(queries, THRESHOLD)
+    names = {m.name for m in matches}
+    assert UNKNOWN in names and len(names) > 10  # both accepted and rejected faces
+    _assert_same(index, gallery, queries)
+    # an enrolled face is at distance ~0 from itself, not float32 noise (~1e-3) away
+    assert index.identify(faces["p0_0007"][:1], THRESHOLD)[0].distance < 1e-6
+
+    dist, who = index.search(queries[:5], k=3)
+    assert dist.shape == who.shape == (5, 3) and (np.diff(dist, axis=1) >= 0).all()
+    assert index.search(queries[:2], k=500)[0].shape == (2, 200)  # k capped at the rows
+
+    assert GalleryIndex.for_gallery(gallery).identify(queries, THRESHOLD) == matches
+    assert builds == [200]  # the second open trusted the saved files
+
+
+def test_bad_input_is_a_user_error(gallery: Gallery, tmp_path: Path) -> None:
+    index = GalleryIndex.for_gallery(gallery)
+    with pytest.raises(FacecnnError, match="shape"):
+        index.search(np.zeros((2, DIM + 1), np.float32))
+    with pytest.raises(FacecnnError, match="nearest"):
+        index.identify(np.zeros((1, DIM), np.float32), THRESHOLD, mode="mean")
+    with pytest.raises(FacecnnError, match="threshold"):
+        index.identify(np.zeros((1, DIM), np.float32), 0.0)
+    with Gallery.create(tmp_path / "empty.db", "dlib", DIM) as empty:
+        with pytest.raises(FacecnnError, match="empty"):
+            GalleryIndex.for_gallery(empty).identify(np.zeros((1, DIM), np.float32), THRESHOLD)
+
+
+def test_index_follows_add_remove_rename(gallery: Gallery, builds: list[int]) -> None:
+    old, new = _people(40, 5), _people(3, 5, seed=7)
+    GalleryIndex.for_gallery(gallery)
+    for name, faces in new.items():
+        gallery.add(name, faces)
+    index = GalleryIndex.for_gallery(gallery)
+    assert builds == [200] and len(index) == 215  # the new faces were appended
+    newcomer = next(iter(new))
+    assert index.identify(new[newcomer], THRESHOLD)[0].name == newcomer
+    _assert_same(index, gallery, _queries(new | old, 200, seed=2))
+
+    gone = next(iter(old))
+    gallery.remove(gone)
+    index = GalleryIndex.for_gallery(gallery)
+    assert builds == [200, 210] and gone not in index.names
+    assert gone not in index.search(old[gone], k=20)[1]
+    _assert_same(index, gallery, _queries(new | old, 200, seed=3))
+
+    gallery.rename(newcomer, "renamed")
+    index = GalleryIndex.for_gallery(gallery)
+    assert len(builds) == 3
+    assert {m.name for m in index.identify(new[newcomer], THRESHOLD)} == {"renamed"}
+
+
+def test_stale_or_foreign_files_are_rebuilt(gallery: Gallery, builds: list[int]) -> None:
+    faces = _people(40, 5)
+    person = next(iter(faces))
+    GalleryIndex.for_gallery(gallery)
+    with Gallery.open(gallery.path) as other:  # another process renames behind our back
+        other.rename(person, "someone")
+    index = GalleryIndex.for_gallery(gallery)
+    assert len(builds) == 2 and index.identify(faces[person], THRESHOLD)[0].name == "someone"
+
+    faiss_file, sidecar = _files(gallery)
+    foreign = faiss.IndexFlatL2(DIM)  # right size, wrong vectors, fingerprint left intact
+    foreign.add(np.zeros((200, DIM), np.float32))
+    faiss.write_index(foreign, str(faiss_file))
+    index = GalleryIndex.for_gallery(gallery)
+    assert len(builds) == 3 and index.identify(faces[person], THRESHOLD)[0].distance < 0.1
+
+    faiss_file.write_bytes(b"not an index")
+    sidecar.write_text("{")
+    GalleryIndex.for_gallery(gallery)
+    assert len(builds) == 4
+
+
+def test_deleted_files_are_rebuilt(gallery: Gallery, builds: list[int]) -> None:
+    queries = _queries(_people(40, 5), 50, seed=4)
+    before = GalleryIndex.for_gallery(gallery).identify(queries, THRESHOLD)
+    for path in _files(gallery):
+        path.unlink()
+    after = GalleryIndex.for_gallery(gallery).identify(queries, THRESHOLD)
+    assert len(builds) == 2 and after == before
+    assert all(p.is_file() for p in _files(gallery))
+    assert not list(gallery.path.parent.glob("*.tmp"))
+
+
+def test_large_gallery_uses_ann_with_high_recall(tmp_path: Path, builds: list[int]) -> None:
+    """Recall is measured on faces of enrolled people: a stranger's nearest face is an
+    arbitrary far one, which IVF may miss, but both indexes still answer UNKNOWN."""
+    faces = _people(400, 5, seed=5)
+    mixed = _queries(faces, 200, seed=6)
+    known = np.concatenate([_queries(faces, 200, seed=s)[:100] for s in (7, 8)])
+    with Gallery.create(tmp_path / "big.db", "dlib", DIM) as g:
+        for name, vectors in faces.items():
+            g.add(name, vectors)
+        ann = GalleryIndex.for_gallery(g, exact_limit=100)
+        assert ann.kind == IVF and len(ann) == 2000
+        exact = GalleryIndex.for_gallery(g)  # the kind changed: rebuilt as flat
+        assert exact.kind == FLAT and builds == [2000, 2000]
+        _assert_same(exact, g, mixed)
+        reopened = GalleryIndex.for_gallery(g, exact_limit=100)
+        assert reopened.kind == IVF and len(builds) == 3
+    recall = np.mean(ann.search(known)[1][:, 0] == exact.search(known)[1][:, 0])
+    assert recall >= 0.99
+    agree = [a.name == e.name for a, e in zip(ann.identify(mixed, THRESHOLD),
+                                              exact.identify(mixed, THRESHOLD))]
+    assert np.mean(agree) >= 0.99
+    assert np.array_equal(reopened.search(mixed)[1], ann.search(mixed)[1])

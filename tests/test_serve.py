@@ -1,0 +1,149 @@
+"""The REST API through a real uvicorn process on 127.0.0.1: every endpoint, keys, limits,
+bad uploads, names, and concurrent enrol + recognize."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+from test_faces import canvas, write_photos
+
+ADMIN, READER = "admin-key-0123456789abcdef", "read-key-0123456789abcdef"
+
+
+def jpeg(person: str, index: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(canvas(person, index)).save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("serve")
+    photos = write_photos(root / "photos", ["s1", "s2", "s3"], range(1, 4))
+    assert run_cli("enroll", str(photos), "--gallery", str(root / "g.db"), "--quiet",
+                   cwd=root).returncode == 0
+    trained = run_cli("train", "digits", "--model", "seed_mnist_cnn", "--epochs", "1",
+                      "--quiet", "--project", str(root), cwd=root)
+    assert trained.returncode == 0, trained.stderr
+    (root / "keys.txt").write_text(f"{ADMIN} admin\n{READER} read  # dashboards\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facecnn", "serve", "--gallery", str(root / "g.db"), "--model",
+         str(root / "train" / "exp"), "--host", "127.0.0.1", "--port", str(port),
+         "--api-key-file", str(root / "keys.txt"), "--max-upload-mb", "1", "--max-pixels",
+         "4000000"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if client.get("/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail(f"server did not start: {proc.communicate()[1][-2000:]}")
+    yield client
+    client.close()
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def post(client: httpx.Client, url: str, key: str | None, **files: object) -> httpx.Response:
+    headers = {"x-api-key": key} if key else {}
+    return client.post(url, headers=headers, files=files)
+
+
+def test_keys_are_required(server: httpx.Client) -> None:
+    assert post(server, "/v1/recognize", None, image=("a.jpg", jpeg("s1", 5))).status_code == 401
+    wrong = post(server, "/v1/recognize", "nope-nope-nope-nope", image=("a.jpg", jpeg("s1", 5)))
+    assert wrong.status_code == 401 and wrong.json()["detail"]
+
+
+def test_recognize_detect_verify(server: httpx.Client) -> None:
+    answer = post(server, "/v1/recognize", READER, image=("a.jpg", jpeg("s2", 8)))
+    assert answer.status_code == 200
+    faces = answer.json()["faces"]
+    assert len(faces) == 1 and set(faces[0]) == {"box", "name", "score", "distance"}
+    assert faces[0]["name"] == "s2"
+    detected = post(server, "/v1/detect", READER, image=("a.jpg", jpeg("s3", 7))).json()
+    assert len(detected["faces"]) == 1 and len(detected["faces"][0]["landmarks"]) == 5
+    headers = {"x-api-key": READER}
+    same = server.post("/v1/verify", headers=headers, files=[
+        ("images", ("a.jpg", jpeg("s1", 1))), ("images", ("b.jpg", jpeg("s1", 8)))]).json()
+    other = server.post("/v1/verify", headers=headers, files=[
+        ("images", ("a.jpg", jpeg("s1", 1))), ("images", ("b.jpg", jpeg("s3", 8)))]).json()
+    assert same["same_person"] and not other["same_person"]
+
+
+def test_classify(server: httpx.Client) -> None:
+    digit = Image.fromarray(np.zeros((28, 28), np.uint8))
+    buffer = io.BytesIO()
+    digit.save(buffer, "PNG")
+    answer = post(server, "/v1/classify", READER, image=("d.png", buffer.getvalue())).json()
+    assert answer["label"] in [str(d) for d in range(10)] and len(answer["top_k"]) == 3
+
+
+def test_people_enrol_and_remove_need_admin(server: httpx.Client) -> None:
+    files = [("images", ("x.jpg", jpeg("s4", i))) for i in (1, 2)]
+    assert server.post("/v1/people/dora", headers={"x-api-key": READER},
+                       files=files).status_code == 403
+    added = server.post("/v1/people/dora", headers={"x-api-key": ADMIN}, files=files)
+    assert added.status_code == 200 and added.json()["added"] == 2
+    assert server.get("/v1/people/dora", headers={"x-api-key": READER}).json()["faces"] == 2
+    assert server.delete("/v1/people/dora", headers={"x-api-key": ADMIN}).json()["removed"] == 2
+    assert server.get("/v1/people/dora", headers={"x-api-key": READER}).status_code == 404
+    names = [p["name"] for p in server.get("/v1/people", headers={"x-api-key": READER}).json()[
+        "people"]]
+    assert names == ["s1", "s2", "s3"]
+
+
+def test_bad_uploads_are_refused(server: httpx.Client) -> None:
+    text = post(server, "/v1/recognize", READER, image=("photo.jpg", b"just some text"))
+    assert text.status_code == 415
+    big = post(server, "/v1/recognize", READER, image=("big.jpg", os.urandom(2 * 2**20)))
+    assert big.status_code == 413
+    bomb = io.BytesIO()
+    Image.new("1", (5000, 5000)).save(bomb, "PNG")  # a few KB that would decode to 25 MP
+    assert len(bomb.getvalue()) < 2**20
+    assert post(server, "/v1/recognize", READER, image=("b.png", bomb.getvalue())).status_code \
+        == 413
+    assert post(server, "/v1/recognize", READER).status_code == 422  # no image at all
+    for name in ("a%5Cb", "bell%07", "unknown"):
+        answer = server.post(f"/v1/people/{name}", headers={"x-api-key": ADMIN},
+                             files=[("images", ("x.jpg", jpeg("s5", 1)))])
+        assert answer.status_code in (404, 422), name
+        assert "Traceback" not in answer.text
+
+
+def test_concurrent_enrol_and_recognize(server: httpx.Client) -> None:
+    def recognize(_: int) -> int:
+        return post(server, "/v1/recognize", READER, image=("a.jpg", jpeg("s1", 9))).status_code
+
+    def enrol(name: str) -> int:
+        files = [("images", ("x.jpg", jpeg("s6" if name == "eve" else "s7", i))) for i in (1, 2)]
+        return server.post(f"/v1/people/{name}", headers={"x-api-key": ADMIN},
+                           files=files).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(recognize, range(8))) + list(pool.map(enrol, ["eve", "finn"]))
+    assert codes == [200] * 10
+    people = {p["name"]: p["faces"] for p in
+              server.get("/v1/people", headers={"x-api-key": READER}).json()["people"]}
+    assert people == {"s1": 3, "s2": 3, "s3": 3, "eve": 2, "finn": 2}
