@@ -151,9 +151,10 @@ def test_stale_or_foreign_files_are_rebuilt(gallery: Gallery, builds: list[int])
     assert len(builds) == 3 and index.identify(faces[person], THRESHOLD)[0].distance < 0.1
 
     faiss_file.write_bytes(b"not an index")
+    GalleryIndex.for_gallery(gallery)
     sidecar.write_text("{")
     GalleryIndex.for_gallery(gallery)
-    assert len(builds) == 4
+    assert len(builds) == 5
 
 
 def test_deleted_files_are_rebuilt(gallery: Gallery, builds: list[int]) -> None:
@@ -163,7 +164,8 @@ def test_deleted_files_are_rebuilt(gallery: Gallery, builds: list[int]) -> None:
         path.unlink()
     after = GalleryIndex.for_gallery(gallery).identify(queries, THRESHOLD)
     assert len(builds) == 2 and after == before
-    assert all(p.is_file() for p in _files(gallery))
+    mode = gallery.path.stat().st_mode & 0o777
+    assert [p.stat().st_mode & 0o777 for p in _files(gallery)] == [mode, mode]
     assert not list(gallery.path.parent.glob("*.tmp"))
 
 
@@ -189,3 +191,34 @@ def test_large_gallery_uses_ann_with_high_recall(tmp_path: Path, builds: list[in
                                               exact.identify(mixed, THRESHOLD))]
     assert np.mean(agree) >= 0.99
     assert np.array_equal(reopened.search(mixed)[1], ann.search(mixed)[1])
+
+
+def test_ann_index_takes_appends_until_it_doubles(tmp_path: Path, builds: list[int]) -> None:
+    faces = _people(100, 5, seed=9)
+    names = list(faces)
+    with Gallery.create(tmp_path / "g.db", "dlib", DIM) as g:
+        for name in names[:40]:
+            g.add(name, faces[name])
+        assert GalleryIndex.for_gallery(g, exact_limit=100).kind == IVF
+        g.add(names[40], faces[names[40]])
+        index = GalleryIndex.for_gallery(g, exact_limit=100)
+        assert builds == [200] and len(index) == 205  # appended to the trained lists
+        assert [m.name for m in index.identify(faces[names[40]], THRESHOLD)] == [names[40]] * 5
+        for name in names[41:]:
+            g.add(name, faces[name])
+        assert len(GalleryIndex.for_gallery(g, exact_limit=100)) == 500
+        assert builds == [200, 500]  # 500 > 2 x 200 trained: rebuilt
+
+
+def test_gallery_index_command(tmp_path: Path) -> None:
+    """`facecnn gallery index` builds the cache beside the database from the CLI."""
+    from conftest import run_cli
+
+    db = tmp_path / "cli.db"
+    with Gallery.create(db, "dlib", 128) as g:
+        g.add("ann", np.eye(128, dtype=np.float32)[:3])
+        g.add("bob", np.eye(128, dtype=np.float32)[3:5])
+    result = run_cli("gallery", "index", str(db), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "flat index of 5 faces" in result.stdout
+    assert (tmp_path / "cli.db.faiss").is_file() and (tmp_path / "cli.db.faiss.json").is_file()

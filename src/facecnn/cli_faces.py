@@ -256,6 +256,19 @@ def gallery_list(gallery: Path = typer.Argument(...),
     console.print(table)
 
 
+@gallery_app.command("index")
+def gallery_index(gallery: Path,
+                  exact_limit: int = typer.Option(50_000, help="Exact search up to this many "
+                                                  "faces, IVF above.")) -> None:
+    """Build or refresh the FAISS index beside the gallery (a cache of the database)."""
+    from facecnn.faces.gallery import Gallery
+    from facecnn.faces.index import GalleryIndex
+
+    with Gallery.open(gallery) as g:
+        index = GalleryIndex.for_gallery(g, exact_limit=exact_limit)
+    console.print(f"{index.kind} index of {len(index)} faces: {gallery}.faiss", highlight=False)
+
+
 @gallery_app.command("rename")
 def gallery_rename(gallery: Path, old: str, new: str) -> None:
     """Rename a person."""

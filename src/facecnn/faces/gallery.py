@@ -45,6 +45,15 @@ class Match:
     score: float
 
 
+def match(name: str, distance: float, threshold: float) -> Match:
+    """The answer for a query whose nearest face (of `name`) is `distance` away: UNKNOWN beyond
+    the threshold; score = 1 - distance / (2 * threshold), so >= 0.5 exactly when accepted."""
+    accepted = distance <= threshold
+    score = round(max(0.0, 1.0 - distance / (2 * threshold)), 4)
+    return Match(name if accepted else UNKNOWN, float(distance),
+                 score if accepted else min(score, 0.4999))
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -328,11 +337,17 @@ class Gallery:
             d = _distances(q[rows], refs)
             best = d.argmin(1)
             for j, dist in zip(best, d[np.arange(len(best)), best]):
-                accepted = dist <= t
-                score = round(max(0.0, 1.0 - dist / (2 * t)), 4)
-                matches.append(Match(names[owners[j]] if accepted else UNKNOWN, float(dist),
-                                     score if accepted else min(score, 0.4999)))
+                matches.append(match(names[owners[j]], dist, t))
         return matches
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(embedding ids (M,), vectors (M, dim) float32, owner name per row) in id order, one
+        snapshot: what a search index needs to tell whether it is still current."""
+        rows = self._read("SELECT e.id, p.name, e.vector FROM embeddings e JOIN people p "
+                          "ON p.id = e.person_id ORDER BY e.id")
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        flat = np.frombuffer(b"".join(r[2] for r in rows), dtype=_STORED)
+        return ids, flat.astype(np.float32).reshape(-1, self.dim), [r[1] for r in rows]
 
     def calibrate(self, target_far: float = 0.01) -> dict:
         """Choose and store a threshold by leave-one-out over the enrolled vectors.
