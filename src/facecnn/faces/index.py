@@ -208,7 +208,7 @@ def _load(path: Path, sidecar: Path) -> tuple[faiss.Index | None, dict]:
                     and isinstance(meta["built"], int)):
                 return index, meta
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
-        pass
+        return None, {}  # an unreadable cache is rebuilt, never trusted
     return None, {}
 
 
