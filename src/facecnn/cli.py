@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from facecnn import cli_faces, cli_studies
+from facecnn.cli_options import BATCH_SIZE, DEVICE, NAME, PROJECT, QUIET
 from facecnn.errors import FacecnnError, Interrupted
 from facecnn.terminal import console, err_console, reporter_for
 
@@ -87,11 +88,11 @@ def evaluate(
     run: Path = typer.Argument(..., help="A training run folder or its model file."),
     data: str = typer.Argument(..., help="Folder of class folders (its test/ or val/ if it has "
                                "one), or a built-in's test part."),
-    batch_size: int = typer.Option(64, min=1),
-    device: str = typer.Option("auto"),
-    project: str = typer.Option("runs"),
-    name: str = typer.Option("exp"),
-    quiet: bool = typer.Option(False),
+    batch_size: int = BATCH_SIZE,
+    device: str = DEVICE,
+    project: str = PROJECT,
+    name: str = NAME,
+    quiet: bool = QUIET,
 ) -> None:
     """Measure a trained model on other data: metrics.json, confusion matrix, report."""
     from facecnn.evaluate import evaluate_run

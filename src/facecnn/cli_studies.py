@@ -7,6 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
+from facecnn.cli_options import BATCH_SIZE, DEVICE, NAME, PROJECT, QUIET
 from facecnn.errors import FacecnnError
 from facecnn.terminal import console, reporter_for
 
@@ -68,11 +69,11 @@ def ensemble(
     runs: List[Path] = typer.Argument(..., help="Training run folders (same classes)."),
     data: str = typer.Option(..., help="Folder (its test/ or val/) or a built-in's test part."),
     weights: Optional[str] = typer.Option(None, help="Comma-separated weight per run."),
-    batch_size: int = typer.Option(64, min=1),
-    device: str = typer.Option("auto"),
-    project: str = typer.Option("runs"),
-    name: str = typer.Option("exp"),
-    quiet: bool = typer.Option(False),
+    batch_size: int = BATCH_SIZE,
+    device: str = DEVICE,
+    project: str = PROJECT,
+    name: str = NAME,
+    quiet: bool = QUIET,
 ) -> None:
     """Average the probabilities of several runs; report each member and the ensemble."""
     from facecnn.studies.ensemble import ensemble as run_ensemble
@@ -88,9 +89,6 @@ def ensemble(
 
 visualize_app = typer.Typer(help="Pictures of schedules, kernels, feature maps, Grad-CAM and "
                             "predictions.", no_args_is_help=True)
-PROJECT = typer.Option("runs", help="Pictures go to PROJECT/visualize/NAME.")
-NAME = typer.Option("exp")
-QUIET = typer.Option(False)
 
 
 def _out(project: str, name: str) -> Path:
