@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+import httpx
 
 import numpy as np
 import pytest
@@ -52,3 +58,32 @@ def run_cli(*args: str, cwd: Path, timeout: int = 300,
 
 def tensor_files_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+@contextmanager
+def running_server(args: list[str], cwd: Path) -> Iterator[str]:
+    """A real `facecnn serve ARGS` process on a free 127.0.0.1 port; yields its base URL
+    (ending with /) once /healthz answers, and stops it afterwards."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facecnn", "serve", *args, "--host", "127.0.0.1", "--port",
+         str(port)], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    base = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if httpx.get(base + "healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail(f"server did not start: {proc.communicate()[1][-2000:]}")
+    try:
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

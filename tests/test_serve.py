@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import run_cli, running_server
 from test_faces import canvas, write_photos
 
 ADMIN, READER = "admin-key-0123456789abcdef", "read-key-0123456789abcdef"
@@ -39,30 +34,11 @@ def server(tmp_path_factory: pytest.TempPathFactory):
                       "--quiet", "--project", str(root), cwd=root)
     assert trained.returncode == 0, trained.stderr
     (root / "keys.txt").write_text(f"{ADMIN} admin\n{READER} read  # dashboards\n")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "facecnn", "serve", "--gallery", str(root / "g.db"), "--model",
-         str(root / "train" / "exp"), "--host", "127.0.0.1", "--port", str(port),
-         "--api-key-file", str(root / "keys.txt"), "--max-upload-mb", "1", "--max-pixels",
-         "4000000"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if client.get("/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail(f"server did not start: {proc.communicate()[1][-2000:]}")
-    yield client
-    client.close()
-    proc.terminate()
-    proc.wait(timeout=30)
+    with running_server(["--gallery", str(root / "g.db"), "--model", str(root / "train" / "exp"),
+                         "--api-key-file", str(root / "keys.txt"), "--max-upload-mb", "1",
+                         "--max-pixels", "4000000"], root) as base:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            yield client
 
 
 def post(client: httpx.Client, url: str, key: str | None, **files: object) -> httpx.Response:

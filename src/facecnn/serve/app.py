@@ -12,12 +12,14 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from facecnn.errors import FacecnnError
 from facecnn.serve.security import KeyStore, UploadError, decode_upload
 
 MAX_PIXELS = 40_000_000
+STATIC = Path(__file__).with_name("static")
 
 
 class Service:
@@ -103,6 +105,13 @@ def create_app(gallery: Path | None = None, model: Path | None = None,
             raise UploadError(403, "this key is read-only; enrolling and removing need an "
                                    "admin key")
         return "admin"
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        """The web page needs no key to load; its API calls send the one typed into it."""
+        return FileResponse(STATIC / "index.html")
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

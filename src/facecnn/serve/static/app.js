@@ -1,0 +1,275 @@
+// The facecnn web page: recognize a photo or the webcam, manage the gallery's people.
+// Plain JS against the REST API; paths are relative so the page also works behind a prefix.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const KNOWN = "#16a34a", UNKNOWN = "#dc2626";
+const FRAME_MS = 400; // webcam: at most one frame per 0.4 s, and one request in flight
+
+const keyInput = $("key");
+keyInput.value = localStorage.getItem("facecnn-key") || "";
+keyInput.addEventListener("input", () => {
+  localStorage.setItem("facecnn-key", keyInput.value.trim());
+});
+
+/** Call the API; resolve to its JSON or reject with the server's `detail` line. */
+async function api(method, path, body) {
+  const key = keyInput.value.trim();
+  let response;
+  try {
+    response = await fetch(path, { method, body, headers: key ? { "x-api-key": key } : {} });
+  } catch {
+    throw new Error("the server cannot be reached");
+  }
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    throw new Error(`${response.status}: ${answer.detail || response.statusText}`);
+  }
+  return answer;
+}
+
+function say(element, text, isError = false) {
+  element.textContent = text;
+  element.classList.toggle("error", isError);
+}
+
+function recognize(blob) {
+  const form = new FormData();
+  form.append("image", blob, blob.name || "frame.jpg");
+  return api("POST", "v1/recognize", form);
+}
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+// ---- Recognize: boxes on a canvas, and a table ----
+
+/** Boxes and labels in image pixels, sized in CSS pixels so they stay legible at any scale. */
+function drawFaces(canvas, faces) {
+  const ctx = canvas.getContext("2d");
+  const ratio = canvas.width / (canvas.getBoundingClientRect().width || canvas.width);
+  ctx.lineWidth = 3 * ratio;
+  ctx.font = `600 ${14 * ratio}px system-ui, sans-serif`;
+  ctx.textBaseline = "bottom";
+  for (const face of faces) {
+    const [x1, y1, x2, y2] = face.box;
+    const known = face.name !== "unknown";
+    const label = known ? `${face.name} ${face.score.toFixed(2)}` : "unknown";
+    const pad = 4 * ratio, height = 20 * ratio;
+    const top = y1 >= height ? y1 - height : y2; // label above the box, or below at the edge
+    ctx.strokeStyle = ctx.fillStyle = known ? KNOWN : UNKNOWN;
+    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    ctx.fillRect(x1 - ctx.lineWidth / 2, top, ctx.measureText(label).width + 2 * pad, height);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(label, x1 + pad, top + height - pad);
+  }
+}
+
+function showTable(faces) {
+  const body = $("faces").tBodies[0];
+  body.replaceChildren(...faces.map((face) => row([
+    face.name, face.score.toFixed(2), face.distance === null ? "–" : face.distance.toFixed(3),
+    face.box.join(", "),
+  ])));
+  body.querySelectorAll("tr").forEach((tr, i) => {
+    tr.classList.toggle("unknown", faces[i].name === "unknown");
+  });
+  $("faces").hidden = faces.length === 0;
+}
+
+function row(cells) {
+  const tr = document.createElement("tr");
+  for (const cell of cells) {
+    const td = document.createElement("td");
+    td.append(cell);
+    tr.append(td);
+  }
+  return tr;
+}
+
+async function recognizePhoto(file) {
+  stopCamera();
+  const message = $("recognize-message");
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    say(message, `${file.name} is not an image this browser can show`, true);
+    return;
+  }
+  const canvas = $("picture");
+  canvas.width = bitmap.width;
+  canvas.height = bitmap.height;
+  canvas.hidden = false;
+  $("hint").hidden = true;
+  canvas.getContext("2d").drawImage(bitmap, 0, 0);
+  showTable([]);
+  say(message, `recognizing ${file.name}…`);
+  try {
+    const { faces } = await recognize(file);
+    drawFaces(canvas, faces);
+    showTable(faces);
+    say(message, faces.length ? plural(faces.length, "face") : "no face found");
+  } catch (error) {
+    say(message, error.message, true);
+  }
+}
+
+$("photo").addEventListener("change", (event) => {
+  if (event.target.files.length) recognizePhoto(event.target.files[0]);
+  event.target.value = ""; // choosing the same file again recognizes it again
+});
+
+const drop = $("drop");
+drop.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  drop.classList.add("over");
+});
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  if (event.dataTransfer.files.length) recognizePhoto(event.dataTransfer.files[0]);
+});
+
+// ---- Webcam: grab a frame, POST it as JPEG, draw the answer over the live video ----
+
+let stream = null;
+let session = 0; // bumped on stop, so an old loop never draws over a new one
+
+async function startCamera() {
+  const message = $("recognize-message");
+  if (!navigator.mediaDevices?.getUserMedia) {
+    say(message, "this browser gives the page no camera (it needs https or localhost)", true);
+    return;
+  }
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640 }, audio: false });
+  } catch (error) {
+    say(message, `no camera: ${error.message || error.name}`, true);
+    return;
+  }
+  const video = $("video");
+  video.srcObject = stream;
+  await video.play();
+  $("picture").hidden = $("hint").hidden = $("faces").hidden = true;
+  $("live").hidden = $("camera-stop").hidden = false;
+  $("camera-start").hidden = true;
+  say(message, "camera on");
+  watch(++session);
+}
+
+async function watch(id) {
+  const video = $("video"), overlay = $("overlay"), frame = document.createElement("canvas");
+  while (id === session) {
+    const started = performance.now();
+    frame.width = video.videoWidth;
+    frame.height = video.videoHeight;
+    frame.getContext("2d").drawImage(video, 0, 0);
+    const blob = await new Promise((done) => frame.toBlob(done, "image/jpeg", 0.85));
+    try {
+      const { faces } = await recognize(blob);
+      if (id !== session) return;
+      overlay.width = frame.width; // also clears the last frame's boxes
+      overlay.height = frame.height;
+      drawFaces(overlay, faces);
+      $("state").textContent = plural(faces.length, "face");
+    } catch (error) {
+      if (id !== session) return;
+      say($("recognize-message"), error.message, true);
+      stopCamera();
+      return;
+    }
+    await new Promise((done) => setTimeout(done, FRAME_MS - (performance.now() - started)));
+  }
+}
+
+function stopCamera() {
+  session++;
+  if (!stream) return;
+  stream.getTracks().forEach((track) => track.stop());
+  stream = null;
+  $("video").srcObject = null;
+  $("live").hidden = $("camera-stop").hidden = true;
+  $("camera-start").hidden = false;
+  $("hint").hidden = !$("picture").hidden;
+  $("state").textContent = "";
+}
+
+$("camera-start").addEventListener("click", startCamera);
+$("camera-stop").addEventListener("click", () => {
+  stopCamera();
+  say($("recognize-message"), "camera off");
+});
+
+// ---- People: list, enrol, remove ----
+
+async function listPeople() {
+  const message = $("people-message");
+  try {
+    const { people } = await api("GET", "v1/people");
+    $("gallery").tBodies[0].replaceChildren(...people.map(({ name, faces }) => {
+      const remove = document.createElement("button");
+      remove.textContent = "Remove";
+      remove.className = "danger";
+      remove.addEventListener("click", () => removePerson(name, faces));
+      return row([name, String(faces), remove]);
+    }));
+    if (!people.length) say(message, "the gallery is empty: enrol someone");
+  } catch (error) {
+    say(message, error.message, true);
+  }
+}
+
+async function removePerson(name, faces) {
+  if (!confirm(`Remove ${name} and their ${plural(faces, "face")} from the gallery?`)) return;
+  const message = $("people-message");
+  try {
+    const answer = await api("DELETE", `v1/people/${encodeURIComponent(name)}`);
+    say(message, `removed ${answer.name} (${plural(answer.removed, "face")})`);
+  } catch (error) {
+    say(message, error.message, true);
+  }
+  listPeople();
+}
+
+$("images").addEventListener("change", (event) => {
+  const count = event.target.files.length;
+  $("chosen").textContent = count ? plural(count, "photo") : "";
+});
+
+$("enrol").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const name = $("name").value.trim(), files = $("images").files, message = $("people-message");
+  if (!files.length) {
+    say(message, "choose one or more photos of the person", true);
+    return;
+  }
+  const form = new FormData();
+  for (const file of files) form.append("images", file, file.name);
+  say(message, `enrolling ${name}…`);
+  try {
+    const answer = await api("POST", `v1/people/${encodeURIComponent(name)}`, form);
+    const skipped = answer.no_face.length ? `; no face in ${answer.no_face.join(", ")}` : "";
+    say(message, `enrolled ${answer.name}: ${plural(answer.added, "face")} added${skipped}`);
+    event.target.reset();
+    $("chosen").textContent = "";
+  } catch (error) {
+    say(message, error.message, true);
+  }
+  listPeople();
+});
+
+// ---- Tabs ----
+
+document.querySelectorAll(".tab").forEach((tab) => tab.addEventListener("click", () => {
+  document.querySelectorAll(".tab").forEach((other) => {
+    const chosen = other === tab;
+    other.setAttribute("aria-selected", String(chosen));
+    $(other.dataset.tab).hidden = !chosen;
+  });
+  if (tab.dataset.tab === "people") {
+    stopCamera(); // leaving the tab releases the camera
+    say($("people-message"), "");
+    listPeople();
+  }
+}));
