@@ -92,6 +92,16 @@ def test_unknown_face_and_scores(gallery: Gallery) -> None:
     assert at.name != UNKNOWN and at.score == 0.5
 
 
+def test_identify_answers_do_not_depend_on_the_batch(gallery: Gallery) -> None:
+    """A face's distance is the same alone or among others (a matrix product would differ in
+    the last bits), so every search path can report the very same number."""
+    rng = np.random.default_rng(5)
+    queries = _unit(np.concatenate([gallery.vectors()[0] + 0.02 * rng.normal(size=(15, DIM)),
+                                    rng.normal(size=(15, DIM))]))
+    together = gallery.identify(queries, threshold=1.0)
+    assert [gallery.identify(q[None], threshold=1.0)[0] for q in queries] == together
+
+
 def test_identify_needs_a_threshold_and_people(gallery: Gallery, tmp_path: Path) -> None:
     with pytest.raises(FacecnnError, match="no threshold"):
         gallery.identify(gallery.vectors()[0][:1])

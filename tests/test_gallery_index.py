@@ -1,10 +1,13 @@
 """The FAISS index beside the gallery: same answers as Gallery.identify, a cache that is rebuilt
-whenever the gallery changed, and an approximate kind that keeps recall on large galleries."""
+whenever the gallery changed, an approximate kind that keeps recall on large galleries, and the
+Recognizer's live index that follows the gallery's change counter."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+
+import sqlite3
 
 import faiss
 import numpy as np
@@ -12,8 +15,10 @@ import pytest
 
 from facecnn.errors import FacecnnError
 from facecnn.faces import index as index_module
-from facecnn.faces.gallery import UNKNOWN, Gallery
+from facecnn.faces.detect import FaceDetector
+from facecnn.faces.gallery import UNKNOWN, Gallery, Match
 from facecnn.faces.index import FLAT, IVF, GalleryIndex
+from facecnn.faces.recognize import Recognizer
 
 DIM = 128
 THRESHOLD = 0.6
@@ -65,11 +70,8 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def _assert_same(index: GalleryIndex, gallery: Gallery, queries: np.ndarray) -> None:
-    got = index.identify(queries, THRESHOLD)
-    want = gallery.identify(queries, threshold=THRESHOLD)
-    assert [m.name for m in got] == [m.name for m in want]
-    np.testing.assert_allclose([m.distance for m in got], [m.distance for m in want], atol=1e-5)
-    assert [m.score for m in got] == [m.score for m in want]
+    """Names, scores and distances all equal, not merely close."""
+    assert index.identify(queries, THRESHOLD) == gallery.identify(queries, threshold=THRESHOLD)
 
 
 def _files(gallery: Gallery) -> list[Path]:
@@ -222,3 +224,154 @@ def test_gallery_index_command(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "flat index of 5 faces" in result.stdout
     assert (tmp_path / "cli.db.faiss").is_file() and (tmp_path / "cli.db.faiss.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector("hog")  # never called: the tests hand the Recognizer vectors
+
+
+def _recognizer(path: Path, detector: FaceDetector, **options) -> Recognizer:
+    return Recognizer(gallery=path, detector=detector, workers=1, **options)
+
+
+def _answers(recognizer: Recognizer, queries: np.ndarray) -> list[Match]:
+    results = recognizer.name_vectors([(0, 0, 1, 1)] * len(queries), queries)
+    return [Match(r.name, r.distance, r.score) for r in results]
+
+
+def test_recognizer_answers_like_the_gallery(gallery: Gallery, detector: FaceDetector,
+                                             builds: list[int]) -> None:
+    queries = _queries(_people(40, 5), 200, seed=10)
+    nearest = _recognizer(gallery.path, detector, threshold=THRESHOLD)
+    assert nearest.index.kind == FLAT and builds == [200]
+    assert all(p.is_file() for p in _files(gallery))  # the cache was saved for next time
+    want = gallery.identify(queries, threshold=THRESHOLD)
+    assert {m.name for m in want} > {UNKNOWN}
+    assert _answers(nearest, queries) == want
+    mean = _recognizer(gallery.path, detector, threshold=THRESHOLD, mode="mean")
+    assert mean.index is None and builds == [200]
+    assert _answers(mean, queries) == gallery.identify(queries, threshold=THRESHOLD,
+                                                       mode="mean")
+
+
+def test_recognizer_sees_other_writers_at_once(gallery: Gallery, detector: FaceDetector,
+                                               builds: list[int]) -> None:
+    """`gallery` is another connection than the Recognizer's, as another process would be."""
+    old, new = _people(40, 5), _people(3, 5, seed=11)
+    gallery.threshold = THRESHOLD
+    recognizer = _recognizer(gallery.path, detector)
+    queries = _queries(old | new, 100, seed=12)
+    index = recognizer.index
+    _answers(recognizer, queries)
+    assert recognizer.index is index and builds == [200]  # nothing changed: nothing done
+
+    for name, faces in new.items():
+        gallery.add(name, faces)
+    newcomer = next(iter(new))
+    assert {m.name for m in _answers(recognizer, new[newcomer])} == {newcomer}
+    assert recognizer.index is index and len(index) == 215 and builds == [200]  # appended
+    assert _answers(recognizer, queries) == gallery.identify(queries)
+
+    gallery.threshold = THRESHOLD / 2  # read fresh: no index work, stricter answers
+    strict = _answers(recognizer, queries)
+    assert recognizer.index is index and strict == gallery.identify(queries)
+    assert sum(m.name == UNKNOWN for m in strict) > sum(
+        m.name == UNKNOWN for m in gallery.identify(queries, threshold=THRESHOLD))
+    gallery.threshold = THRESHOLD
+
+    gone = next(iter(old))
+    gallery.remove(gone)
+    assert gone not in {m.name for m in _answers(recognizer, old[gone])}
+    assert builds == [200, 210] and len(recognizer.index) == 210
+
+    gallery.rename(newcomer, "renamed")
+    assert {m.name for m in _answers(recognizer, new[newcomer])} == {"renamed"}
+    assert len(builds) == 3
+    gallery.add(newcomer, new[newcomer][:1])  # the old name again, appended after a rebuild
+    assert _answers(recognizer, new[newcomer][:1])[0].name == newcomer
+    assert len(builds) == 3 and _answers(recognizer, queries) == gallery.identify(queries)
+
+
+def test_sync_appends_until_the_kind_or_lists_must_change(tmp_path: Path,
+                                                          builds: list[int]) -> None:
+    faces = _people(100, 5, seed=13)
+    names = list(faces)
+    with Gallery.create(tmp_path / "g.db", "dlib", DIM) as g:
+        for name in names[:40]:
+            g.add(name, faces[name])
+        ivf = GalleryIndex.for_gallery(g, exact_limit=100)
+        g.add(names[40], faces[names[40]])
+        assert ivf.sync() is ivf and len(ivf) == 205 and builds == [200]
+        for name in names[41:81]:
+            g.add(name, faces[name])
+        rebuilt = ivf.sync()  # 405 rows > 2 x 200 trained
+        assert rebuilt is not ivf and rebuilt.kind == IVF and builds == [200, 405]
+
+        flat = GalleryIndex.for_gallery(g, exact_limit=410)
+        g.add(names[81], faces[names[81]])
+        assert flat.sync() is flat and flat.kind == FLAT and len(builds) == 3
+        g.add(names[82], faces[names[82]])
+        assert flat.sync().kind == IVF and builds[-1] == 415  # past the exact limit
+    with pytest.raises(ValueError, match="for_gallery"):
+        GalleryIndex(faiss.IndexFlatL2(DIM), np.zeros(0), []).sync()
+
+
+def test_version_counts_every_write_and_persists(tmp_path: Path) -> None:
+    a, b = _people(2, 3, seed=14).values()
+    path = tmp_path / "g.db"
+    with Gallery.create(path, "dlib", DIM) as g, Gallery.open(path) as other:
+        assert g.version() == 0
+        g.add("ann", a)
+        g.add("ann", b[:1])
+        g.threshold = THRESHOLD
+        assert g.version() == 3 and g.rows().rewritten == 0  # only additions so far
+        g.rename("ann", "anna")
+        with pytest.raises(FacecnnError):
+            g.remove("nobody")  # a failed write changes nothing, the counter included
+        other.add("bob", b)  # another connection's write counts too
+        assert (g.version(), g.rows().rewritten) == (5, 4)
+        other.remove("bob")
+    with Gallery.open(path) as g:
+        rows = g.rows()
+        assert (g.version(), rows.version, rows.rewritten) == (6, 6, 6)
+        assert len(g.rows(after=int(rows.ids[1])).ids) == 2  # the newer rows only
+
+
+def test_gallery_without_counters_still_works(tmp_path: Path, detector: FaceDetector,
+                                              builds: list[int]) -> None:
+    """A gallery written before the change counters existed has no meta rows for them."""
+    faces = _people(10, 3, seed=15)
+    path = tmp_path / "old.db"
+    with Gallery.create(path, "dlib", DIM) as g:
+        for name, vectors in faces.items():
+            g.add(name, vectors)
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM meta WHERE key IN ('data_version', 'rewrite_version')")
+    db.close()
+    with Gallery.open(path) as g:
+        assert g.version() == 0 and g.rows().rewritten == 0
+        recognizer = _recognizer(path, detector, threshold=THRESHOLD)
+        queries = _queries(faces, 20, seed=16)
+        assert _answers(recognizer, queries) == g.identify(queries, threshold=THRESHOLD)
+        g.rename("p15_0000", "first")
+        assert g.version() == 1
+        assert _answers(recognizer, faces["p15_0000"][:1])[0].name == "first"
+        assert len(builds) == 2
+
+
+def test_recognizer_works_where_the_cache_cannot_be_saved(
+        gallery: Gallery, detector: FaceDetector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only folder (simulated: root may write anywhere) costs the cache, not answers."""
+    def refuse(*args: object) -> None:
+        raise PermissionError("read-only folder")
+
+    monkeypatch.setattr(index_module, "_replace", refuse)
+    with pytest.raises(PermissionError):
+        GalleryIndex.for_gallery(gallery)  # `facecnn gallery index` must say it failed
+    recognizer = _recognizer(gallery.path, detector, threshold=THRESHOLD)
+    queries = _queries(_people(40, 5), 50, seed=17)
+    assert _answers(recognizer, queries) == gallery.identify(queries, threshold=THRESHOLD)
+    gallery.remove(next(iter(_people(40, 5))))  # a rebuild, in memory again
+    assert _answers(recognizer, queries) == gallery.identify(queries, threshold=THRESHOLD)
+    assert not any(p.exists() for p in _files(gallery))

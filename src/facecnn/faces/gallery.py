@@ -2,6 +2,8 @@
 
 The file is the single source of truth (search indexes are caches of it), so every write is
 one transaction, and several threads or processes may share it (WAL journal, busy timeout).
+Every write also bumps a change counter in the same transaction, so a cache learns whether it
+is still current from one tiny read (see `Gallery.version`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from facecnn.errors import FacecnnError
 UNKNOWN = "unknown"
 SCHEMA_VERSION = 1
 _STORED = np.dtype("<f4")  # vectors are stored as little-endian float32 bytes
+# Embedders that compute the same vectors under another name (dlib's network run by PyTorch):
+# their galleries can be searched and extended by each other.
+_SAME_VECTORS = {"dlib_torch": "dlib"}
 _BLOCK_ELEMS = 1 << 22  # distance matrices are built in blocks of at most this many entries
+# meta keys: the change counter, and its value at the last write that changed or dropped rows
+_DATA_VERSION, _REWRITE_VERSION = "data_version", "rewrite_version"
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -54,6 +61,11 @@ def match(name: str, distance: float, threshold: float) -> Match:
                  score if accepted else min(score, 0.4999))
 
 
+def same_vectors(a: str, b: str) -> bool:
+    """True when embedders `a` and `b` give interchangeable vectors."""
+    return _SAME_VECTORS.get(a, a) == _SAME_VECTORS.get(b, b)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -73,6 +85,14 @@ def _distances(queries: np.ndarray, refs: np.ndarray) -> np.ndarray:
     q, r = queries.astype(np.float64), refs.astype(np.float64)
     d2 = (q * q).sum(1)[:, None] + (r * r).sum(1)[None, :] - 2.0 * q @ r.T
     return np.sqrt(np.clip(d2, 0.0, None))
+
+
+def pair_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distance between a[i] and b[i], in float64 from the differences, row by row: a
+    pair's distance never depends on which other faces were searched with it (the matrix
+    product in `_distances` does, by an ulp), so every search reports the same number."""
+    diff = a.astype(np.float64) - b.astype(np.float64)
+    return np.sqrt(np.square(diff).sum(1))
 
 
 def _blocks(rows: int, cols: int) -> Iterator[slice]:
@@ -136,6 +156,27 @@ def _initial_meta(embedder: str, dim: int, crop: dict | None) -> dict[str, str]:
             "created": _now()}
 
 
+def _counters(db: sqlite3.Connection, *keys: str) -> list[int]:
+    """Change counters from meta; 0 where missing (galleries made before they existed)."""
+    found = dict(db.execute(f"SELECT key, value FROM meta WHERE key IN "
+                            f"({', '.join('?' * len(keys))})", keys).fetchall())
+    return [int(found.get(key, 0)) for key in keys]
+
+
+@dataclass
+class Rows:
+    """Embedding rows in id order, read in one snapshot with the change counters of that
+    snapshot: `version` is Gallery.version(), `rewritten` the version of the last write that
+    changed or dropped rows (any other write only added rows, with higher ids, or set the
+    threshold)."""
+
+    version: int
+    rewritten: int
+    ids: np.ndarray
+    vectors: np.ndarray
+    names: list[str]
+
+
 def _summary(x: np.ndarray) -> dict:
     return {k: round(float(f(x)), 4) for k, f in
             (("min", np.min), ("median", np.median), ("mean", np.mean), ("max", np.max))}
@@ -172,9 +213,10 @@ class Gallery:
     @classmethod
     def open_or_create(cls, path: Path, embedder: str, dim: int,
                        crop: dict | None = None) -> Gallery:
-        """Open the gallery, creating it if needed; embeddings from different models never mix."""
+        """Open the gallery, creating it if needed; embeddings from different models never mix
+        (the gallery keeps the name of the embedder that made it)."""
         gallery = cls._connect(Path(path), (embedder, dim, crop))
-        if (gallery.embedder, gallery.dim) != (embedder, dim):
+        if not same_vectors(gallery.embedder, embedder) or gallery.dim != dim:
             gallery.close()
             raise FacecnnError(f"{path} was made with embedder {gallery.embedder} (dim "
                                f"{gallery.dim}); refusing to mix with {embedder} (dim {dim})")
@@ -214,13 +256,22 @@ class Gallery:
             raise
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, rewrites: bool = False) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction: takes the file's write lock up front, so concurrent
-        writers queue on the busy timeout instead of failing half-way."""
+        writers queue on the busy timeout instead of failing half-way.
+
+        It bumps the change counter with the write, and `rewrites` (a write that changes or
+        drops existing rows, not only adds some) records the new count as the rewrite version.
+        """
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("INSERT INTO meta VALUES (?, 1) ON CONFLICT(key) DO UPDATE "
+                                   "SET value = value + 1", (_DATA_VERSION,))
+                if rewrites:
+                    self._conn.execute("INSERT OR REPLACE INTO meta SELECT ?, value FROM meta "
+                                       "WHERE key = ?", (_REWRITE_VERSION, _DATA_VERSION))
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -230,6 +281,12 @@ class Gallery:
         """One statement is one read transaction, hence one consistent snapshot."""
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
+
+    def version(self) -> int:
+        """How many writes the file has seen (from any process; 0 before the first): one tiny
+        read that tells a cache whether it must look again."""
+        with self._lock:
+            return _counters(self._conn, _DATA_VERSION)[0]
 
     @property
     def threshold(self) -> float | None:
@@ -280,7 +337,7 @@ class Gallery:
 
     def remove(self, name: str) -> int:
         """Remove a person and all their vectors; returns how many vectors went."""
-        with self._write() as db:
+        with self._write(rewrites=True) as db:
             pid = self._person_id(db, name)
             count = db.execute("DELETE FROM embeddings WHERE person_id = ?", (pid,)).rowcount
             db.execute("DELETE FROM people WHERE id = ?", (pid,))
@@ -289,7 +346,7 @@ class Gallery:
     def rename(self, old: str, new: str) -> None:
         """Rename a person, keeping their vectors."""
         check_name(new)
-        with self._write() as db:
+        with self._write(rewrites=True) as db:
             pid = self._person_id(db, old)
             if db.execute("SELECT 1 FROM people WHERE name = ?", (new,)).fetchone():
                 raise FacecnnError(f"a person named {new!r} already exists")
@@ -320,10 +377,7 @@ class Gallery:
         q = self._check_vectors(queries, "queries")
         if mode not in ("nearest", "mean"):
             raise FacecnnError(f"unknown identify mode {mode!r}; use 'nearest' or 'mean'")
-        t = self.threshold if threshold is None else threshold
-        if t is None:
-            raise FacecnnError(f"no threshold: run calibration on {self.path} or pass one")
-        t = _check_threshold(t)
+        t = self.resolve_threshold(threshold)
         refs, owners, names = self.vectors()
         if not names:
             raise FacecnnError(f"gallery is empty: {self.path}; add people first")
@@ -334,20 +388,34 @@ class Gallery:
             owners = np.arange(len(names))
         matches = []
         for rows in _blocks(len(q), len(refs)):
-            d = _distances(q[rows], refs)
-            best = d.argmin(1)
-            for j, dist in zip(best, d[np.arange(len(best)), best]):
+            best = _distances(q[rows], refs).argmin(1)
+            for j, dist in zip(best, pair_distances(q[rows], refs[best])):
                 matches.append(match(names[owners[j]], dist, t))
         return matches
 
-    def rows(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """(embedding ids (M,), vectors (M, dim) float32, owner name per row) in id order, one
-        snapshot: what a search index needs to tell whether it is still current."""
-        rows = self._read("SELECT e.id, p.name, e.vector FROM embeddings e JOIN people p "
-                          "ON p.id = e.person_id ORDER BY e.id")
+    def resolve_threshold(self, threshold: float | None = None) -> float:
+        """`threshold` if given, else the stored one (read fresh), checked either way."""
+        t = self.threshold if threshold is None else threshold
+        if t is None:
+            raise FacecnnError(f"no threshold: run calibration on {self.path} or pass one")
+        return _check_threshold(t)
+
+    def rows(self, after: int = 0) -> Rows:
+        """The rows with embedding id > `after`, in id order, and the change counters, all from
+        one snapshot: what a search index needs to build itself and to stay current."""
+        with self._lock:
+            self._conn.execute("BEGIN")  # deferred: the snapshot starts at the first read
+            try:
+                version, rewritten = _counters(self._conn, _DATA_VERSION, _REWRITE_VERSION)
+                rows = self._conn.execute(
+                    "SELECT e.id, p.name, e.vector FROM embeddings e JOIN people p "
+                    "ON p.id = e.person_id WHERE e.id > ? ORDER BY e.id", (after,)).fetchall()
+            finally:
+                self._conn.execute("COMMIT")
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         flat = np.frombuffer(b"".join(r[2] for r in rows), dtype=_STORED)
-        return ids, flat.astype(np.float32).reshape(-1, self.dim), [r[1] for r in rows]
+        return Rows(version, rewritten, ids, flat.astype(np.float32).reshape(-1, self.dim),
+                    [r[1] for r in rows])
 
     def calibrate(self, target_far: float = 0.01) -> dict:
         """Choose and store a threshold by leave-one-out over the enrolled vectors.

@@ -8,6 +8,10 @@ cached index; an IVF index is rebuilt anyway once it has doubled since its lists
 Index rows are the gallery's embedding rows in id order, so the row -> person mapping is taken
 from the same gallery snapshot that matched the fingerprint.
 
+A live index (`sync`, what the Recognizer uses) follows the gallery by its change counter
+instead: see `GalleryIndex.sync` for why that is enough between two loads, and why loading
+still checks the full fingerprint.
+
 Up to `exact_limit` vectors the index is exact (`IndexFlatL2`). Above, it is IVF-Flat: on 2
 cores it indexes a million 128-d vectors in about a minute, for 2.3 ms and 0.999 recall@1 per
 query (benchmarks/gallery_search.py). HNSW (M=32, efConstruction 80) took 4 minutes for 300k
@@ -23,13 +27,15 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 from facecnn.errors import FacecnnError
-from facecnn.faces.gallery import UNKNOWN, Gallery, Match, _check_threshold, _distances, match
+from facecnn.faces.gallery import (UNKNOWN, Gallery, Match, Rows, _check_threshold, match,
+                                   pair_distances)
 
 FLAT, IVF = "flat", "ivf"
 EXACT_LIMIT = 50_000
@@ -83,6 +89,19 @@ def _kind_of(index: faiss.Index) -> str:
     return IVF if isinstance(index, faiss.IndexIVF) else FLAT
 
 
+def _appendable(kind: str, now: str, rows: int, built: int) -> bool:
+    """Whether an index of `kind` whose lists were trained on `built` rows may simply take
+    appends up to `rows` (of kind `now`): it keeps its kind, and if IVF, has at most doubled
+    since its lists were trained (beyond that they get too long to probe fast)."""
+    return kind == now and (kind == FLAT or rows <= 2 * built)
+
+
+def _owners(row_names: list[str], names: list[str]) -> np.ndarray:
+    """Index into `names` of each row's name."""
+    rank = {name: i for i, name in enumerate(names)}
+    return np.fromiter((rank[n] for n in row_names), np.int64, len(row_names))
+
+
 @contextmanager
 def _one_thread() -> Iterator[None]:
     """Run faiss on one OpenMP thread: for a few queries, waking a second thread costs more
@@ -115,6 +134,20 @@ def _replace(path: Path, write: Callable[[str], None], mode: int) -> os.stat_res
     return stat
 
 
+@dataclass
+class _Source:
+    """What a live index follows: its gallery, the change counter and last embedding id it
+    has seen, the row count its IVF lists were trained on, and how to load it again."""
+
+    gallery: Gallery
+    version: int
+    last_id: int
+    built: int
+    exact_limit: int
+    nprobe: int | None
+    must_save: bool
+
+
 class GalleryIndex:
     """Nearest-neighbour search over gallery vectors; row i belongs to names[owners[i]]."""
 
@@ -126,35 +159,88 @@ class GalleryIndex:
         self.index = index
         self.kind = _kind_of(index)
         self.dim: int = index.d
-        self.names = names
-        self.owners = np.asarray(owners, dtype=np.int64)
-        self._labels = np.array([*names, UNKNOWN], dtype=object)  # [-1]: no result
+        self._relabel(np.asarray(owners, dtype=np.int64), names)
+        self._source: _Source | None = None  # set by for_gallery: what sync() follows
         if self.kind == IVF:
             index.nprobe = nprobe or default_nprobe(index.nlist)
 
+    def _relabel(self, owners: np.ndarray, names: list[str]) -> None:
+        self.names = names
+        self.owners = owners
+        self._labels = np.array([*names, UNKNOWN], dtype=object)  # [-1]: no result
+
     @classmethod
     def for_gallery(cls, gallery: Gallery, *, exact_limit: int = EXACT_LIMIT,
-                    nprobe: int | None = None) -> GalleryIndex:
+                    nprobe: int | None = None, must_save: bool = True) -> GalleryIndex:
         """The index of `gallery`'s current rows: the cached files when their fingerprint
-        matches, else the cache with new rows appended, or a rebuilt index; saved either way."""
-        ids, vectors, row_names = gallery.rows()
+        matches, else the cache with new rows appended, or a rebuilt index; saved either way.
+
+        `must_save=False` answers from memory when the cache cannot be written (a read-only
+        folder): a recognizer still works there, while `facecnn gallery index` should fail.
+        """
+        rows = gallery.rows()
         path = Path(f"{gallery.path}.faiss")
         sidecar = Path(f"{path}.json")
-        current = fingerprint(ids, vectors, row_names)
-        kind = index_kind(len(ids), exact_limit)
+        current = fingerprint(rows.ids, rows.vectors, rows.names)
+        kind = index_kind(len(rows.ids), exact_limit)
         index, meta = _load(path, sidecar)
+        built = meta.get("built", 0)
         if index is None or meta["kind"] != kind or meta["fingerprint"] != current:
-            if _extends(meta, kind, ids, vectors, row_names):
-                index.add(vectors[meta["rows"]:])
-                built = meta["built"]
+            if _extends(meta, kind, rows):
+                index.add(rows.vectors[meta["rows"]:])
             else:
-                index, built = build_index(vectors, exact_limit), len(ids)
-            _save(index, path, sidecar, {"fingerprint": current, "built": built},
-                  gallery.path.stat().st_mode & 0o777)
-        names = sorted(set(row_names))
-        rank = {name: i for i, name in enumerate(names)}
-        owners = np.fromiter((rank[n] for n in row_names), np.int64, len(row_names))
-        return cls(index, owners, names, nprobe)
+                index, built = build_index(rows.vectors, exact_limit), len(rows.ids)
+            try:
+                _save(index, path, sidecar, {"fingerprint": current, "built": built},
+                      gallery.path.stat().st_mode & 0o777)
+            except OSError:
+                if must_save:
+                    raise
+        names = sorted(set(rows.names))
+        found = cls(index, _owners(rows.names, names), names, nprobe)
+        last_id = int(rows.ids[-1]) if len(rows.ids) else 0
+        found._source = _Source(gallery, rows.version, last_id, built, exact_limit, nprobe,
+                                must_save)
+        return found
+
+    def sync(self) -> GalleryIndex:
+        """This index brought up to date with the gallery it was loaded from: itself, with
+        any new faces appended, or a freshly loaded index when appending is not enough.
+
+        Costs one tiny read when the gallery's change counter has not moved. Else the rows
+        newer than the last one seen and the counters come in one snapshot, and if no write
+        since the last sync changed or dropped rows (the rewrite version did not pass ours),
+        every older row is as indexed: SQLite gives new rows ids above the largest existing
+        one, and rows are only ever removed by writes that move the rewrite version. So
+        appending the new rows is exact, and safe across processes, since every writer bumps
+        the counters in its own transaction (a facecnn from before the counters would write
+        unseen until the next load). Appends stay in memory (the next load appends them to
+        the cache again); anything else goes through `for_gallery`, which rebuilds and saves,
+        or takes a cache another process has rebuilt already.
+
+        Loading from disk keeps the full fingerprint: counters alone cannot tell the files of
+        a gallery that was restored from a backup and then changed differently.
+        """
+        source = self._source
+        if source is None:
+            raise ValueError("only an index from GalleryIndex.for_gallery can sync")
+        if source.gallery.version() == source.version:
+            return self
+        new = source.gallery.rows(after=source.last_id)
+        total = len(self) + len(new.ids)
+        if new.rewritten > source.version or not _appendable(
+                self.kind, index_kind(total, source.exact_limit), total, source.built):
+            return GalleryIndex.for_gallery(source.gallery, exact_limit=source.exact_limit,
+                                            nprobe=source.nprobe, must_save=source.must_save)
+        if len(new.ids):
+            names = sorted(set(self.names).union(new.names))
+            owners = np.concatenate([_owners(self.names, names)[self.owners],
+                                     _owners(new.names, names)])
+            self.index.add(new.vectors)
+            self._relabel(owners, names)
+            source.last_id = int(new.ids[-1])
+        source.version = new.version
+        return self
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -181,7 +267,8 @@ class GalleryIndex:
         rows = np.full((len(q), k), -1, dtype=np.int64)
         for i, cand in enumerate(candidates):
             cand = cand[cand >= 0]
-            d = _distances(q[i:i + 1], self.index.reconstruct_batch(cand))[0]
+            d = pair_distances(np.broadcast_to(q[i], (len(cand), self.dim)),
+                               self.index.reconstruct_batch(cand))
             best = np.lexsort((cand, self.owners[cand], d))[:k]
             dist[i, :len(best)], rows[i, :len(best)] = d[best], cand[best]
         return dist, self._labels[np.where(rows >= 0, self.owners[rows], -1)]
@@ -212,15 +299,14 @@ def _load(path: Path, sidecar: Path) -> tuple[faiss.Index | None, dict]:
     return None, {}
 
 
-def _extends(meta: dict, kind: str, ids: np.ndarray, vectors: np.ndarray,
-             row_names: list[str]) -> bool:
+def _extends(meta: dict, kind: str, rows: Rows) -> bool:
     """Whether appending the rest of the current rows makes the cached index current: it holds
-    exactly their first rows (new faces get higher ids), keeps its kind, and if IVF, has at
-    most doubled since its lists were trained (beyond that they get too long to probe fast)."""
+    exactly their first rows (new faces get higher ids) and may take appends."""
     m = meta.get("rows", 0)
-    return (kind == meta.get("kind") and 0 < m <= len(ids)
-            and (kind == FLAT or len(ids) <= 2 * meta["built"])
-            and fingerprint(ids[:m], vectors[:m], row_names[:m]) == meta["fingerprint"])
+    return (0 < m <= len(rows.ids) and _appendable(meta["kind"], kind, len(rows.ids),
+                                                   meta["built"])
+            and fingerprint(rows.ids[:m], rows.vectors[:m], rows.names[:m])
+            == meta["fingerprint"])
 
 
 def _save(index: faiss.Index, path: Path, sidecar: Path, meta: dict, mode: int) -> None:

@@ -5,6 +5,7 @@ align -> a trained CNN classifier (seed C's system). Strangers come out "unknown
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,7 +20,7 @@ from facecnn.errors import FacecnnError
 from facecnn.faces.align import align_face
 from facecnn.faces.detect import Face, FaceDetector
 from facecnn.faces.embed import PREPARE_MARGIN, Embedder, create_embedder
-from facecnn.faces.gallery import UNKNOWN, Gallery
+from facecnn.faces.gallery import UNKNOWN, Gallery, same_vectors
 from facecnn.faces.pipeline import FacePipeline
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -44,6 +45,11 @@ class Recognizer:
     With a gallery: nearest-neighbour (or per-person mean) identification, unknown above the
     gallery's calibrated threshold (or `threshold`). With `model=RUN`: seed C's classifier,
     unknown below `min_confidence` softmax probability.
+
+    Mode "nearest" searches the gallery's FAISS index (loaded or built once, then synced with
+    the gallery before every answer, so writes from any process count at once); mode "mean"
+    scans the per-person means in the gallery: an index of means would need rebuilding on
+    every enrolment of someone already known, and there are far fewer people than faces.
     """
 
     def __init__(self, *, gallery: str | Path | None = None, model: str | Path | None = None,
@@ -55,16 +61,21 @@ class Recognizer:
             raise FacecnnError("give either a gallery (--gallery) or a trained model (--model)")
         self.detector = detector or FaceDetector("hog")
         self.threshold, self.mode, self.min_confidence = threshold, mode, min_confidence
-        self.gallery = self.classifier = None
+        self.gallery = self.classifier = self.index = None
         if gallery is not None:
             self.gallery = Gallery.open(Path(gallery))
             self.embedder = embedder or create_embedder(self.gallery.embedder, device=device)
-            if self.embedder.name != self.gallery.embedder:
+            if not same_vectors(self.embedder.name, self.gallery.embedder):
                 raise FacecnnError(f"gallery {gallery} was made with {self.gallery.embedder}, "
                                    f"not {self.embedder.name}")
             if self.threshold is None and self.gallery.threshold is None:
                 self.threshold = self.embedder.default_threshold
             self.pipeline = FacePipeline(self.detector, self.embedder, workers)
+            if mode == "nearest":
+                from facecnn.faces.index import GalleryIndex
+
+                self.index = GalleryIndex.for_gallery(self.gallery, must_save=False)
+                self._index_lock = threading.Lock()  # a sync may append to the index
         else:
             from facecnn.classify import load_classifier
 
@@ -76,8 +87,16 @@ class Recognizer:
 
     def name_vectors(self, boxes: list[tuple[float, float, float, float]],
                      vectors: np.ndarray) -> list[FaceResult]:
-        """Gallery answers for faces already embedded (by this process or a worker)."""
-        matches = self.gallery.identify(vectors, threshold=self.threshold, mode=self.mode)
+        """Gallery answers for faces already embedded (by this process or a worker); the
+        index answers exactly as Gallery.identify (names, scores and distances) up to its
+        exact limit of faces."""
+        if self.index is None:
+            matches = self.gallery.identify(vectors, threshold=self.threshold, mode=self.mode)
+        else:
+            threshold = self.gallery.resolve_threshold(self.threshold)
+            with self._index_lock:
+                self.index = self.index.sync()
+                matches = self.index.identify(vectors, threshold)
         return [FaceResult(box, m.name, m.score, m.distance) for box, m in zip(boxes, matches)]
 
     def name_faces(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]:
