@@ -12,6 +12,9 @@ from rich.table import Table
 from facecnn.errors import FacecnnError
 from facecnn.terminal import console, err_console, reporter_for
 
+EMBEDDER_HELP = ("dlib, dlib_torch (dlib's network in PyTorch: batched, GPU), run:PATH or "
+                 "onnx:PATH.")
+SAME_VECTORS = "dlib and dlib_torch galleries are interchangeable (same vectors)."
 DETECTOR_HELP = ("hog, haar, haar_seed_c (seed C's cascade settings) or cnn (dlib's MMOD CNN: "
                  "most accurate, slow on CPU).")
 
@@ -20,6 +23,15 @@ def _detector(name: str, upsample: int, min_size: int):
     from facecnn.faces.detect import FaceDetector
 
     return FaceDetector(name, upsample=upsample, min_size=min_size)
+
+
+def _gallery_embedder(name: str | None, device: str):
+    """The embedder a gallery is searched with when the user names one (else the gallery's)."""
+    if name is None:
+        return None
+    from facecnn.faces.embed import create_embedder
+
+    return create_embedder(name, device=device)
 
 
 def _write_json(path: Path, data: object) -> None:
@@ -54,7 +66,7 @@ def prepare(
 def enroll(
     faces: Path = typer.Argument(..., help="Photos or prepared crops, one folder per person."),
     gallery: Path = typer.Option(..., help="Gallery file (SQLite), created if missing."),
-    embedder: str = typer.Option("dlib", help="dlib, run:PATH or onnx:PATH."),
+    embedder: str = typer.Option("dlib", help=EMBEDDER_HELP),
     detector: str = typer.Option("hog", help=DETECTOR_HELP),
     upsample: int = typer.Option(1, min=0),
     min_size: int = typer.Option(20, min=1),
@@ -91,6 +103,8 @@ def recognize(
     gallery: Optional[Path] = typer.Option(None, help="Gallery made by `facecnn enroll`."),
     model: Optional[Path] = typer.Option(None, help="A training run (seed C's classifier)."),
     camera: Optional[int] = typer.Option(None, help="Camera index for live recognition."),
+    embedder: Optional[str] = typer.Option(None, help="Search the gallery with this embedder "
+                                           "(default: the one that made it); " + SAME_VECTORS),
     detector: str = typer.Option("hog", help=DETECTOR_HELP),
     upsample: int = typer.Option(1, min=0),
     min_size: int = typer.Option(20, min=1),
@@ -114,7 +128,8 @@ def recognize(
         raise FacecnnError("give images, folders or videos to recognize, or --camera N")
     recognizer = Recognizer(gallery=gallery, model=model, threshold=threshold, mode=mode,
                             min_confidence=min_confidence, device=device, workers=workers,
-                            detector=_detector(detector, upsample, min_size))
+                            detector=_detector(detector, upsample, min_size),
+                            embedder=_gallery_embedder(embedder, device))
     if camera is not None:
         recognize_camera(recognizer, camera, save=save)
         return
@@ -135,7 +150,7 @@ def verify(
     images: List[Path] = typer.Argument(None, help="Two photos to compare."),
     pairs: Optional[Path] = typer.Option(None, help="LFW-style pairs.txt."),
     root: Optional[Path] = typer.Option(None, help="Folder of <Name>/<Name>_0001.jpg."),
-    embedder: str = typer.Option("dlib", help="dlib, run:PATH or onnx:PATH."),
+    embedder: str = typer.Option("dlib", help=EMBEDDER_HELP),
     detector: str = typer.Option("hog", help=DETECTOR_HELP),
     upsample: int = typer.Option(1, min=0),
     threshold: Optional[float] = typer.Option(None, help="Same person at or below this "
@@ -181,6 +196,45 @@ def verify(
                   f"{result['threshold']:.4f})")
 
 
+def embed(
+    inputs: List[Path] = typer.Argument(..., help="Photos or folders of photos."),
+    out: Path = typer.Option(Path("vectors.npz"), help="Where the vectors go (.npz)."),
+    embedder: str = typer.Option("dlib", help=EMBEDDER_HELP),
+    detector: str = typer.Option("hog", help=DETECTOR_HELP),
+    upsample: int = typer.Option(1, min=0),
+    min_size: int = typer.Option(20, min=1),
+    largest_only: bool = typer.Option(False, help="Only the largest face of each photo."),
+    flip: bool = typer.Option(False, help="Average each face with its mirror image."),
+    batch_size: int = typer.Option(32, min=1),
+    device: str = typer.Option("auto", help="dlib_torch/run embedders: cpu, cuda, auto."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Processes for detection and "
+                                          "embedding (default: one per core)."),
+    overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Also print the faces as JSON."),
+    quiet: bool = typer.Option(False),
+) -> None:
+    """Write every face's file, box and vector to an .npz (numpy.load reads it)."""
+    from facecnn.faces.embed import create_embedder
+    from facecnn.faces.embeddings import embed_paths
+    from facecnn.faces.pipeline import FacePipeline
+
+    if out.exists() and not overwrite:
+        raise FacecnnError(f"{out} exists; pass --overwrite to replace it")
+    pipeline = FacePipeline(_detector(detector, upsample, min_size),
+                            create_embedder(embedder, flip=flip, batch_size=batch_size,
+                                            device=device), workers)
+    result = embed_paths(inputs, pipeline, largest_only=largest_only,
+                         reporter=reporter_for(quiet or as_json))
+    result.save(out)
+    for file, why in result.skipped.items():
+        err_console.print(f"{file}: {why}")
+    if as_json:
+        print(json.dumps(result.records()))
+        return
+    console.print(f"{len(result.files)} faces from {len(set(result.files))} files embedded "
+                  f"with {result.embedder} -> {out}")
+
+
 def capture(
     out: Path = typer.Argument(..., help="Folder of people; frames go to OUT/<person>/."),
     person: List[str] = typer.Option(..., help="Name of the person (repeat for several)."),
@@ -211,9 +265,11 @@ def serve(
                                                 "(or $FACECNN_API_KEYS)."),
     max_upload_mb: float = typer.Option(10.0, min=0.01),
     max_pixels: int = typer.Option(40_000_000, min=1),
+    embedder: Optional[str] = typer.Option(None, help="Search the gallery with this embedder "
+                                           "(default: the one that made it); " + SAME_VECTORS),
     detector: str = typer.Option("hog", help=DETECTOR_HELP),
 ) -> None:
-    """REST API (OpenAPI docs at /docs) on one port."""
+    """REST API, web page at / and OpenAPI docs at /docs, on one port."""
     import uvicorn
 
     from facecnn.serve.app import create_app
@@ -228,7 +284,8 @@ def serve(
                                "--api-key-file to serve other machines")
         host = "127.0.0.1"
         console.print("no API keys: listening on 127.0.0.1 only")
-    app = create_app(gallery, model, keys, max_upload_mb, max_pixels, detector)
+    app = create_app(gallery, model, keys, max_upload_mb, max_pixels, detector,
+                     _gallery_embedder(embedder, "auto"))
     uvicorn.run(app, host=host or "0.0.0.0", port=port, log_level="warning")
 
 
@@ -290,6 +347,6 @@ def gallery_remove(gallery: Path, name: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    for command in (prepare, capture, enroll, recognize, verify, serve):
+    for command in (prepare, capture, enroll, recognize, verify, embed, serve):
         app.command()(command)
     app.add_typer(gallery_app, name="gallery")

@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from facecnn.errors import FacecnnError
-
-INSTALL_HINT = "pip install dlib-bin face-recognition-models"
+from facecnn.models.dlib_port import INSTALL_HINT, model_file
 
 
 def import_dlib() -> Any:
@@ -19,17 +16,6 @@ def import_dlib() -> Any:
     except ImportError:
         raise FacecnnError(f"dlib is not installed: {INSTALL_HINT}") from None
     return dlib
-
-
-def model_file(name: str) -> Path:
-    """Path of one of face-recognition-models' .dat files."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise FacecnnError(f"face-recognition-models is not installed: {INSTALL_HINT}")
-    path = Path(spec.origin).parent / "models" / name
-    if not path.is_file():
-        raise FacecnnError(f"{name} is missing from face-recognition-models at {path.parent}")
-    return path
 
 
 def _load(loader_name: str, file: str) -> Any:

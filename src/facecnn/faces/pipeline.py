@@ -1,8 +1,11 @@
 """Photos -> (boxes, embedding vectors), in worker processes when there are many photos.
 
 dlib's detector and network each use one core, so on a machine with N cores a folder of
-photos goes through up to N times faster in N processes. Workers load the detector and the
-embedder once; the main process keeps the gallery and everything else.
+photos goes through up to N times faster in N processes. Workers load the detector (and
+dlib's network) once; the main process keeps the gallery and everything else. Embedders
+that batch (PyTorch, onnxruntime) are not fork-safe and are faster on whole batches, so for
+them workers only detect and cut the aligned chips, and the main process embeds the chips of
+many photos at once.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 from facecnn.data.decode import read_image
 from facecnn.faces.align import crop_box
 from facecnn.faces.detect import FaceDetector, landmarks_in
-from facecnn.faces.embed import Embedder, create_embedder
+from facecnn.faces.embed import Embedder, create_embedder, make_chips
 
 MIN_FILES_PER_WORKER = 8  # below this a pool's start-up costs more than it saves
 NO_FACE = "no face found"
@@ -32,6 +35,7 @@ class FileFaces:
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
     vectors: np.ndarray | None = None
     error: str | None = None
+    chips: np.ndarray | None = None  # aligned crops still to embed (batching embedders)
 
 
 @dataclass
@@ -41,13 +45,17 @@ class PipelineSpec:
     detector: dict[str, Any]
     embedder: str
     embedder_options: dict[str, Any] = field(default_factory=dict)
+    chips_only: dict[str, Any] | None = None  # the embedder's crop, when workers only cut chips
 
 
 class _Worker:
     def __init__(self, spec: PipelineSpec, detector: FaceDetector | None = None,
                  embedder: Embedder | None = None) -> None:
         self.detector = detector or FaceDetector(**spec.detector)
-        self.embedder = embedder or create_embedder(spec.embedder, **spec.embedder_options)
+        self.chips_only = spec.chips_only
+        if embedder is None and spec.chips_only is None:
+            embedder = create_embedder(spec.embedder, **spec.embedder_options)
+        self.embedder = embedder
 
     def __call__(self, job: tuple[Path, bool, dict[str, Any] | None]) -> FileFaces:
         file, largest_only, crop = job
@@ -63,8 +71,10 @@ class _Worker:
             faces = faces[:1]
         if not faces:
             return FileFaces(file, error=NO_FACE)
-        return FileFaces(file, [f.box for f in faces],
-                         self.embedder.embed([(image, face) for face in faces]))
+        items = [(image, face) for face in faces]
+        if self.chips_only is not None:
+            return FileFaces(file, [f.box for f in faces], chips=make_chips(self.chips_only, items))
+        return FileFaces(file, [f.box for f in faces], self.embedder.embed(items))
 
 
 _worker: _Worker | None = None
@@ -83,7 +93,8 @@ class FacePipeline:
     """`FacePipeline(detector, embedder).run(files)` yields `FileFaces` in file order."""
 
     def __init__(self, detector: FaceDetector, embedder: Embedder, workers: int | None = None) -> None:
-        self.spec = PipelineSpec(detector.options, embedder.name, embedder.options)
+        chips_only = None if embedder.embeds_in_workers else embedder.crop
+        self.spec = PipelineSpec(detector.options, embedder.name, embedder.options, chips_only)
         self.local = _Worker(self.spec, detector, embedder)
         self.workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
 
@@ -98,15 +109,42 @@ class FacePipeline:
     def run(self, files: list[Path], *, largest_only: bool = False,
             crop: dict[str, Any] | None = None,
             advance: Callable[[int], None] = lambda n: None) -> Iterator[FileFaces]:
+        found = self._detect(files, largest_only, crop)
+        if self.spec.chips_only is not None:
+            found = self._embed_batches(found)
+        for result in found:
+            yield result
+            advance(1)
+
+    def _detect(self, files: list[Path], largest_only: bool,
+                crop: dict[str, Any] | None) -> Iterator[FileFaces]:
         jobs = [(file, largest_only, crop) for file in files]
         workers = min(self.workers, len(jobs) // MIN_FILES_PER_WORKER)
         if workers < 2:
-            for job in jobs:
-                yield self.local(job)
-                advance(1)
+            yield from map(self.local, jobs)
             return
         with ProcessPoolExecutor(workers, initializer=_init_worker,
                                  initargs=(self.spec,)) as pool:
-            for result in pool.map(_run_job, jobs, chunksize=4):
-                yield result
-                advance(1)
+            yield from pool.map(_run_job, jobs, chunksize=4)
+
+    def _embed_batches(self, found: Iterator[FileFaces]) -> Iterator[FileFaces]:
+        """Embed the chips of consecutive photos together, `batch_size` faces or more at a
+        time, and hand the photos on in their order."""
+        pending: list[FileFaces] = []
+
+        def flush() -> Iterator[FileFaces]:
+            with_chips = [r for r in pending if r.chips is not None]
+            if with_chips:
+                vectors = self.embedder.vectors_of(np.concatenate([r.chips for r in with_chips]))
+                start = 0
+                for result in with_chips:
+                    result.vectors, result.chips = vectors[start:start + len(result.boxes)], None
+                    start += len(result.boxes)
+            yield from pending
+            pending.clear()
+
+        for result in found:
+            pending.append(result)
+            if sum(len(r.boxes) for r in pending) >= self.embedder.batch_size:
+                yield from flush()
+        yield from flush()

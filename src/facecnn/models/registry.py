@@ -34,6 +34,7 @@ class ModelInfo:
     description: str
     builder: Callable[..., Classifier] = field(repr=False)
     timm_name: str | None = None
+    has_pretrained: bool = False
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -47,12 +48,14 @@ def register_model(
     description: str,
     mean: tuple[float, ...] = UNIT_MEAN,
     std: tuple[float, ...] = UNIT_STD,
+    pretrained: bool = False,
 ) -> Callable[[Callable[..., Classifier]], Callable[..., Classifier]]:
-    """Register a builder `fn(num_classes, in_chans, img_size, head=None) -> Classifier`."""
+    """Register a builder `fn(num_classes, in_chans, img_size, head=None) -> Classifier`;
+    with `pretrained=True` it also takes `pretrained: bool` (weights it can load offline)."""
 
     def wrap(fn: Callable[..., Classifier]) -> Callable[..., Classifier]:
         _REGISTRY[name] = ModelInfo(name, img_size, in_chans, mean[:in_chans], std[:in_chans],
-                                    description, fn)
+                                    description, fn, has_pretrained=pretrained)
         return fn
 
     return wrap
@@ -142,6 +145,8 @@ def create_model(
                   img_size=img_size or info.img_size, head=head)
     if info.timm_name:
         return info.builder(**kwargs, timm_name=info.timm_name, pretrained=pretrained)
+    if info.has_pretrained:
+        return info.builder(**kwargs, pretrained=pretrained)
     if pretrained:
         raise FacecnnError(f"{name} has no pretrained weights; use --weights FILE or drop "
                            "--pretrained")
@@ -166,4 +171,4 @@ def parameter_count(name: str, num_classes: int = 1000) -> int:
 
 def _load_custom() -> None:
     """Import the modules whose decorators fill the registry (kept lazy: timm is slow to import)."""
-    from facecnn.models import custom  # noqa: F401
+    from facecnn.models import custom, dlib_resnet  # noqa: F401

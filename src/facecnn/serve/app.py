@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +17,9 @@ from fastapi.staticfiles import StaticFiles
 
 from facecnn.errors import FacecnnError
 from facecnn.serve.security import KeyStore, UploadError, decode_upload
+
+if TYPE_CHECKING:
+    from facecnn.faces.embed import Embedder
 
 MAX_PIXELS = 40_000_000
 STATIC = Path(__file__).with_name("static")
@@ -27,7 +30,8 @@ class Service:
     dlib's network is not safe to call from several threads at once."""
 
     def __init__(self, gallery: Path | None, model: Path | None, keys: KeyStore | None,
-                 max_upload_mb: float, max_pixels: int, detector: str) -> None:
+                 max_upload_mb: float, max_pixels: int, detector: str,
+                 embedder: Embedder | None = None) -> None:
         from facecnn.faces.detect import FaceDetector
 
         self.keys, self.max_pixels = keys, max_pixels
@@ -39,7 +43,8 @@ class Service:
         if gallery is not None:
             from facecnn.faces.recognize import Recognizer
 
-            self.recognizer = Recognizer(gallery=gallery, detector=self.detector, workers=1)
+            self.recognizer = Recognizer(gallery=gallery, detector=self.detector, workers=1,
+                                         embedder=embedder)
         if model is not None:
             from facecnn.classify import load_classifier
 
@@ -67,8 +72,10 @@ class Service:
 
 def create_app(gallery: Path | None = None, model: Path | None = None,
                keys: KeyStore | None = None, max_upload_mb: float = 10.0,
-               max_pixels: int = MAX_PIXELS, detector: str = "hog") -> FastAPI:
-    service = Service(gallery, model, keys, max_upload_mb, max_pixels, detector)
+               max_pixels: int = MAX_PIXELS, detector: str = "hog",
+               embedder: Embedder | None = None) -> FastAPI:
+    """The app; `embedder` (an Embedder) searches the gallery instead of the one that made it."""
+    service = Service(gallery, model, keys, max_upload_mb, max_pixels, detector, embedder)
     app = FastAPI(title="facecnn", description="Face recognition with convolutional networks.")
 
     @app.exception_handler(UploadError)
