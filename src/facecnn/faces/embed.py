@@ -131,9 +131,10 @@ class DlibTorchEmbedder(DlibEmbedder):
     def __init__(self, flip: bool = False, batch_size: int = 32, device: str = "auto") -> None:
         Embedder.__init__(self, flip, batch_size)
         from facecnn.models.dlib_resnet import pretrained_dlib_resnet
-        from facecnn.train.runtime import select_device
+        from facecnn.train.runtime import flush_denormals, select_device
 
         dlib_models.import_dlib()  # for the chips
+        flush_denormals()
         self.device = select_device(device)
         model, self.mean = pretrained_dlib_resnet()
         self.model = model.to(self.device)
