@@ -84,8 +84,8 @@ def main() -> None:
     best_dlib = max(r["faces_per_s"] for r in rows if r["system"] == "dlib")
     for row in rows:
         row["speedup_vs_best_dlib"] = round(row["faces_per_s"] / best_dlib, 2)
-    print(f"| system | batch | device | faces/s | x best dlib | max abs diff |\n"
-          f"|---|---|---|---|---|---|")
+    print("| system | batch | device | faces/s | x best dlib | max abs diff |\n"
+          "|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['system']} | {r['batch']} | {r['device']} | {r['faces_per_s']:.1f} | "
               f"{r['speedup_vs_best_dlib']:.2f} | {r['max_abs_diff']:.1e} |")

@@ -240,3 +240,39 @@ def test_training_dlib_resnet_pretrained_changes_only_the_head(tmp_path: Path) -
                               embedder(to_input(chips, mean)), atol=1e-5)
     report = (run / "report.md").read_text()
     assert "trainable 387," in report  # 3 x 128 + 3: the head alone
+
+
+def test_server_searches_a_dlib_gallery_with_dlib_torch(tmp_path: Path) -> None:
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from facecnn.serve.app import create_app
+
+    photos_dir = write_photos(tmp_path / "enroll", ["s5", "s6", "s7"], range(1, 4))
+    enrolled = run_cli("enroll", str(photos_dir), "--gallery", str(tmp_path / "g.db"),
+                       "--quiet", cwd=tmp_path)
+    assert enrolled.returncode == 0, enrolled.stderr
+    app = create_app(tmp_path / "g.db", embedder=create_embedder("dlib_torch", device="cpu"))
+    buffer = io.BytesIO()
+    Image.fromarray(canvas("s6", 9)).save(buffer, "JPEG", quality=92)
+    with TestClient(app) as client:
+        answer = client.post("/v1/recognize", files={"image": ("q.jpg", buffer.getvalue())})
+        assert answer.status_code == 200, answer.text
+        assert [f["name"] for f in answer.json()["faces"]] == ["s6"]
+        verdict = client.post("/v1/verify", files=[("images", ("a.jpg", buffer.getvalue())),
+                                                   ("images", ("b.jpg", buffer.getvalue()))])
+        assert verdict.json()["embedder"] == "dlib_torch" and verdict.json()["same_person"]
+
+
+def test_pretrained_dlib_resnet_keeps_dlibs_statistics_while_training(ported) -> None:
+    model = create_model("dlib_resnet", 3, pretrained=True).train()
+    chips = torch.randint(0, 256, (4, 3, 150, 150), dtype=torch.uint8)
+    x = to_input(chips, ported[1])
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    with torch.no_grad():
+        training_mode = model.backbone(x)
+        reference = ported[0](x)
+    assert torch.allclose(training_mode, reference, atol=1e-5)
+    assert all(torch.equal(before[k], model.state_dict()[k]) for k in before)

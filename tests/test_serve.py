@@ -123,3 +123,24 @@ def test_concurrent_enrol_and_recognize(server: httpx.Client) -> None:
     people = {p["name"]: p["faces"] for p in
               server.get("/v1/people", headers={"x-api-key": READER}).json()["people"]}
     assert people == {"s1": 3, "s2": 3, "s3": 3, "eve": 2, "finn": 2}
+
+
+def test_worker_processes_share_the_gallery(tmp_path) -> None:
+    """`--workers 2`: two server processes; what one enrols the other names at once."""
+    photos = write_photos(tmp_path / "photos", ["s1", "s2"], range(1, 4))
+    assert run_cli("enroll", str(photos), "--gallery", str(tmp_path / "g.db"), "--quiet",
+                   cwd=tmp_path).returncode == 0
+    with running_server(["--gallery", str(tmp_path / "g.db"), "--workers", "2"],
+                        tmp_path) as base:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            added = client.post("/v1/people/newcomer", files=[
+                ("images", (f"{i}.jpg", jpeg("s9", i))) for i in range(1, 4)])
+            assert added.status_code == 200 and added.json()["added"] == 3
+
+            def name(_: int) -> tuple[list[str], int]:
+                answer = post(client, "/v1/recognize", None, image=("q.jpg", jpeg("s9", 7)))
+                return [f["name"] for f in answer.json()["faces"]], answer.status_code
+
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(name, range(12)))
+    assert answers == [(["newcomer"], 200)] * 12

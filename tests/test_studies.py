@@ -79,7 +79,13 @@ def test_pretrained_study_says_what_it_needs(tmp_path: Path, faces: Path) -> Non
     result = compare(tmp_path, study, "--data", str(faces), "--img-size", "32")
     assert "skipped resnet18_pretrained: needs ImageNet weights" in result.stdout
     out = tmp_path / "compare" / "pretrained_vs_scratch"
-    assert {r["run"] for r in rows(out)} == {"resnet18_scratch", "seed_face_cnn3"}
+    table = {r["run"]: r for r in rows(out)}
+    assert set(table) == {"resnet18_scratch", "seed_face_cnn3", "dlib_resnet_scratch",
+                          "dlib_resnet_pretrained_stage1-3", "dlib_resnet_pretrained_head"}
+    classes = len([p for p in faces.iterdir() if p.is_dir()])
+    assert float(table["dlib_resnet_pretrained_head"]["trainable"]) == 129 * classes
+    assert float(table["dlib_resnet_scratch"]["trainable"]) == float(
+        table["dlib_resnet_scratch"]["total"])
     assert "skipped: needs ImageNet weights" in (out / "comparison.md").read_text()
     weights = tmp_path / "resnet18.pth"
     torch.save(timm.create_model("resnet18").state_dict(), weights)

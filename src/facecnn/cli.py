@@ -24,6 +24,7 @@ OPTIMIZER_NAMES = "sgd, sgd_clip, momentum, nesterov, adagrad, adadelta, rmsprop
 SCHEDULE_NAMES = "constant, step, rampup_expdecay, cosine, onecycle"
 INIT_NAMES = "default, zeros, normal, glorot, he"
 AUGMENT_NAMES = "none, seed_b_flowers, seed_b_faces, seed_c, faces, digits"
+OBJECTIVE_NAMES = "softmax, arcface, triplet"
 
 
 @app.command()
@@ -35,7 +36,8 @@ def train(
     batch_size: int = typer.Option(32, min=1),
     img_size: Optional[int] = typer.Option(None, help="Input size (default: the model's)."),
     head: Optional[str] = typer.Option(None, help="Head spec, e.g. gap-dense512-dropout0.5."),
-    pretrained: bool = typer.Option(False, help="ImageNet weights from the hub (online)."),
+    pretrained: bool = typer.Option(False, help="Pretrained weights: ImageNet from the hub "
+                                    "(online); dlib_resnet: dlib's face weights (offline)."),
     weights: Optional[Path] = typer.Option(None, help="Local weights: timm/torchvision state "
                                            "dict or a facecnn checkpoint."),
     freeze: str = typer.Option("none", help="none, backbone, all-but-head, or stages such as "
@@ -50,6 +52,11 @@ def train(
     init: str = typer.Option("default", help=INIT_NAMES),
     augment: str = typer.Option("none", help=AUGMENT_NAMES),
     label_smoothing: float = typer.Option(0.0, min=0.0, max=0.99),
+    objective: str = typer.Option("softmax", help=f"Loss: {OBJECTIVE_NAMES} (the last two "
+                                  "train the embedding; docs/objectives.md)."),
+    margin: Optional[float] = typer.Option(None, help="arcface: angular margin in radians "
+                                           "(default 0.5); triplet: distance margin (0.2)."),
+    scale: Optional[float] = typer.Option(None, help="arcface: logit scale (default 30)."),
     patience: Optional[int] = typer.Option(None, help="Early stop after this many epochs "
                                            "without a better val loss."),
     clip_grad: Optional[float] = typer.Option(None, help="Clip the gradient norm."),
@@ -76,7 +83,8 @@ def train(
                           weights=str(weights) if weights else None, freeze=freeze,
                           optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                           schedule=schedule, step_size=step_size, gamma=gamma, init=init,
-                          augment=augment, label_smoothing=label_smoothing, patience=patience,
+                          augment=augment, label_smoothing=label_smoothing,
+                          objective=objective, margin=margin, scale=scale, patience=patience,
                           clip_grad=clip_grad, val_split=val_split, seed=seed, device=device,
                           amp=amp, project=project, name=name, quiet=quiet)
     trainer = Trainer(cfg, reporter_for(quiet), resume=resume)

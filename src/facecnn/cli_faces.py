@@ -268,11 +268,13 @@ def serve(
     embedder: Optional[str] = typer.Option(None, help="Search the gallery with this embedder "
                                            "(default: the one that made it); " + SAME_VECTORS),
     detector: str = typer.Option("hog", help=DETECTOR_HELP),
+    workers: int = typer.Option(1, min=1, help="Server processes (one per core serves about "
+                                "that many times more requests; the gallery is shared)."),
 ) -> None:
     """REST API, web page at / and OpenAPI docs at /docs, on one port."""
     import uvicorn
 
-    from facecnn.serve.app import create_app
+    from facecnn.serve.app import ServeSettings
     from facecnn.serve.security import KeyStore
 
     if gallery is not None and not gallery.is_file():
@@ -284,9 +286,16 @@ def serve(
                                "--api-key-file to serve other machines")
         host = "127.0.0.1"
         console.print("no API keys: listening on 127.0.0.1 only")
-    app = create_app(gallery, model, keys, max_upload_mb, max_pixels, detector,
-                     _gallery_embedder(embedder, "auto"))
-    uvicorn.run(app, host=host or "0.0.0.0", port=port, log_level="warning")
+    text = (lambda p: str(p.resolve()) if p is not None else None)
+    settings = ServeSettings(text(gallery), text(model), text(api_key_file), max_upload_mb,
+                             max_pixels, detector, embedder)
+    address = {"host": host or "0.0.0.0", "port": port, "log_level": "warning"}
+    if workers == 1:
+        uvicorn.run(settings.app(), **address)
+        return
+    settings.app()  # fail here, with one line, rather than in every worker
+    settings.export()
+    uvicorn.run("facecnn.serve.app:app_from_env", factory=True, workers=workers, **address)
 
 
 gallery_app = typer.Typer(help="List, rename or remove the people of a gallery.",

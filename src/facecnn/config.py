@@ -31,6 +31,9 @@ class TrainConfig:
     init: str = "default"
     augment: str = "none"
     label_smoothing: float = 0.0
+    objective: str = "softmax"
+    margin: float | None = None  # arcface / triplet; None: the objective's default
+    scale: float | None = None  # arcface
     patience: int | None = None
     clip_grad: float | None = None
     val_split: float = 0.2

@@ -6,7 +6,10 @@ JSON `{"detail": ...}` with a status code, never a stack trace.
 
 from __future__ import annotations
 
+import json
+import os
 import threading
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from facecnn.faces.embed import Embedder
 
 MAX_PIXELS = 40_000_000
+SETTINGS_ENV = "FACECNN_SERVE_SETTINGS"
 STATIC = Path(__file__).with_name("static")
 
 
@@ -222,3 +226,37 @@ def create_app(gallery: Path | None = None, model: Path | None = None,
         return {"label": ranked[0][0], "score": ranked[0][1], "top_k": ranked}
 
     return app
+
+
+@dataclass
+class ServeSettings:
+    """What `facecnn serve` was asked for, in a form worker processes can be handed (the keys
+    travel as their file's path or stay in $FACECNN_API_KEYS, never in these settings)."""
+
+    gallery: str | None = None
+    model: str | None = None
+    api_key_file: str | None = None
+    max_upload_mb: float = 10.0
+    max_pixels: int = MAX_PIXELS
+    detector: str = "hog"
+    embedder: str | None = None
+
+    def app(self) -> FastAPI:
+        embedder = None
+        if self.embedder is not None:
+            from facecnn.faces.embed import create_embedder
+
+            embedder = create_embedder(self.embedder)
+        path = (lambda p: Path(p) if p is not None else None)
+        return create_app(path(self.gallery), path(self.model),
+                          KeyStore.load(path(self.api_key_file)), self.max_upload_mb,
+                          self.max_pixels, self.detector, embedder)
+
+    def export(self) -> None:
+        """Put the settings where `app_from_env` in each worker process finds them."""
+        os.environ[SETTINGS_ENV] = json.dumps(asdict(self))
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's app factory in each process of `facecnn serve --workers N`."""
+    return ServeSettings(**json.loads(os.environ[SETTINGS_ENV])).app()

@@ -30,7 +30,8 @@ from facecnn.config import TrainConfig
 from facecnn.errors import FacecnnError
 
 AXES = ("model", "optimizer", "lr", "schedule", "init", "freeze", "augment", "seed", "head",
-        "img_size", "weights", "pretrained", "batch_size", "epochs", "label_smoothing", "data")
+        "img_size", "weights", "pretrained", "batch_size", "epochs", "label_smoothing", "data",
+        "objective", "margin", "scale")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.-]+)\}")
 
 

@@ -8,6 +8,7 @@ epoch's sums and every random state, so `--resume` continues the very same seque
 from __future__ import annotations
 
 import copy
+import dataclasses
 import signal
 import time
 import warnings
@@ -36,8 +37,9 @@ from facecnn.train.checkpoint import (load_checkpoint, rng_state, save_atomic, s
                                       set_rng_state)
 from facecnn.train.distributed import DistContext
 from facecnn.train.evaluation import evaluate
-from facecnn.train.loader import BatchLoader
+from facecnn.train.loader import BatchLoader, PKBatchLoader
 from facecnn.train.metrics import accuracy_f1
+from facecnn.train.objectives import build_objective, describe, resolve_objective
 from facecnn.train.report import environment, write_results_csv, write_train_outputs
 from facecnn.train.optim import DEFAULT_CLIP_FOR, OPTIMIZERS, build_optimizer
 from facecnn.train.runtime import Runtime, select_device
@@ -101,20 +103,28 @@ class Trainer:
         if cfg.optimizer not in OPTIMIZERS:
             raise FacecnnError(f"unknown optimizer {cfg.optimizer!r}; choose one of: "
                                f"{', '.join(OPTIMIZERS)}")
+        # defaults filled in here land in config.yaml and the checkpoint, so resume keeps them
+        self.cfg = cfg = dataclasses.replace(cfg, **resolve_objective(cfg))
         self.dist = DistContext.from_env()
         seed_everything(cfg.seed)
         info = model_info(cfg.model)
         self.img_size = cfg.img_size or info.img_size
         self.data = self._load_data(info.in_chans)
         self.model = build_model(cfg, len(self.data.classes), self.reporter)
+        self.objective = build_objective(cfg, self.model)
         self.params = count_parameters(self.model)
         self.device = select_device(cfg.device, self.dist.local_rank)
         self.rt = Runtime.create(self.device, info.mean, info.std, cfg.amp)
         self.model.to(self.device, memory_format=torch.channels_last
                       if self.rt.channels_last else torch.preserve_format)
         self.augment = build_augmentation(cfg.augment)
-        self.train_loader = BatchLoader(self.data.train, cfg.batch_size, shuffle=True,
-                                        seed=cfg.seed, rank=self.dist.rank, world=self.dist.world)
+        shards = {"seed": cfg.seed, "rank": self.dist.rank, "world": self.dist.world}
+        if self.objective.per_person:
+            self.train_loader: BatchLoader = PKBatchLoader(
+                self.data.train, cfg.batch_size, self.objective.per_person, **shards)
+        else:
+            self.train_loader = BatchLoader(self.data.train, cfg.batch_size, shuffle=True,
+                                            **shards)
         self.val_loader = BatchLoader(self.data.val, cfg.batch_size * 2, shuffle=False,
                                       rank=self.dist.rank, world=self.dist.world)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -127,13 +137,12 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.rt.amp_dtype == torch.float16)
         self.clip = cfg.clip_grad or DEFAULT_CLIP_FOR.get(cfg.optimizer)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        self.net = self.model
+        self.net: nn.Module = self.objective
         if self.dist.enabled:
             # channels-last 1-channel convs have ambiguous strides: harmless, but DDP warns
             warnings.filterwarnings("ignore", message="Grad strides do not match")
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
+            self.net = DistributedDataParallel(self.objective, device_ids=ids)
         self.state = TrainState()
         self.best_state: dict[str, torch.Tensor] | None = None
         if self.resume_ckpt is not None:
@@ -232,8 +241,8 @@ class Trainer:
         self._log(
             f"{self.cfg.model}: {p['trainable']:,} trainable / {p['frozen']:,} frozen "
             f"parameters; {len(d.train)} train, {len(d.val)} val images, {len(d.classes)} "
-            f"classes; device {self.device}" + (f", {self.dist.world} ranks"
-                                                 if self.dist.enabled else ""))
+            f"classes; objective {describe(self.cfg)}; device {self.device}"
+            + (f", {self.dist.world} ranks" if self.dist.enabled else ""))
         if d.skipped:
             self._log(f"skipped {len(d.skipped)} unreadable files (listed in report.md)")
 
@@ -260,8 +269,7 @@ class Trainer:
                 x = self.rt.normalize(self.augment(images.to(self.device), generator))
                 y = labels.to(self.device)
                 with self.rt.autocast():
-                    logits = self.net(x)
-                    loss = self.criterion(logits, y)
+                    loss, logits = self.net(x, y)
                 self._step(loss)
                 losses += loss.detach().double() * len(y)
                 count += len(y)
@@ -348,6 +356,7 @@ class Trainer:
         """Best weights back in; final val/test metrics, model file, plots and report."""
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+        self.objective.finalize()
         n = len(self.data.classes)
         val = evaluate(self.net, self.val_loader, self.rt, n, self.dist)
         test = None
@@ -366,6 +375,7 @@ class Trainer:
                          "images": f"{len(self.data.train)} train, {len(self.data.val)} val"
                          + (f", {len(self.data.test)} test" if self.data.test else ""),
                          "epochs run": len(s.history), "best epoch (val loss)": s.best_epoch,
+                         "objective": describe(cfg),
                          "optimizer": f"{cfg.optimizer} lr {self.optimizer.defaults['lr']:g}",
                          "schedule": cfg.schedule, "augmentation": cfg.augment,
                          "freeze": cfg.freeze, "device": str(self.device)},
