@@ -79,6 +79,23 @@ def test_arcface_gradient_reaches_backbone_and_centres_but_not_the_bias() -> Non
     assert torch.isfinite(cosine.grad).all()
 
 
+def test_arcface_centres_start_at_each_class_mean_direction() -> None:
+    torch.manual_seed(0)
+    model = Classifier(nn.Sequential(nn.Linear(4, 4)), nn.Sequential(nn.Linear(4, 3)))
+    objective = ArcFace(model, margin=0.5, scale=30.0)
+    x = torch.randn(12, 4)
+    labels = torch.tensor([0, 1] * 6)  # class 2 has no images: its centre stays as it was
+    untouched = model.classifier.weight[2].clone()
+    objective.start([(x[:5], labels[:5]), (x[5:], labels[5:])], lambda t: t)
+    with torch.no_grad():
+        unit = F.normalize(model.features(x))
+    for c in (0, 1):
+        expected = F.normalize(unit[labels == c].sum(0), dim=0)
+        assert torch.allclose(model.classifier.weight[c], expected, atol=1e-6)
+    assert torch.equal(model.classifier.weight[2], untouched)
+    assert model.training
+
+
 # ---- batch-hard triplet -----------------------------------------------------------------
 def _on_circle(degrees: list[float]) -> torch.Tensor:
     radians = torch.tensor(degrees) * math.pi / 180

@@ -149,6 +149,9 @@ class Trainer:
             self.run_dir = resume_dir
             self._restore(self.resume_ckpt)
         else:
+            self.objective.start(((self.rt.from_uint8(images), labels.to(self.device))
+                                  for images, labels in self.train_loader.batches(0)),
+                                 self.dist.all_sum)
             run_dir = new_run_dir(cfg.project, "train", cfg.name) if self.dist.is_main else None
             self.run_dir = Path(self.dist.broadcast(str(run_dir) if run_dir else ""))
             if self.dist.is_main:
