@@ -64,14 +64,14 @@ def make_gallery(work: Path) -> None:
     (work / "keys.txt").write_text(f"{KEY} read\n")
 
 
-def start_server(work: Path, workers: int) -> tuple[subprocess.Popen, str]:
+def start_server(work: Path, workers: int, embedder: str | None) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "facecnn", "serve", "--gallery",
                                str(work / "g.db"), "--host", "127.0.0.1", "--port", str(port),
                                "--api-key-file", str(work / "keys.txt"), "--workers",
-                               str(workers)],
+                               str(workers), *(["--embedder", embedder] if embedder else [])],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -122,6 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="20,50")
     parser.add_argument("--workers", default="1", help="server processes, e.g. 1,2")
+    parser.add_argument("--embedder", help="search the dlib gallery with e.g. dlib_torch")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/serve_load.json"))
     args = parser.parse_args()
@@ -131,12 +132,13 @@ def main() -> None:
     try:
         image = photo("s2", 8)
         for workers in (int(w) for w in args.workers.split(",")):
-            server, url = start_server(work, workers)
+            server, url = start_server(work, workers, args.embedder)
             try:
                 for clients in (int(c) for c in args.clients.split(",")):
                     before = rss_mb(server.pid)
                     row = load(url, clients, args.seconds, image)
-                    row.update(workers=workers, rss_before_mb=before,
+                    row.update(workers=workers, embedder=args.embedder or "dlib",
+                               rss_before_mb=before,
                                rss_after_mb=rss_mb(server.pid))
                     rows.append(row)
             finally:
@@ -149,7 +151,7 @@ def main() -> None:
         row["speed_vs_1_worker"] = row["requests_per_s"] / one[0]["requests_per_s"] if one \
             else None
     print(f"POST /v1/recognize, one 200x200 face photo, {os.cpu_count()} cores, "
-          f"{args.seconds:g} s per row")
+          f"{args.seconds:g} s per row, embedder {args.embedder or 'dlib'}")
     print(f"{'workers':>8}{'clients':>8}{'requests':>10}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
           f"{'5xx':>5}{'RSS before':>12}{'RSS after':>11}{'x 1 worker':>11}")
     for r in rows:

@@ -266,7 +266,8 @@ def serve(
     max_upload_mb: float = typer.Option(10.0, min=0.01),
     max_pixels: int = typer.Option(40_000_000, min=1),
     embedder: Optional[str] = typer.Option(None, help="Search the gallery with this embedder "
-                                           "(default: the one that made it); " + SAME_VECTORS),
+                                           "(default: the one that made it, but dlib_torch for "
+                                           "dlib galleries: same vectors, ~3.5x faster)."),
     detector: str = typer.Option("hog", help=DETECTOR_HELP),
     workers: int = typer.Option(1, min=1, help="Server processes (one per core serves about "
                                 "that many times more requests; the gallery is shared)."),
@@ -293,8 +294,10 @@ def serve(
     if workers == 1:
         uvicorn.run(settings.app(), **address)
         return
-    settings.app()  # fail here, with one line, rather than in every worker
-    settings.export()
+    problem = settings.problem()  # one line here rather than a traceback from every worker
+    if problem:
+        raise FacecnnError(problem)
+    settings.export(workers)
     uvicorn.run("facecnn.serve.app:app_from_env", factory=True, workers=workers, **address)
 
 

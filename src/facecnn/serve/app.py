@@ -7,8 +7,10 @@ JSON `{"detail": ...}` with a status code, never a stack trace.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import threading
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -243,18 +245,46 @@ class ServeSettings:
 
     def app(self) -> FastAPI:
         embedder = None
-        if self.embedder is not None:
+        name = self.embedder or self._default_embedder()
+        if name is not None:
             from facecnn.faces.embed import create_embedder
 
-            embedder = create_embedder(self.embedder)
+            embedder = create_embedder(name)
         path = (lambda p: Path(p) if p is not None else None)
         return create_app(path(self.gallery), path(self.model),
                           KeyStore.load(path(self.api_key_file)), self.max_upload_mb,
                           self.max_pixels, self.detector, embedder)
 
-    def export(self) -> None:
-        """Put the settings where `app_from_env` in each worker process finds them."""
+    def _default_embedder(self) -> str | None:
+        """dlib galleries are served by dlib's network in PyTorch: the same vectors, about
+        3.5x the requests per second of dlib's own runtime (benchmarks/serve_load.py)."""
+        if self.gallery is None or not Path(self.gallery).is_file():
+            return None  # create_app says what is missing
+        from facecnn.faces.gallery import Gallery
+
+        with Gallery.open(Path(self.gallery)) as gallery:
+            return "dlib_torch" if gallery.embedder == "dlib" else None
+
+    def problem(self) -> str | None:
+        """Load everything once in a throwaway process: what is wrong comes back as one line,
+        and the process that supervises the workers stays small."""
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            return pool.submit(_load_problem, self).result()
+
+    def export(self, workers: int) -> None:
+        """Put the settings where `app_from_env` in each worker process finds them, and give
+        each worker its share of the cores for PyTorch and OpenMP."""
         os.environ[SETTINGS_ENV] = json.dumps(asdict(self))
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+
+
+def _load_problem(settings: ServeSettings) -> str | None:
+    try:
+        settings.app()
+    except FacecnnError as exc:
+        return str(exc)
+    return None
 
 
 def app_from_env() -> FastAPI:
