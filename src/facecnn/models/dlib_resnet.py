@@ -23,6 +23,8 @@ a plain BatchNorm model, which computes the same in eval mode.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -182,13 +184,11 @@ def load_dlib_weights(source: Path | None = None) -> tuple[dict[str, torch.Tenso
             cached.unlink(missing_ok=True)
     net = read_dlib_net(source)
     state = state_dict_from(net)
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache only costs converting next time
         cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_suffix(".partial")
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")  # one per process
         save_file({**state, "input_mean": torch.tensor(net.mean_rgb)}, str(partial))
         partial.replace(cached)
-    except OSError:
-        pass  # a read-only cache only costs converting again next time
     return state, net.mean_rgb
 
 
