@@ -172,6 +172,10 @@ def test_embed_command_writes_files_boxes_and_vectors(tmp_path: Path) -> None:
     assert np.allclose(saved["vectors"], [r["vector"] for r in records], atol=1e-6)
     assert [Path(f).parent.name for f in saved["files"]] == ["s3", "s3", "s4", "s4"]
     assert "notes.txt" in result.stderr
+    no_device = run_cli("embed", str(root), "--embedder", "dlib_torch", "--device", "gpu",
+                        "--out", str(tmp_path / "other.npz"), cwd=tmp_path)
+    assert no_device.returncode == 2 and "unknown device 'gpu'" in no_device.stderr
+    assert "Traceback" not in no_device.stderr and not (tmp_path / "other.npz").exists()
     again = run_cli("embed", str(root), "--out", str(out), cwd=tmp_path)
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert np.array_equal(np.load(out)["vectors"], saved["vectors"])  # left as it was

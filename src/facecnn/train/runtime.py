@@ -10,11 +10,25 @@ from typing import ContextManager, Sequence
 
 import torch
 
+from facecnn.errors import FacecnnError
+
 
 def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """`auto` picks CUDA (this rank's GPU), then Apple's MPS, then the CPU."""
+    """`auto` picks CUDA (this rank's GPU), then Apple's MPS, then the CPU. A device this
+    machine does not have is a one-line error here rather than a driver traceback later."""
     if name != "auto":
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise FacecnnError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") \
+                from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise FacecnnError(f"--device {name}: no CUDA GPU is usable here; use --device cpu "
+                               "or auto")
+        if device.type == "mps" and not (getattr(torch.backends, "mps", None)
+                                         and torch.backends.mps.is_available()):
+            raise FacecnnError(f"--device {name}: Apple's MPS is not available here")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda", local_rank)
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
