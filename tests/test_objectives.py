@@ -96,6 +96,26 @@ def test_arcface_centres_start_at_each_class_mean_direction() -> None:
     assert model.training
 
 
+def test_softmax_head_on_pretrained_features_starts_imprinted() -> None:
+    """Clusters that point much the same way (as dlib's embeddings do): the imprinted head
+    already names every training point, with confident logits, before any step."""
+    torch.manual_seed(0)
+    centres = F.normalize(torch.tensor([[5.0, 1, 0, 0], [5.0, 0, 1, 0], [5.0, 0, 0, 1]]))
+    labels = torch.arange(3).repeat_interleave(10)
+    x = centres[labels] + 0.03 * torch.randn(30, 4)
+    model = Classifier(nn.Identity(), nn.Sequential(nn.Linear(4, 3)))
+    objective = OBJECTIVES["softmax"](model, 0.0, True)
+    objective.start([(x, labels)], lambda t: t)
+    logits = objective(x)
+    assert torch.equal(logits.argmax(1), labels)
+    own = logits.gather(1, labels[:, None]).mean()
+    assert 5.0 < own < 20.0 and F.cross_entropy(logits, labels) < 0.1
+    plain = OBJECTIVES["softmax"](Classifier(nn.Identity(), nn.Sequential(nn.Linear(4, 3))))
+    before = plain.model.classifier.weight.clone()
+    plain.start([(x, labels)], lambda t: t)  # without pretrained features: left as built
+    assert torch.equal(plain.model.classifier.weight, before)
+
+
 # ---- batch-hard triplet -----------------------------------------------------------------
 def _on_circle(degrees: list[float]) -> torch.Tensor:
     radians = torch.tensor(degrees) * math.pi / 180
