@@ -18,8 +18,9 @@ from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embed import create_embedder
 from facecnn.models import create_model
 from facecnn.models import dlib_port
-from facecnn.models.dlib_resnet import (DlibResNet, cache_path, load_dlib_weights,
-                                        padded_add, pretrained_dlib_resnet, to_input)
+from facecnn.models.dlib_port import cache_path
+from facecnn.models.dlib_resnet import (DlibResNet, load_dlib_weights, padded_add,
+                                        pretrained_dlib_resnet, to_input)
 from facecnn.models.freeze import apply_freeze
 from test_faces import canvas, write_photos
 
@@ -127,7 +128,7 @@ def test_damaged_model_file_is_a_clear_error(tmp_path: Path, damage: str) -> Non
         dlib_port.read_dlib_net(path)
     with pytest.raises(FacecnnError):
         load_dlib_weights(path)
-    assert not cache_path(path).exists()
+    assert not cache_path(path, "resnet").exists()
 
 
 def test_missing_face_recognition_models_says_how_to_install(monkeypatch) -> None:
@@ -140,7 +141,7 @@ def test_converted_weights_are_cached_and_reused(tmp_path: Path, monkeypatch) ->
     monkeypatch.setenv("FACECNN_CACHE_DIR", str(tmp_path))
     source = dlib_port.model_file()
     first, mean = load_dlib_weights()
-    cached = cache_path(source)
+    cached = cache_path(source, "resnet")
     assert cached.is_file() and cached.is_relative_to(tmp_path)
 
     def no_parsing(path):

@@ -280,3 +280,105 @@ def test_concurrent_writers_and_readers(gallery: Gallery) -> None:
     assert sum(counts.values()) == 100 + 15
     assert [m.name for m in gallery.identify(centres, threshold=1.0)] == \
         [f"writer{i}" for i in range(4)]
+
+
+def test_calibration_ignores_exact_duplicates(tmp_path: Path) -> None:
+    """A folder enrolled twice without photo hashes (galleries before they existed) holds every
+    vector twice: genuine distances of 0 must not drag the threshold down to nothing."""
+    people = [_faces(c, 4, seed=i) for i, c in enumerate(_centres(3))]
+    thresholds = []
+    for copies in (1, 2):
+        with Gallery.create(tmp_path / f"g{copies}.db", "dlib", DIM) as g:
+            for _ in range(copies):
+                for name, faces in zip(NAMES, people):
+                    g.add(name, faces)
+            thresholds.append(g.calibrate()["threshold"])
+    assert thresholds[1] == pytest.approx(thresholds[0]) and thresholds[0] > 0.1
+
+
+def test_one_photo_is_one_face(gallery: Gallery) -> None:
+    faces = _faces(_centres(1, seed=7)[0], 3, seed=7)
+    hashes = ["h1", "h2", "h3"]
+    assert gallery.add("dora", faces, hashes=hashes) == 3
+    assert gallery.add("dora", faces, hashes=hashes) == 0  # the same photos again: no-op
+    assert gallery.add("erin", faces[:1], hashes=["h1"]) == 0  # dora's photo is not erin's
+    assert dict(gallery.people())["dora"] == 3 and "erin" not in dict(gallery.people())
+    assert gallery.known_photos(["h1", "h9"]) == {"h1": "dora"}
+
+
+def test_batch_writes_all_or_nothing(gallery: Gallery) -> None:
+    version = gallery.version()
+    with pytest.raises(RuntimeError):
+        with gallery.batch():
+            gallery.add("dora", _centres(2, seed=5))
+            gallery.set_threshold(0.3, "manual")
+            raise RuntimeError("killed half-way")
+    assert "dora" not in dict(gallery.people()) and gallery.threshold is None
+    assert gallery.version() == version
+    with gallery.batch():
+        gallery.add("dora", _centres(2, seed=5))
+        gallery.set_threshold(0.3, "manual")
+    assert dict(gallery.people())["dora"] == 2 and gallery.threshold_source == "manual"
+    assert gallery.version() == version + 1  # one transaction, one change
+
+
+@pytest.mark.parametrize("name", ["ali\u202ece", "al\u200bice", "\u0430lice", "ali\u00a0ce",
+                                  "\ufeffalice", "\u0425ans Li"])
+def test_look_alike_names_refused(gallery: Gallery, name: str) -> None:
+    """Invisible, direction-changing and mixed-script names read as someone else's."""
+    with pytest.raises(FacecnnError, match="invalid person name"):
+        gallery.add(name, _centres(1))
+    assert [n for n, _ in gallery.people()] == NAMES
+
+
+def test_names_are_one_unicode_form(gallery: Gallery) -> None:
+    decomposed, composed = "Jose\u0301", "Jos\u00e9"
+    gallery.add(decomposed, _centres(1, seed=3))
+    gallery.add(composed, _centres(1, seed=4))
+    assert dict(gallery.people())[composed] == 2  # one person, stored in NFC
+    with pytest.raises(FacecnnError, match="looks like the existing person 'alice'"):
+        gallery.add("Alice", _centres(1, seed=5))
+    with pytest.raises(FacecnnError, match="looks like the existing person 'bob'"):
+        gallery.rename("carol", "BOB")
+    gallery.rename("alice", "Alice")  # a person may change the case of their own name
+    assert gallery.remove(decomposed) == 2  # found whichever form is typed
+    assert Gallery.open(gallery.path).people()[0][0] == "Alice"
+    for name in ("Дмитрий", "Ελένη", "山田 太郎", "Zoë"):  # one script each: fine
+        gallery.add(name, _centres(1, seed=len(name)))
+
+
+@pytest.mark.parametrize("key,value", [("dim", "abc"), ("dim", "-3"), ("crop", "{"),
+                                       ("embedder", ""), ("schema_version", "two"),
+                                       ("schema_version", "9"), ("threshold", "x"),
+                                       ("threshold", "-1"), ("data_version", "lots")])
+def test_hand_edited_meta_is_one_line(gallery: Gallery, key: str, value: str) -> None:
+    gallery.threshold = 0.5
+    with sqlite3.connect(gallery.path) as db:
+        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+    with pytest.raises(FacecnnError) as caught:
+        with Gallery.open(gallery.path) as g:
+            g.threshold, g.version()
+    assert key in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_version_1_galleries_are_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript("""
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+            CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created TEXT);
+            CREATE TABLE embeddings (id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL
+                REFERENCES people(id) ON DELETE CASCADE, vector BLOB NOT NULL, source TEXT,
+                created TEXT);
+            INSERT INTO meta VALUES ('schema_version', '1'), ('embedder', 'dlib'),
+                ('dim', '128'), ('crop', '{}'), ('threshold', '0.45');
+            INSERT INTO people VALUES (1, 'alice', NULL);""")
+        db.execute("INSERT INTO embeddings VALUES (1, 1, ?, 'a.jpg', NULL)",
+                   (_centres(1)[0].tobytes(),))
+    with Gallery.open(path) as g:
+        assert g.people() == [("alice", 1)] and g.threshold == 0.45
+        assert g.threshold_source == "calibrated"
+        assert g.add("alice", _centres(2, seed=1), hashes=["p", "p2"]) == 2
+        assert g.add("alice", _centres(1, seed=1), hashes=["p"]) == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)

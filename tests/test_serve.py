@@ -1,11 +1,13 @@
 """The REST API through a real uvicorn process on 127.0.0.1: every endpoint, keys, limits,
-bad uploads, names, and concurrent enrol + recognize."""
+bad uploads, names, concurrent enrol + recognize, two worker processes, a keyless server's
+origin checks, and the OpenAPI schemas."""
 
 from __future__ import annotations
 
 import io
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli, running_server
+from test_decode import png_claiming
 from test_faces import canvas, write_photos
 
 ADMIN, READER = "admin-key-0123456789abcdef", "read-key-0123456789abcdef"
@@ -76,6 +79,16 @@ def test_classify(server: httpx.Client) -> None:
     assert answer["label"] in [str(d) for d in range(10)] and len(answer["top_k"]) == 3
 
 
+def test_docs_show_the_answers_schemas(server: httpx.Client) -> None:
+    spec = server.get("/openapi.json").json()
+    answer = spec["paths"]["/v1/recognize"]["post"]["responses"]
+    assert answer["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/Recognition")
+    assert answer["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+    assert {"NamedFace", "Verification", "Enrolment", "Health"} <= set(
+        spec["components"]["schemas"])
+
+
 def test_people_enrol_and_remove_need_admin(server: httpx.Client) -> None:
     files = [("images", ("x.jpg", jpeg("s4", i))) for i in (1, 2)]
     assert server.post("/v1/people/dora", headers={"x-api-key": READER},
@@ -90,7 +103,7 @@ def test_people_enrol_and_remove_need_admin(server: httpx.Client) -> None:
     assert names == ["s1", "s2", "s3"]
 
 
-def test_bad_uploads_are_refused(server: httpx.Client) -> None:
+def test_bad_uploads_are_refused(server: httpx.Client, tmp_path: Path) -> None:
     text = post(server, "/v1/recognize", READER, image=("photo.jpg", b"just some text"))
     assert text.status_code == 415
     big = post(server, "/v1/recognize", READER, image=("big.jpg", os.urandom(2 * 2**20)))
@@ -100,6 +113,10 @@ def test_bad_uploads_are_refused(server: httpx.Client) -> None:
     assert len(bomb.getvalue()) < 2**20
     assert post(server, "/v1/recognize", READER, image=("b.png", bomb.getvalue())).status_code \
         == 413
+    # over twice Pillow's own limit, where Pillow raises instead of warning (was a 500)
+    huge = png_claiming(tmp_path / "huge.png", 30000, 30000).read_bytes()
+    answer = post(server, "/v1/recognize", READER, image=("huge.png", huge))
+    assert answer.status_code == 413 and "30000x30000" in answer.json()["detail"]
     assert post(server, "/v1/recognize", READER).status_code == 422  # no image at all
     for name in ("a%5Cb", "bell%07", "unknown"):
         answer = server.post(f"/v1/people/{name}", headers={"x-api-key": ADMIN},
@@ -125,22 +142,44 @@ def test_concurrent_enrol_and_recognize(server: httpx.Client) -> None:
     assert people == {"s1": 3, "s2": 3, "s3": 3, "eve": 2, "finn": 2}
 
 
-def test_worker_processes_share_the_gallery(tmp_path) -> None:
-    """`--workers 2`: two server processes; what one enrols the other names at once."""
-    photos = write_photos(tmp_path / "photos", ["s1", "s2"], range(1, 4))
-    assert run_cli("enroll", str(photos), "--gallery", str(tmp_path / "g.db"), "--quiet",
-                   cwd=tmp_path).returncode == 0
-    with running_server(["--gallery", str(tmp_path / "g.db"), "--workers", "2"],
-                        tmp_path) as base:
+@pytest.fixture(scope="module")
+def keyless(tmp_path_factory: pytest.TempPathFactory):
+    """`--workers 2` without keys: two server processes on 127.0.0.1, everyone admin."""
+    root = tmp_path_factory.mktemp("keyless")
+    photos = write_photos(root / "photos", ["s1", "s2"], range(1, 4))
+    assert run_cli("enroll", str(photos), "--gallery", str(root / "g.db"), "--quiet",
+                   cwd=root).returncode == 0
+    with running_server(["--gallery", str(root / "g.db"), "--workers", "2"], root) as base:
         with httpx.Client(base_url=base, timeout=60) as client:
-            added = client.post("/v1/people/newcomer", files=[
-                ("images", (f"{i}.jpg", jpeg("s9", i))) for i in range(1, 4)])
-            assert added.status_code == 200 and added.json()["added"] == 3
+            yield client
 
-            def name(_: int) -> tuple[list[str], int]:
-                answer = post(client, "/v1/recognize", None, image=("q.jpg", jpeg("s9", 7)))
-                return [f["name"] for f in answer.json()["faces"]], answer.status_code
 
-            with ThreadPoolExecutor(4) as pool:
-                answers = list(pool.map(name, range(12)))
+def test_worker_processes_share_the_gallery(keyless: httpx.Client) -> None:
+    """What one server process enrols the other names at once."""
+    added = keyless.post("/v1/people/newcomer", files=[
+        ("images", (f"{i}.jpg", jpeg("s9", i))) for i in range(1, 4)])
+    assert added.status_code == 200 and added.json()["added"] == 3
+
+    def name(_: int) -> tuple[list[str], int]:
+        answer = post(keyless, "/v1/recognize", None, image=("q.jpg", jpeg("s9", 7)))
+        return [f["name"] for f in answer.json()["faces"]], answer.status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(name, range(12)))
     assert answers == [(["newcomer"], 200)] * 12
+
+
+def test_a_keyless_server_refuses_other_sites(keyless: httpx.Client) -> None:
+    """Any web page could post to a keyless server on this machine: only its own page (same
+    origin) and clients naming its own address (not a rebound DNS name) get in."""
+    own = f"http://{keyless.base_url.host}:{keyless.base_url.port}"
+    photo = ("q.jpg", jpeg("s1", 7))
+    for headers in ({"origin": "http://evil.example"}, {"origin": "null"},
+                    {"host": f"evil.example:{keyless.base_url.port}"}):
+        refused = keyless.post("/v1/people/mallory", headers=headers, files={"images": photo})
+        assert refused.status_code == 403 and "no API keys" in refused.json()["detail"]
+        assert keyless.get("/v1/people", headers=headers).status_code == 403
+    same_origin = keyless.post("/v1/recognize", headers={"origin": own}, files={"image": photo})
+    assert same_origin.status_code == 200
+    assert keyless.get("/", headers={"origin": own}).status_code == 200
+    assert "mallory" not in keyless.get("/v1/people").text

@@ -56,13 +56,19 @@ class ImageClassifier(ABC):
                     chunk.append(file)
                 except ValueError as exc:
                     skipped.append({"file": str(file), "reason": str(exc)})
-            if not images:
-                continue
-            for file, p in zip(chunk, self.probabilities(np.stack(images))):
-                order = np.argsort(-p)[:max(top_k, 1)]
-                ranked = [(self.classes[i], float(p[i])) for i in order]
-                predictions.append(Prediction(str(file), ranked[0][0], ranked[0][1], ranked))
+            if images:
+                predictions += self.predict(np.stack(images), [str(f) for f in chunk], top_k)
         return predictions, skipped
+
+    def predict(self, images: np.ndarray, names: list[str], top_k: int = 1) -> list[Prediction]:
+        """Predictions for decoded model inputs (see `probabilities`), named `names`: the
+        files above, or the server's uploads."""
+        predictions = []
+        for name, p in zip(names, self.probabilities(images)):
+            order = np.argsort(-p)[:max(top_k, 1)]
+            ranked = [(self.classes[i], float(p[i])) for i in order]
+            predictions.append(Prediction(name, ranked[0][0], ranked[0][1], ranked))
+        return predictions
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from facecnn.errors import FacecnnError
@@ -57,10 +58,15 @@ def prepare(
     report = run_prepare(raw, out, _detector(detector, upsample, min_size), size=size,
                          margin=margin, multi=multi, overwrite=overwrite,
                          reporter=reporter_for(quiet))
+    for name in report.empty_folders:
+        err_console.print(f"empty person folder skipped: {escape(name)}", highlight=False)
     console.print(f"{report.faces_written} face crops written to {out} from {report.images} "
                   f"images; {len(report.no_face)} with no face, {len(report.multiple_faces)} "
                   f"with several, {len(report.unreadable)} unreadable, "
                   f"{len(report.kept_existing)} existing kept (see {out / REPORT})")
+    if not report.crops:
+        raise FacecnnError(f"no face crop written or kept: nothing to train or enroll on "
+                           f"(why in {out / REPORT})")
 
 
 def enroll(
@@ -72,7 +78,10 @@ def enroll(
     min_size: int = typer.Option(20, min=1),
     threshold: Optional[float] = typer.Option(None, help="Store this threshold instead of "
                                               "calibrating one."),
-    calibrate: bool = typer.Option(True, help="Calibrate the unknown threshold (leave-one-out)."),
+    calibrate: Optional[bool] = typer.Option(None, "--calibrate/--no-calibrate", help="Calibrate "
+                                             "the unknown threshold from the enrolled people "
+                                             "(leave-one-out). Default: yes, unless a "
+                                             "threshold was set by hand with --threshold."),
     flip: bool = typer.Option(False, help="Average each face with its mirror image."),
     jitter: int = typer.Option(0, min=0, help="dlib: average this many jittered copies."),
     batch_size: int = typer.Option(32, min=1),
@@ -89,13 +98,18 @@ def enroll(
                                                         batch_size=batch_size),
                         _detector(detector, upsample, min_size), threshold=threshold,
                         calibrate=calibrate, workers=workers, reporter=reporter)
+    for folder in report.empty_folders:
+        err_console.print(f"empty person folder skipped: {folder}", highlight=False)
     for file in report.no_face:
         err_console.print(f"no face: {file}", highlight=False)
     for item in report.unreadable:
         err_console.print(f"unreadable: {item['file']} ({item['reason']})", highlight=False)
-    console.print(f"enrolled {sum(report.people.values())} faces of {len(report.people)} "
-                  f"people into {gallery}; threshold {report.threshold:.4f}"
-                  + (" (calibrated)" if report.calibration else ""))
+    added = {person: n for person, n in report.people.items() if n}
+    already = (f"; {len(report.already)} photos were already enrolled (nothing added for them)"
+               if report.already else "")
+    console.print(f"enrolled {sum(added.values())} new faces of {len(added)} people into "
+                  f"{gallery}{already}; threshold {report.threshold:.4f} "
+                  f"({report.threshold_source})", highlight=False)
 
 
 def recognize(
@@ -137,13 +151,19 @@ def recognize(
                                reporter=reporter_for(quiet or as_json))
     if as_json:
         print(json.dumps(records, indent=2))
-        return
-    table = Table("file", "frame", "faces")
-    for record in records:
-        names = ", ".join(f"{f['name']} ({f['score']:.2f})" for f in record["faces"])
-        if record["faces"] or record["frame"] == 0:
-            table.add_row(record["file"], str(record["frame"]), names or "no face")
-    console.print(table)
+    else:
+        table = Table("file", "frame", "faces")
+        for record in records:
+            names = ", ".join(f"{f['name']} ({f['score']:.2f})" for f in record["faces"])
+            if "error" in record:
+                names = f"[red]unreadable: {escape(record['error'])}[/red]"
+            if record["faces"] or record["frame"] == 0:
+                table.add_row(escape(record["file"]), str(record["frame"]), names or "no face")
+        console.print(table)
+    failed = [r for r in records if "error" in r]
+    if failed and len(failed) == len(records):
+        raise FacecnnError(f"none of the {len(failed)} images could be read "
+                           f"({failed[0]['file']}: {failed[0]['error']})")
 
 
 def verify(
@@ -215,19 +235,21 @@ def embed(
 ) -> None:
     """Write every face's file, box and vector to an .npz (numpy.load reads it)."""
     from facecnn.faces.embed import create_embedder
-    from facecnn.faces.embeddings import embed_paths
+    from facecnn.faces.embeddings import check_destination, embed_paths
     from facecnn.faces.pipeline import FacePipeline
 
-    if out.exists() and not overwrite:
-        raise FacecnnError(f"{out} exists; pass --overwrite to replace it")
+    check_destination(out, overwrite)
     pipeline = FacePipeline(_detector(detector, upsample, min_size),
                             create_embedder(embedder, flip=flip, batch_size=batch_size,
                                             device=device), workers)
     result = embed_paths(inputs, pipeline, largest_only=largest_only,
                          reporter=reporter_for(quiet or as_json))
-    result.save(out)
     for file, why in result.skipped.items():
-        err_console.print(f"{file}: {why}")
+        err_console.print(escape(f"{file}: {why}"), highlight=False)
+    if not result.files:
+        raise FacecnnError(f"no face found in any of the {len(result.skipped)} files; "
+                           f"{out} not written")
+    result.save(out)
     if as_json:
         print(json.dumps(result.records()))
         return
@@ -257,48 +279,59 @@ def capture(
 
 
 def serve(
-    gallery: Optional[Path] = typer.Option(None, help="Gallery for recognize/verify/people."),
+    gallery: Optional[Path] = typer.Option(None, help="Gallery for recognize/verify/people "
+                                           "(created, empty, if missing)."),
     model: Optional[Path] = typer.Option(None, help="A run or model.onnx for /v1/classify."),
     host: Optional[str] = typer.Option(None, help="Default 0.0.0.0 with keys, else 127.0.0.1."),
     port: int = typer.Option(8000),
-    api_key_file: Optional[Path] = typer.Option(None, help="Lines `KEY [read|admin]` "
-                                                "(or $FACECNN_API_KEYS)."),
-    max_upload_mb: float = typer.Option(10.0, min=0.01),
+    api_key_file: Optional[Path] = typer.Option(None, help=escape("Lines `KEY [read|admin]` "
+                                                "(or $FACECNN_API_KEYS).")),
+    max_upload_mb: float = typer.Option(10.0, min=0.01, help="Largest upload (413 beyond)."),
     max_pixels: int = typer.Option(40_000_000, min=1),
     embedder: Optional[str] = typer.Option(None, help="Search the gallery with this embedder "
                                            "(default: the one that made it, but dlib_torch for "
-                                           "dlib galleries: same vectors, ~3.5x faster)."),
+                                           "dlib galleries: same vectors, ~3.5x faster); a new "
+                                           "gallery is made for it (default dlib)."),
     detector: str = typer.Option("hog", help=DETECTOR_HELP),
     workers: int = typer.Option(1, min=1, help="Server processes (one per core serves about "
                                 "that many times more requests; the gallery is shared)."),
+    max_queue: int = typer.Option(32, min=0, help="Model requests each process holds beyond "
+                                  "the two it works on; more get 503 with Retry-After."),
 ) -> None:
     """REST API, web page at / and OpenAPI docs at /docs, on one port."""
     import uvicorn
 
-    from facecnn.serve.app import ServeSettings
     from facecnn.serve.security import KeyStore
+    from facecnn.serve.settings import ServeSettings, log_config
 
-    if gallery is not None and not gallery.is_file():
-        raise FacecnnError(f"gallery not found: {gallery}")
     keys = KeyStore.load(api_key_file)
-    if keys is None:
-        if host not in (None, "127.0.0.1", "localhost"):
-            raise FacecnnError("without API keys the server only listens on 127.0.0.1; give "
-                               "--api-key-file to serve other machines")
-        host = "127.0.0.1"
-        console.print("no API keys: listening on 127.0.0.1 only")
+    local = ("127.0.0.1", "localhost")
+    if keys is None and host not in (None, *local):
+        raise FacecnnError("without API keys the server only listens on 127.0.0.1; give "
+                           "--api-key-file to serve other machines")
+    host = host or ("0.0.0.0" if keys else "127.0.0.1")
     text = (lambda p: str(p.resolve()) if p is not None else None)
     settings = ServeSettings(text(gallery), text(model), text(api_key_file), max_upload_mb,
-                             max_pixels, detector, embedder)
-    address = {"host": host or "0.0.0.0", "port": port, "log_level": "warning"}
+                             max_pixels, detector, embedder, max_queue)
+    if gallery is not None and not gallery.exists():
+        made_for = settings.new_gallery()
+        console.print(f"created the empty gallery {escape(str(gallery))} ({made_for}): enrol "
+                      "people with POST /v1/people/NAME or on the web page", highlight=False)
     if workers == 1:
-        uvicorn.run(settings.app(), **address)
-        return
-    problem = settings.problem()  # one line here rather than a traceback from every worker
-    if problem:
-        raise FacecnnError(problem)
-    settings.export(workers)
-    uvicorn.run("facecnn.serve.app:app_from_env", factory=True, workers=workers, **address)
+        app = settings.app()
+    else:
+        problem = settings.problem()  # one line here rather than a traceback from every worker
+        if problem:
+            raise FacecnnError(problem)
+        settings.export(workers)
+        app = "facecnn.serve.settings:app_from_env"
+    if host in local:
+        reach = "this machine only" + ("; no API keys" if keys is None else "")
+    else:
+        reach = "reachable from the network; every /v1 call needs an API key"
+    console.print(f"serving http://{host}:{port} ({reach})", highlight=False)
+    uvicorn.run(app, factory=workers > 1, workers=workers, host=host, port=port,
+                log_level="warning", log_config=log_config())
 
 
 gallery_app = typer.Typer(help="List, rename or remove the people of a gallery.",

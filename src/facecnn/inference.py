@@ -16,6 +16,7 @@ import torch
 
 from facecnn.classify import ImageClassifier, median_ms
 from facecnn.errors import FacecnnError
+from facecnn.fileio import atomic_write
 from facecnn.models.classifier import Classifier
 from facecnn.models.registry import create_model
 from facecnn.train.runtime import Runtime, select_device
@@ -27,9 +28,8 @@ def save_inference_model(model: Classifier, meta: dict[str, Any], path: Path) ->
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp), metadata={"facecnn": json.dumps(meta)})
-    tmp.replace(path)
+    metadata = {"facecnn": json.dumps(meta)}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
     return path
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 
@@ -19,8 +18,3 @@ def new_run_dir(project: str | Path, task: str, name: str) -> Path:
             continue
     raise RuntimeError(f"no free run name under {parent}")
 
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
 from facecnn.data.decode import decode_or_reason
+from facecnn.fileio import atomic_write, remove_stale_temps, write_text_atomic
+from facecnn.workers import worker_pool
 
 PARALLEL_MIN = 256  # below this many images a worker pool costs more than it saves
 
@@ -43,7 +44,7 @@ def _decode_all(jobs: list[tuple[str, int, int]],
             advance(1)
         return
     workers = min(os.cpu_count() or 1, 8)
-    with ProcessPoolExecutor(workers) as pool:
+    with worker_pool(workers) as pool:
         for result in pool.map(decode_or_reason, jobs, chunksize=32):
             yield result
             advance(1)
@@ -71,35 +72,35 @@ def load_cached(root: Path, paths: list[Path], size: int, channels: int,
         return old_array, [v if isinstance(v, str) else None for v in (old_index[k] for k in keys)]
 
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = array_file.with_suffix(f".tmp{os.getpid()}.npy")
-    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                      shape=(len(paths), size, size, channels))
+    remove_stale_temps(folder)  # a killed run's half-built array may be gigabytes
     reasons: list[str | None] = [None] * len(paths)
-    missing = []
-    for row, key in enumerate(keys):
-        cached = old_index.get(key)
-        if isinstance(cached, int):
-            array[row] = old_array[cached]
-            advance(1)
-        elif isinstance(cached, str):
-            reasons[row] = cached
-            advance(1)
-        else:
-            missing.append(row)
-    jobs = [(str(paths[row]), size, channels) for row in missing]
-    for row, result in zip(missing, _decode_all(jobs, advance)):
-        if isinstance(result, str):
-            reasons[row] = result
-        else:
-            array[row] = result
-    array.flush()
-    del array
-    os.replace(tmp, array_file)
+
+    def fill(tmp: Path) -> None:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                          shape=(len(paths), size, size, channels))
+        missing = []
+        for row, key in enumerate(keys):
+            cached = old_index.get(key)
+            if isinstance(cached, int):
+                array[row] = old_array[cached]
+                advance(1)
+            elif isinstance(cached, str):
+                reasons[row] = cached
+                advance(1)
+            else:
+                missing.append(row)
+        jobs = [(str(paths[row]), size, channels) for row in missing]
+        for row, result in zip(missing, _decode_all(jobs, advance)):
+            if isinstance(result, str):
+                reasons[row] = result
+            else:
+                array[row] = result
+        array.flush()
+
+    atomic_write(array_file, fill)
     index = {k: (r if r is not None else row) for row, (k, r) in enumerate(zip(keys, reasons))}
-    tmp_index = index_file.with_suffix(f".tmp{os.getpid()}")
-    tmp_index.write_text(json.dumps(index))
-    os.replace(tmp_index, index_file)
-    (folder / "source.txt").write_text(f"{root.resolve()}\n")
+    write_text_atomic(index_file, json.dumps(index))
+    write_text_atomic(folder / "source.txt", f"{root.resolve()}\n")
     return np.load(array_file, mmap_mode="r"), reasons
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 from facecnn.data.folders import expand_inputs
 from facecnn.errors import FacecnnError
 from facecnn.faces.pipeline import FacePipeline
+from facecnn.fileio import atomic_write
 from facecnn.progress import Reporter
 
 
@@ -25,17 +27,36 @@ class Embeddings:
     skipped: dict[str, str] = field(default_factory=dict)  # file -> why it has no vector
 
     def save(self, path: Path) -> None:
-        """A .npz numpy loads without facecnn: files, boxes (x1, y1, x2, y2), vectors, embedder."""
+        """A .npz numpy loads without facecnn: files, boxes (x1, y1, x2, y2), vectors, embedder.
+        Written whole or not at all: an existing file is replaced only once the new one is."""
         dim = self.vectors[0].shape[-1] if self.vectors else 0
-        with open(path, "wb") as handle:  # np.savez would append .npz to other names
-            np.savez(handle, files=np.asarray(self.files, dtype=str),
-                     boxes=np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4),
-                     vectors=np.asarray(self.vectors, dtype=np.float32).reshape(-1, dim),
-                     embedder=np.asarray(self.embedder))
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:  # np.savez would append .npz to other names
+                np.savez(handle, files=np.asarray(self.files, dtype=str),
+                         boxes=np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4),
+                         vectors=np.asarray(self.vectors, dtype=np.float32).reshape(
+                             len(self.vectors), dim),
+                         embedder=np.asarray(self.embedder))
+
+        atomic_write(path, write)
 
     def records(self) -> list[dict[str, Any]]:
         return [{"file": f, "box": [round(v, 1) for v in b], "vector": v.tolist()}
                 for f, b, v in zip(self.files, self.boxes, self.vectors)]
+
+
+def check_destination(path: Path, overwrite: bool) -> None:
+    """Fail before any work, not after it, when `path` cannot be (re)written."""
+    if path.is_dir():
+        raise FacecnnError(f"{path} is a folder: give a file name, e.g. {path / 'vectors.npz'}")
+    if path.exists() and not overwrite:
+        raise FacecnnError(f"{path} exists; pass --overwrite to replace it")
+    folder = path.parent
+    if not folder.is_dir():
+        raise FacecnnError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise FacecnnError(f"cannot write {path}: folder {folder} is not writable")
 
 
 def embed_paths(inputs: list[Path], pipeline: FacePipeline, *, largest_only: bool = False,

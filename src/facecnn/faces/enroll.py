@@ -1,5 +1,11 @@
 """`facecnn enroll FACES --gallery g.db`: embed every person's photos into a gallery and
-calibrate the unknown-face threshold from them, with no training."""
+calibrate the unknown-face threshold from them, with no training.
+
+Enrolment is idempotent and all-or-nothing: photos already in the gallery (known by their
+content hash) are not embedded again, and every new face and the threshold are written in
+one transaction at the end, so an interrupted run leaves the gallery as it was and the same
+command completes it.
+"""
 
 from __future__ import annotations
 
@@ -14,63 +20,142 @@ from facecnn.errors import FacecnnError
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embed import Embedder
 from facecnn.faces.gallery import Gallery
+from facecnn.faces.names import check_name
 from facecnn.faces.pipeline import NO_FACE, FacePipeline
 from facecnn.faces.prepare import crop_settings
+from facecnn.fileio import file_hash
 from facecnn.progress import Reporter
 
 
 @dataclass
 class EnrollReport:
-    people: dict[str, int] = field(default_factory=dict)
+    people: dict[str, int] = field(default_factory=dict)  # person -> faces added now
+    already: dict[str, str] = field(default_factory=dict)  # photo -> who it is enrolled as
     no_face: list[str] = field(default_factory=list)
     unreadable: list[dict[str, str]] = field(default_factory=list)
+    empty_folders: list[str] = field(default_factory=list)
     calibration: dict[str, Any] | None = None
     threshold: float | None = None
+    threshold_source: str | None = None
+
+
+@dataclass
+class _Photo:
+    person: str
+    file: Path
+    digest: str | None
 
 
 def enroll(folder: Path, gallery_path: Path, embedder: Embedder, detector: FaceDetector, *,
-           threshold: float | None = None, calibrate: bool = True, workers: int | None = None,
-           reporter: Reporter | None = None) -> EnrollReport:
+           threshold: float | None = None, calibrate: bool | None = None,
+           workers: int | None = None, reporter: Reporter | None = None) -> EnrollReport:
     """Add every person of FOLDER/<person>/* (the largest face of each photo, or each crop
-    `prepare` wrote) to the gallery, which is created if missing."""
+    `prepare` wrote) to the gallery, which is created if missing.
+
+    The threshold: `threshold` if given (kept by later runs); else calibrated from the
+    enrolled people, unless one was set by hand before and `calibrate` is not True;
+    `calibrate=False` keeps what is stored (the embedder's default if nothing is).
+    """
     reporter = reporter or Reporter()
-    jobs = [(person.name, file) for person in class_folders(folder) for file in files_of(person)]
     report = EnrollReport()
+    photos = _photos(folder, report)
+    existing = _open_existing(gallery_path, embedder)
+    if existing is not None:
+        with existing:
+            known = existing.known_photos([p.digest for p in photos if p.digest])
+        report.already = {str(p.file): known[p.digest] for p in photos if p.digest in known}
+    photos = _new_photos(photos, report)
+    found = _embed(folder, photos, FacePipeline(detector, embedder, workers), report, reporter)
+    if not found and existing is None:  # nothing to start a gallery with: leave no file
+        raise FacecnnError(f"no face found in any image of {folder}")
     with Gallery.open_or_create(gallery_path, embedder.name, embedder.dim,
-                                embedder.crop) as gallery:
-        found = _embed_people(folder, jobs, FacePipeline(detector, embedder, workers), report,
-                              reporter)
-        for person, (vectors, sources) in found.items():
-            report.people[person] = gallery.add(person, np.stack(vectors), sources)
-        if threshold is not None:
-            gallery.threshold = threshold
-        elif calibrate:
-            try:
-                report.calibration = gallery.calibrate()
-            except FacecnnError as exc:  # too few people or photos: keep the default
-                reporter.log(f"threshold not calibrated ({exc}); using "
-                             f"{embedder.default_threshold}")
-                gallery.threshold = gallery.threshold or embedder.default_threshold
-        report.threshold = gallery.threshold
+                                embedder.crop) as gallery, gallery.batch():
+        for person, (vectors, sources, digests) in found.items():
+            # fewer than given only when another enroll wrote the same photos meanwhile
+            report.people[person] = gallery.add(person, np.stack(vectors), sources, digests)
+        _choose_threshold(gallery, embedder, threshold, calibrate, report, reporter)
     return report
 
 
-def _embed_people(folder: Path, jobs: list[tuple[str, Path]], pipeline: FacePipeline,
-                  report: EnrollReport, reporter: Reporter) -> dict[str, tuple[list, list]]:
-    """person -> (vectors, source files); photos without a usable face go to the report."""
-    found: dict[str, tuple[list, list]] = {}
-    with reporter.task("enrolling", len(jobs)) as advance:
-        results = pipeline.run([file for _, file in jobs], largest_only=True,
+def _photos(folder: Path, report: EnrollReport) -> list[_Photo]:
+    """Every file of every person folder, with its content hash; names are checked first,
+    so a bad folder name fails before any work."""
+    photos = []
+    for person_dir in class_folders(folder):
+        person = check_name(person_dir.name)
+        files = files_of(person_dir)
+        if not files:
+            report.empty_folders.append(str(person_dir))
+        for file in files:
+            try:
+                digest = file_hash(file)
+            except OSError:
+                digest = None  # the pipeline reports why it cannot be read
+            photos.append(_Photo(person, file, digest))
+    return photos
+
+
+def _new_photos(photos: list[_Photo], report: EnrollReport) -> list[_Photo]:
+    """The photos not yet enrolled, each content once (a copy in another folder is the same
+    photo: the first one seen stands for it)."""
+    first: dict[str, str] = {}
+    new = []
+    for photo in photos:
+        if str(photo.file) in report.already:
+            continue
+        if photo.digest in first:
+            report.already[str(photo.file)] = first[photo.digest]
+            continue
+        if photo.digest:
+            first[photo.digest] = photo.person
+        new.append(photo)
+    return new
+
+
+def _open_existing(path: Path, embedder: Embedder) -> Gallery | None:
+    """The gallery if the file exists (refusing another embedder's before any work); a new
+    one is only created once there are faces to put in it."""
+    if not Path(path).exists():
+        return None
+    return Gallery.open_or_create(path, embedder.name, embedder.dim, embedder.crop)
+
+
+def _embed(folder: Path, photos: list[_Photo], pipeline: FacePipeline, report: EnrollReport,
+           reporter: Reporter) -> dict[str, tuple[list, list, list]]:
+    """person -> (vectors, source files, content hashes); photos without a usable face go to
+    the report."""
+    found: dict[str, tuple[list, list, list]] = {}
+    if not photos:
+        return found
+    with reporter.task("enrolling", len(photos)) as advance:
+        results = pipeline.run([p.file for p in photos], largest_only=True,
                                crop=crop_settings(folder), advance=advance)
-        for (person, file), result in zip(jobs, results):
+        for photo, result in zip(photos, results):
             if result.error == NO_FACE:
-                report.no_face.append(str(file))
+                report.no_face.append(str(photo.file))
             elif result.error:
-                report.unreadable.append({"file": str(file), "reason": result.error})
+                report.unreadable.append({"file": str(photo.file), "reason": result.error})
             else:
-                vectors, sources = found.setdefault(person, ([], []))
+                vectors, sources, digests = found.setdefault(photo.person, ([], [], []))
                 vectors.append(result.vectors[0])
-                sources.append(str(file))
-    if not found:
-        raise FacecnnError(f"no face found in any image of {folder}")
+                sources.append(str(photo.file))
+                digests.append(photo.digest)
     return found
+
+
+def _choose_threshold(gallery: Gallery, embedder: Embedder, threshold: float | None,
+                      calibrate: bool | None, report: EnrollReport, reporter: Reporter) -> None:
+    if threshold is not None:
+        gallery.set_threshold(threshold, "manual")
+    elif calibrate is None and gallery.threshold_source == "manual":
+        reporter.log(f"keeping the threshold {gallery.threshold:.4f} set by hand "
+                     f"(--calibrate replaces it)")
+    elif calibrate is not False:
+        try:
+            report.calibration = gallery.calibrate()
+        except FacecnnError as exc:  # too few people or photos: keep the default
+            reporter.log(f"threshold not calibrated ({exc}); using "
+                         f"{gallery.threshold or embedder.default_threshold}")
+    if gallery.threshold is None:
+        gallery.set_threshold(embedder.default_threshold, "default")
+    report.threshold, report.threshold_source = gallery.threshold, gallery.threshold_source

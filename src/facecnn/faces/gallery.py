@@ -4,6 +4,10 @@ The file is the single source of truth (search indexes are caches of it), so eve
 one transaction, and several threads or processes may share it (WAL journal, busy timeout).
 Every write also bumps a change counter in the same transaction, so a cache learns whether it
 is still current from one tiny read (see `Gallery.version`).
+
+A face remembers the content hash of the photo it came from, and one photo gives at most
+one face: enrolling a folder twice (a rerun after an interrupted enroll, two enrolls at once)
+adds nothing the second time instead of duplicating every face.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from facecnn.errors import FacecnnError
+from facecnn.faces.names import UNKNOWN, check_name, name_key
 
-UNKNOWN = "unknown"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _STORED = np.dtype("<f4")  # vectors are stored as little-endian float32 bytes
 # Embedders that compute the same vectors under another name (dlib's network run by PyTorch):
 # their galleries can be searched and extended by each other.
@@ -31,6 +35,9 @@ _SAME_VECTORS = {"dlib_torch": "dlib"}
 _BLOCK_ELEMS = 1 << 22  # distance matrices are built in blocks of at most this many entries
 # meta keys: the change counter, and its value at the last write that changed or dropped rows
 _DATA_VERSION, _REWRITE_VERSION = "data_version", "rewrite_version"
+# Where the stored threshold came from: a later enroll recalibrates only what it calibrated.
+THRESHOLD_SOURCES = ("calibrated", "manual", "default")
+BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's write transaction
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -38,8 +45,15 @@ CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created 
 CREATE TABLE embeddings (
     id INTEGER PRIMARY KEY,
     person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-    vector BLOB NOT NULL, source TEXT, created TEXT);
+    vector BLOB NOT NULL, source TEXT, created TEXT, content_hash TEXT);
 CREATE INDEX embeddings_person ON embeddings(person_id);
+CREATE UNIQUE INDEX embeddings_content ON embeddings(content_hash);
+"""
+# Version 1 -> 2: faces keyed by the content hash of their photo (NULL for older faces).
+_MIGRATE_1 = """
+ALTER TABLE embeddings ADD COLUMN content_hash TEXT;
+CREATE UNIQUE INDEX embeddings_content ON embeddings(content_hash);
+UPDATE meta SET value = '2' WHERE key = 'schema_version';
 """
 
 
@@ -68,16 +82,6 @@ def same_vectors(a: str, b: str) -> bool:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def check_name(name: str) -> str:
-    """Names become labels and folder names later, so refuse anything path-like or ambiguous."""
-    bad = (not name or len(name) > 100 or name != name.strip() or name in (".", "..")
-           or any(c in "/\\" or unicodedata.category(c) == "Cc" for c in name))
-    if bad or name.lower() == UNKNOWN:
-        raise FacecnnError(f"invalid person name {name!r}: use 1-100 characters, no slashes, "
-                           f"control characters or surrounding spaces, and not {UNKNOWN!r}")
-    return name
 
 
 def _distances(queries: np.ndarray, refs: np.ndarray) -> np.ndarray:
@@ -156,11 +160,55 @@ def _initial_meta(embedder: str, dim: int, crop: dict | None) -> dict[str, str]:
             "created": _now()}
 
 
+def _damaged(key: str, value: object, wanted: str) -> FacecnnError:
+    return FacecnnError(f"gallery meta {key!r} holds {value!r}, not {wanted} (was the meta "
+                        f"table edited by hand?)")
+
+
+def _meta_int(key: str, value: object, minimum: int = 0) -> int:
+    try:
+        number = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = minimum - 1
+    if number < minimum:
+        raise _damaged(key, value, f"an integer >= {minimum}")
+    return number
+
+
 def _counters(db: sqlite3.Connection, *keys: str) -> list[int]:
     """Change counters from meta; 0 where missing (galleries made before they existed)."""
     found = dict(db.execute(f"SELECT key, value FROM meta WHERE key IN "
                             f"({', '.join('?' * len(keys))})", keys).fetchall())
-    return [int(found.get(key, 0)) for key in keys]
+    return [_meta_int(key, found.get(key, 0)) for key in keys]
+
+
+def _parse_meta(meta: dict[str, str]) -> tuple[str, int, dict]:
+    """(embedder, dim, crop) of a meta table, each checked: one line when one is damaged."""
+    embedder = meta.get("embedder")
+    if not isinstance(embedder, str) or not embedder.strip():
+        raise _damaged("embedder", embedder, "an embedder name")
+    dim = _meta_int("dim", meta.get("dim"), minimum=1)
+    try:
+        crop = json.loads(meta.get("crop") or "{}")
+    except ValueError:
+        crop = None
+    if not isinstance(crop, dict):
+        raise _damaged("crop", meta.get("crop"), "a JSON object")
+    return embedder, dim, crop
+
+
+def _migrate(conn: sqlite3.Connection) -> int:
+    """Bring a version-1 gallery to this version in one transaction; returns the version."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1":
+            for statement in filter(str.strip, _MIGRATE_1.split(";")):
+                conn.execute(statement)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return SCHEMA_VERSION
 
 
 @dataclass
@@ -177,6 +225,25 @@ class Rows:
     names: list[str]
 
 
+def _distinct(vecs: np.ndarray, owners: np.ndarray,
+              names: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Each (person, vector) once; a vector enrolled under two people is nobody's (it cannot
+    tell them apart, and would be an impostor at distance 0)."""
+    if len(vecs) == 0:
+        return vecs, owners, names
+    _, first, inverse = np.unique(vecs, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    owner_sets = np.zeros(len(first), dtype=np.int64) - 1
+    clash = np.zeros(len(first), dtype=bool)
+    for row, group in enumerate(inverse):
+        if owner_sets[group] == -1:
+            owner_sets[group] = owners[row]
+        elif owner_sets[group] != owners[row]:
+            clash[group] = True
+    keep = np.sort(first[~clash])
+    return vecs[keep], owners[keep], names
+
+
 def _summary(x: np.ndarray) -> dict:
     return {k: round(float(f(x)), 4) for k, f in
             (("min", np.min), ("median", np.median), ("mean", np.mean), ("max", np.max))}
@@ -189,10 +256,12 @@ class Gallery:
         """Use create/open/open_or_create; this only parses the meta table."""
         self.path = path
         self._conn = conn
-        self._lock = threading.Lock()  # one connection shared by threads: one user at a time
-        self.embedder: str = meta["embedder"]
-        self.dim: int = int(meta["dim"])
-        self.crop: dict = json.loads(meta["crop"])
+        # One connection shared by threads: one user at a time. Re-entrant, so a write inside
+        # `batch()` and a read of what it wrote can nest.
+        self._lock = threading.RLock()
+        self._depth = 0  # nesting of open write transactions (see _write)
+        self._rewrites = False
+        self.embedder, self.dim, self.crop = _parse_meta(meta)
 
     @classmethod
     def create(cls, path: Path, embedder: str, dim: int, crop: dict | None = None) -> Gallery:
@@ -203,12 +272,13 @@ class Gallery:
         return cls._connect(path, (embedder, dim, crop))
 
     @classmethod
-    def open(cls, path: Path) -> Gallery:
-        """Open an existing gallery."""
+    def open(cls, path: Path, *, busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
+        """Open an existing gallery; a write waits up to `busy_timeout` seconds for another
+        process's write to finish (a server answers sooner than a batch job must)."""
         path = Path(path)
         if not path.is_file():
             raise FacecnnError(f"gallery not found: {path}")
-        return cls._connect(path, None)
+        return cls._connect(path, None, busy_timeout)
 
     @classmethod
     def open_or_create(cls, path: Path, embedder: str, dim: int,
@@ -223,7 +293,8 @@ class Gallery:
         return gallery
 
     @classmethod
-    def _connect(cls, path: Path, init: tuple[str, int, dict | None] | None) -> Gallery:
+    def _connect(cls, path: Path, init: tuple[str, int, dict | None] | None,
+                 busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
         """Connect, write the schema if `init` is given and the file is empty, then validate.
 
         The emptiness check and the schema share one IMMEDIATE transaction, so two processes
@@ -232,7 +303,8 @@ class Gallery:
         if init is not None:
             meta = _initial_meta(*init)  # before touching the disk: bad arguments leave no file
             path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
+                               check_same_thread=False)
         try:
             if init is not None:
                 conn.execute("BEGIN IMMEDIATE")
@@ -242,18 +314,30 @@ class Gallery:
                     conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
                 conn.execute("COMMIT")
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            if int(meta["schema_version"]) != SCHEMA_VERSION:
-                raise FacecnnError(f"gallery {path} has schema version {meta['schema_version']};"
-                                   f" this facecnn reads version {SCHEMA_VERSION}")
+            version = _meta_int("schema_version", meta.get("schema_version"), minimum=1)
+            if version == 1:
+                meta["schema_version"] = str(_migrate(conn))
+            elif version != SCHEMA_VERSION:
+                raise FacecnnError(f"schema_version is {version}, this facecnn reads 1 to "
+                                   f"{SCHEMA_VERSION} (was it made by a newer facecnn?)")
             gallery = cls(path, conn, meta)
             conn.execute("PRAGMA journal_mode=WAL")  # only now: never convert a foreign file
             conn.execute("PRAGMA foreign_keys=ON")
             return gallery
         except BaseException as e:
             conn.close()
-            if isinstance(e, (sqlite3.DatabaseError, KeyError, ValueError)):
+            if isinstance(e, FacecnnError):
+                raise FacecnnError(f"{path}: {e}") from None
+            if isinstance(e, sqlite3.DatabaseError):
                 raise FacecnnError(f"not a facecnn gallery: {path} ({e})") from None
             raise
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group writes (adds, removes, a threshold) into one transaction: all of them land
+        or, if the block fails or the process dies, none."""
+        with self._write():
+            yield
 
     @contextmanager
     def _write(self, *, rewrites: bool = False) -> Iterator[sqlite3.Connection]:
@@ -264,17 +348,28 @@ class Gallery:
         drops existing rows, not only adds some) records the new count as the rewrite version.
         """
         with self._lock:
+            if self._depth:  # inside batch(): the outer transaction commits once
+                self._rewrites |= rewrites
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
             self._conn.execute("BEGIN IMMEDIATE")
+            self._depth, self._rewrites = 1, rewrites
             try:
                 yield self._conn
                 self._conn.execute("INSERT INTO meta VALUES (?, 1) ON CONFLICT(key) DO UPDATE "
                                    "SET value = value + 1", (_DATA_VERSION,))
-                if rewrites:
+                if self._rewrites:
                     self._conn.execute("INSERT OR REPLACE INTO meta SELECT ?, value FROM meta "
                                        "WHERE key = ?", (_REWRITE_VERSION, _DATA_VERSION))
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._depth = 0
             self._conn.execute("COMMIT")
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -292,16 +387,40 @@ class Gallery:
     def threshold(self) -> float | None:
         """Accept a face when its distance is <= this (read fresh: another process may set it)."""
         rows = self._read("SELECT value FROM meta WHERE key = 'threshold'")
-        return float(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        try:
+            return _check_threshold(float(rows[0][0]))
+        except (TypeError, ValueError, FacecnnError):
+            damaged = _damaged("threshold", rows[0][0], "a positive number")
+            raise FacecnnError(f"{self.path}: {damaged}") from None
 
     @threshold.setter
     def threshold(self, value: float | None) -> None:
-        """Store a threshold (None forgets it)."""
+        """Store a threshold chosen by hand (None forgets it)."""
+        self.set_threshold(value, "manual")
+
+    @property
+    def threshold_source(self) -> str | None:
+        """How the stored threshold was chosen: calibrated, manual or default (None: no
+        threshold; galleries from before this was recorded count as calibrated)."""
+        rows = self._read("SELECT key, value FROM meta WHERE key IN ('threshold', "
+                          "'threshold_source')")
+        found = dict(rows)
+        if "threshold" not in found:
+            return None
+        return found.get("threshold_source", "calibrated")
+
+    def set_threshold(self, value: float | None, source: str) -> None:
+        """Store a threshold and how it was chosen (one of THRESHOLD_SOURCES)."""
+        if source not in THRESHOLD_SOURCES:
+            raise FacecnnError(f"threshold source must be one of {THRESHOLD_SOURCES}")
         value = None if value is None else _check_threshold(value)
         with self._write() as db:
-            db.execute("DELETE FROM meta WHERE key = 'threshold'")
+            db.execute("DELETE FROM meta WHERE key IN ('threshold', 'threshold_source')")
             if value is not None:
-                db.execute("INSERT INTO meta VALUES ('threshold', ?)", (repr(value),))
+                db.executemany("INSERT INTO meta VALUES (?, ?)",
+                               [("threshold", repr(value)), ("threshold_source", source)])
 
     def _check_vectors(self, vectors: np.ndarray, what: str) -> np.ndarray:
         v = np.asarray(vectors, dtype=np.float32)
@@ -313,27 +432,60 @@ class Gallery:
         return v
 
     def _person_id(self, db: sqlite3.Connection, name: str) -> int:
-        row = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        row = db.execute("SELECT id FROM people WHERE name = ?",
+                         (unicodedata.normalize("NFC", name),)).fetchone()
         if row is None:
             raise FacecnnError(f"no such person in gallery: {name!r}")
         return row[0]
 
-    def add(self, name: str, vectors: np.ndarray, sources: list[str] | None = None) -> int:
-        """Enrol `name` (created if new) with more face vectors; returns how many were added."""
-        check_name(name)
+    def _check_new_name(self, db: sqlite3.Connection, name: str) -> None:
+        """Refuse a new person whose name reads as an existing one's ("Ana" beside "ana")."""
+        key = name_key(name)
+        for (other,) in db.execute("SELECT name FROM people WHERE name != ?", (name,)):
+            if name_key(other) == key:
+                raise FacecnnError(f"{name!r} looks like the existing person {other!r}: use "
+                                   f"that name, or rename them first")
+
+    def add(self, name: str, vectors: np.ndarray, sources: list[str] | None = None,
+            hashes: list[str | None] | None = None) -> int:
+        """Enrol `name` (created if new) with more face vectors; returns how many were added.
+
+        `hashes` are the content hashes of the photos the faces came from: a face whose photo
+        is already in the gallery (under anyone's name) is skipped, not added twice.
+        """
+        name = check_name(name)
         v = self._check_vectors(vectors, "vectors")
-        if sources is not None and len(sources) != len(v):
-            raise FacecnnError(f"{len(sources)} sources given for {len(v)} vectors")
+        for given, what in ((sources, "sources"), (hashes, "hashes")):
+            if given is not None and len(given) != len(v):
+                raise FacecnnError(f"{len(given)} {what} given for {len(v)} vectors")
         now = _now()
         with self._write() as db:
-            db.execute("INSERT INTO people (name, created) VALUES (?, ?) "
-                       "ON CONFLICT(name) DO NOTHING", (name, now))
+            if not db.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone():
+                self._check_new_name(db, name)
+                db.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, now))
             pid = self._person_id(db, name)
+            before = db.total_changes
             db.executemany(
-                "INSERT INTO embeddings (person_id, vector, source, created) VALUES (?, ?, ?, ?)",
-                [(pid, row.astype(_STORED).tobytes(), src, now)
-                 for row, src in zip(v, sources or [None] * len(v))])
-        return len(v)
+                "INSERT INTO embeddings (person_id, vector, source, created, content_hash) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(content_hash) DO NOTHING",
+                [(pid, row.astype(_STORED).tobytes(), src, now, digest) for row, src, digest
+                 in zip(v, sources or [None] * len(v), hashes or [None] * len(v))])
+            added = db.total_changes - before
+            if added == 0 and not db.execute("SELECT 1 FROM embeddings WHERE person_id = ?",
+                                             (pid,)).fetchone():
+                db.execute("DELETE FROM people WHERE id = ?", (pid,))  # no face, no person
+        return added
+
+    def known_photos(self, hashes: list[str]) -> dict[str, str]:
+        """content hash -> person, for the given photo hashes already in the gallery."""
+        found: dict[str, str] = {}
+        for start in range(0, len(hashes), 500):  # SQLite caps the parameters of a statement
+            chunk = hashes[start:start + 500]
+            found.update(self._read(
+                f"SELECT e.content_hash, p.name FROM embeddings e JOIN people p ON "
+                f"p.id = e.person_id WHERE e.content_hash IN ({', '.join('?' * len(chunk))})",
+                tuple(chunk)))
+        return found
 
     def remove(self, name: str) -> int:
         """Remove a person and all their vectors; returns how many vectors went."""
@@ -345,12 +497,13 @@ class Gallery:
 
     def rename(self, old: str, new: str) -> None:
         """Rename a person, keeping their vectors."""
-        check_name(new)
+        new = check_name(new)
         with self._write(rewrites=True) as db:
             pid = self._person_id(db, old)
             if db.execute("SELECT 1 FROM people WHERE name = ?", (new,)).fetchone():
                 raise FacecnnError(f"a person named {new!r} already exists")
             db.execute("UPDATE people SET name = ? WHERE id = ?", (new, pid))
+            self._check_new_name(db, new)  # after the update: the old name reads as `new`
 
     def people(self) -> list[tuple[str, int]]:
         """(name, embedding count) for everyone, sorted by name."""
@@ -421,15 +574,17 @@ class Gallery:
         """Choose and store a threshold by leave-one-out over the enrolled vectors.
 
         Each vector's genuine distance is to its person's nearest other vector, its impostor
-        distance to the nearest vector of anyone else.
+        distance to the nearest vector of anyone else. Exact copies of a vector (a photo
+        enrolled twice before faces were keyed by their photo) count once: a genuine distance
+        of 0 would pull the threshold down to nothing.
         """
         if not 0 <= target_far < 1:
             raise FacecnnError(f"target FAR must be in [0, 1), got {target_far}")
-        vecs, owners, names = self.vectors()
+        vecs, owners, names = _distinct(*self.vectors())
         counts = np.bincount(owners, minlength=len(names))
-        if len(names) < 2:
+        if len(set(owners.tolist())) < 2:
             raise FacecnnError(f"calibration needs at least two people; {self.path} has "
-                               f"{len(names)}")
+                               f"{len(set(owners.tolist()))}")
         if counts.max() < 2:
             raise FacecnnError("calibration needs at least one person with two or more faces")
         genuine, impostor = np.empty(len(vecs)), np.empty(len(vecs))
@@ -441,7 +596,7 @@ class Gallery:
             impostor[rows] = np.where(same, np.inf, d).min(1)
         genuine = genuine[counts[owners] >= 2]
         t = open_set_threshold(genuine, impostor, target_far)
-        self.threshold = t
+        self.set_threshold(t, "calibrated")
         return {"threshold": t, "genuine": _summary(genuine), "impostor": _summary(impostor),
                 "far": float(np.mean(impostor <= t)), "frr": float(np.mean(genuine > t)),
                 "pairs": {"genuine": int(genuine.size), "impostor": int(impostor.size)}}

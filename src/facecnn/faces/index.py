@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 from facecnn.errors import FacecnnError
 from facecnn.faces.gallery import (UNKNOWN, Gallery, Match, Rows, _check_threshold, match,
                                    pair_distances)
+from facecnn.fileio import atomic_write
 
 FLAT, IVF = "flat", "ivf"
 EXACT_LIMIT = 50_000
@@ -120,18 +120,9 @@ def _file_id(stat: os.stat_result) -> list[int]:
 
 
 def _replace(path: Path, write: Callable[[str], None], mode: int) -> os.stat_result:
-    """Write through a temporary file in the same folder, then swap it in atomically."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, mode)  # mkstemp makes it private; whoever reads the gallery reads this
-        write(tmp)
-        stat = os.stat(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return stat
+    """Write through a temporary file in the same folder, then swap it in atomically; `mode`
+    because whoever reads the gallery reads this."""
+    return atomic_write(path, lambda tmp: write(str(tmp)), mode)
 
 
 @dataclass

@@ -11,7 +11,6 @@ many photos at once.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -22,6 +21,7 @@ from facecnn.data.decode import read_image
 from facecnn.faces.align import crop_box
 from facecnn.faces.detect import FaceDetector, landmarks_in
 from facecnn.faces.embed import Embedder, create_embedder, make_chips
+from facecnn.workers import worker_pool
 
 MIN_FILES_PER_WORKER = 8  # below this a pool's start-up costs more than it saves
 NO_FACE = "no face found"
@@ -123,8 +123,7 @@ class FacePipeline:
         if workers < 2:
             yield from map(self.local, jobs)
             return
-        with ProcessPoolExecutor(workers, initializer=_init_worker,
-                                 initargs=(self.spec,)) as pool:
+        with worker_pool(workers, _init_worker, (self.spec,)) as pool:
             yield from pool.map(_run_job, jobs, chunksize=4)
 
     def _embed_batches(self, found: Iterator[FileFaces]) -> Iterator[FileFaces]:

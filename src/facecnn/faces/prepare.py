@@ -1,16 +1,22 @@
 """`facecnn prepare RAW OUT`: one aligned crop per face, the folder-per-person layout kept.
 
-RAW is only ever read. Existing files in OUT are kept unless `overwrite`; every image that
-gave no face, several faces or no pixels at all is listed in OUT/prepare_report.json.
+RAW is only ever read: an OUT whose person folders would be RAW, lie inside it or hold it is
+refused, and no crop is written inside RAW. Existing files in OUT are kept unless `overwrite`;
+crops and the report are written whole or not at all, so a killed run leaves no half-written
+crop for the rerun to keep. Every image that gave no face, several faces or no pixels at all,
+and every empty person folder, is listed in OUT/prepare_report.json.
 """
 
 from __future__ import annotations
 
+import io
 import json
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from facecnn.data.decode import read_image
@@ -18,6 +24,7 @@ from facecnn.data.folders import class_folders, files_of
 from facecnn.errors import FacecnnError
 from facecnn.faces.align import align_face
 from facecnn.faces.detect import FaceDetector
+from facecnn.fileio import remove_stale_temps, write_bytes_atomic, write_text_atomic
 from facecnn.progress import Reporter
 
 REPORT = "prepare_report.json"
@@ -34,9 +41,78 @@ class PrepareReport:
     multiple_faces: list[str] = field(default_factory=list)
     unreadable: list[dict[str, str]] = field(default_factory=list)
     kept_existing: list[str] = field(default_factory=list)
+    empty_folders: list[str] = field(default_factory=list)
+
+    @property
+    def crops(self) -> int:
+        """The crops OUT holds for RAW's photos: written now or kept from before."""
+        return self.faces_written + len(self.kept_existing)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+class CropNames:
+    """Every photo of one person its own crop names, the same on every rerun.
+
+    A photo's crop is `<stem>.jpg`, or `<name>.jpg` (`photo.png.jpg`) when another photo of its
+    folder has that stem or that name; the faces of a photo with several are `<base>_<k>.jpg`,
+    with as many `_` as it takes to clash with no other crop of the folder. Names are compared
+    case-insensitively, as some file systems do.
+    """
+
+    def __init__(self, person: Path, files: list[Path]) -> None:
+        by_folder: dict[Path, list[Path]] = defaultdict(list)
+        for file in files:
+            by_folder[file.parent].append(file)
+        self.base: dict[Path, Path] = {}
+        for group in by_folder.values():
+            stems = Counter(f.stem.casefold() for f in group)
+            names = {f.name.casefold() for f in group}
+            for f in group:
+                stem = f.stem.casefold()
+                clash = stems[stem] > 1 or (stem != f.name.casefold() and stem in names)
+                self.base[f] = f.relative_to(person).with_name(f.name if clash else f.stem)
+        self.taken = {_key(base) for base in self.base.values()}
+        self.folders = {base.parent for base in self.base.values()}
+
+    def __call__(self, file: Path, faces: int) -> list[Path]:
+        """The crop paths (relative to the person's folder) of `file`'s `faces` faces."""
+        base = self.base[file]
+        if faces == 1:
+            return [_jpg(base)]
+
+        def named(sep: str) -> list[Path]:
+            return [base.with_name(f"{base.name}{sep}{k}") for k in range(faces)]
+
+        sep = "_"
+        while self.taken.intersection(map(_key, named(sep))):
+            sep += "_"
+        self.taken.update(map(_key, named(sep)))
+        return [_jpg(name) for name in named(sep)]
+
+
+def _key(path: Path) -> str:
+    return str(path).casefold()
+
+
+def _jpg(base: Path) -> Path:
+    return base.with_name(base.name + ".jpg")
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_out(raw: Path, out: Path, people: list[Path]) -> None:
+    """Refuse an OUT where a crop could land in RAW (paths resolved, links followed)."""
+    if _within(out, raw):
+        raise FacecnnError("OUT must be outside RAW: prepare never writes into your photos")
+    for person in people:
+        target = (out / person.name).resolve()
+        if _within(target, raw) or _within(raw, target):
+            raise FacecnnError(f"OUT/{person.name} ({target}) would be RAW, inside it or hold "
+                               "it: prepare never writes into your photos; choose another OUT")
 
 
 def prepare(raw: Path, out: Path, detector: FaceDetector, *, size: int = 160,
@@ -46,25 +122,33 @@ def prepare(raw: Path, out: Path, detector: FaceDetector, *, size: int = 160,
     if multi not in MULTI:
         raise FacecnnError(f"--multi must be one of {', '.join(MULTI)}")
     raw, out = raw.resolve(), out.resolve()
-    if out == raw or raw in out.parents:
-        raise FacecnnError("OUT must be outside RAW: prepare never writes into your photos")
+    people = class_folders(raw)
+    check_out(raw, out, people)
     reporter = reporter or Reporter()
-    jobs = [(person.name, f) for person in class_folders(raw) for f in files_of(person)]
     report = PrepareReport({"size": size, "margin": margin}, detector.name)
+    jobs = []
+    for person in people:
+        files = files_of(person)
+        if not files:
+            report.empty_folders.append(person.name)
+        names = CropNames(person, files)
+        for folder in names.folders:
+            remove_stale_temps(out / person.name / folder)  # what killed runs left
+        jobs += [(person, file, names) for file in files]
     with reporter.task("finding faces", len(jobs)) as advance:
-        for person, file in jobs:
+        for person, file, names in jobs:
             report.images += 1
-            _prepare_one(raw, out, person, file, detector, size, margin, multi, overwrite,
-                         report)
+            _prepare_one(raw, out, person, file, names, detector, size, margin, multi,
+                         overwrite, report)
             advance(1)
     out.mkdir(parents=True, exist_ok=True)
-    (out / REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    write_text_atomic(out / REPORT, json.dumps(report.to_dict(), indent=2) + "\n")
     return report
 
 
-def _prepare_one(raw: Path, out: Path, person: str, file: Path, detector: FaceDetector,
-                 size: int, margin: float, multi: str, overwrite: bool,
-                 report: PrepareReport) -> None:
+def _prepare_one(raw: Path, out: Path, person: Path, file: Path, names: CropNames,
+                 detector: FaceDetector, size: int, margin: float, multi: str,
+                 overwrite: bool, report: PrepareReport) -> None:
     name = str(file.relative_to(raw))
     try:
         image = read_image(file)
@@ -80,16 +164,23 @@ def _prepare_one(raw: Path, out: Path, person: str, file: Path, detector: FaceDe
         if multi == "skip":
             return
         faces = faces if multi == "all" else faces[:1]
-    stem = file.relative_to(raw / person).with_suffix("")
-    for k, face in enumerate(faces):
-        target = out / person / (f"{stem}.jpg" if len(faces) == 1 else f"{stem}_{k}.jpg")
+    for face, crop in zip(faces, names(file, len(faces))):
+        target = out / person.name / crop
         if target.exists() and not overwrite:
             report.kept_existing.append(str(target.relative_to(out)))
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(align_face(image, face.landmarks, size, margin)).save(target,
-                                                                              quality=95)
+        _write_crop(target, align_face(image, face.landmarks, size, margin), raw)
         report.faces_written += 1
+
+
+def _write_crop(target: Path, pixels: np.ndarray, raw: Path) -> None:
+    """Write one crop whole, and never inside RAW (a link in OUT may point there)."""
+    if _within(target.parent.resolve(), raw):
+        raise FacecnnError(f"{target} lies inside RAW: prepare never writes into your photos")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+    write_bytes_atomic(target, buffer.getvalue())
 
 
 def crop_settings(folder: Path) -> dict[str, Any] | None:

@@ -42,17 +42,20 @@ class FaceResult:
 class Recognizer:
     """`Recognizer(gallery="team.db")(rgb_image) -> [FaceResult, ...]`.
 
-    With a gallery: nearest-neighbour (or per-person mean) identification, unknown above the
-    gallery's calibrated threshold (or `threshold`). With `model=RUN`: seed C's classifier,
-    unknown below `min_confidence` softmax probability.
+    With a gallery: nearest-neighbour (or per-person mean) identification, unknown above
+    `threshold`, else the gallery's stored threshold (read at every answer), else the
+    embedder's default. With `model=RUN`: seed C's classifier, unknown below `min_confidence`
+    softmax probability.
 
     Mode "nearest" searches the gallery's FAISS index (loaded or built once, then synced with
-    the gallery before every answer, so writes from any process count at once); mode "mean"
+    the gallery before every answer, so writes from any process count at once; while it is
+    empty, everyone is unknown); mode "mean"
     scans the per-person means in the gallery: an index of means would need rebuilding on
     every enrolment of someone already known, and there are far fewer people than faces.
     """
 
-    def __init__(self, *, gallery: str | Path | None = None, model: str | Path | None = None,
+    def __init__(self, *, gallery: str | Path | Gallery | None = None,
+                 model: str | Path | None = None,
                  detector: FaceDetector | None = None, threshold: float | None = None,
                  mode: str = "nearest", min_confidence: float = 0.5,
                  embedder: Embedder | None = None, device: str = "auto",
@@ -63,13 +66,11 @@ class Recognizer:
         self.threshold, self.mode, self.min_confidence = threshold, mode, min_confidence
         self.gallery = self.classifier = self.index = None
         if gallery is not None:
-            self.gallery = Gallery.open(Path(gallery))
+            self.gallery = gallery if isinstance(gallery, Gallery) else Gallery.open(Path(gallery))
             self.embedder = embedder or create_embedder(self.gallery.embedder, device=device)
             if not same_vectors(self.embedder.name, self.gallery.embedder):
                 raise FacecnnError(f"gallery {gallery} was made with {self.gallery.embedder}, "
                                    f"not {self.embedder.name}")
-            if self.threshold is None and self.gallery.threshold is None:
-                self.threshold = self.embedder.default_threshold
             self.pipeline = FacePipeline(self.detector, self.embedder, workers)
             if mode == "nearest":
                 from facecnn.faces.index import GalleryIndex
@@ -90,14 +91,25 @@ class Recognizer:
         """Gallery answers for faces already embedded (by this process or a worker); the
         index answers exactly as Gallery.identify (names, scores and distances) up to its
         exact limit of faces."""
+        threshold = self.current_threshold()
         if self.index is None:
-            matches = self.gallery.identify(vectors, threshold=self.threshold, mode=self.mode)
+            matches = self.gallery.identify(vectors, threshold=threshold, mode=self.mode)
         else:
-            threshold = self.gallery.resolve_threshold(self.threshold)
             with self._index_lock:
                 self.index = self.index.sync()
+                if len(self.index) == 0:  # nobody enrolled yet: everyone is a stranger
+                    return [FaceResult(box, UNKNOWN, 0.0, None) for box in boxes]
                 matches = self.index.identify(vectors, threshold)
         return [FaceResult(box, m.name, m.score, m.distance) for box, m in zip(boxes, matches)]
+
+    def current_threshold(self) -> float:
+        """The threshold of this answer: the one given, else the gallery's stored one (read
+        fresh: an enroll in another process may have calibrated it since), else the
+        embedder's default."""
+        if self.threshold is not None:
+            return self.gallery.resolve_threshold(self.threshold)
+        stored = self.gallery.threshold
+        return stored if stored is not None else self.embedder.default_threshold
 
     def name_faces(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]:
         if self.gallery is not None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from facecnn.errors import FacecnnError
+from facecnn.faces.embed import Embedder
 from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.pairs import parse_pairs, plot_roc, verification_report
 from facecnn.progress import Reporter
@@ -39,10 +40,17 @@ def verify_two(a: Path, b: Path, pipeline: FacePipeline,
     missing = [str(p) for p, v in vectors.items() if v is None]
     if missing:
         raise FacecnnError(f"no face found in {', '.join(missing)}")
+    return {"a": str(a), "b": str(b), **verdict(vectors[a], vectors[b], embedder, threshold)}
+
+
+def verdict(a: np.ndarray, b: np.ndarray, embedder: Embedder,
+            threshold: float | None = None) -> dict[str, Any]:
+    """Distance between two face vectors and the verdict at `threshold` (default: the
+    embedder's): what `verify_two` and the server's /v1/verify answer."""
     limit = threshold if threshold is not None else embedder.default_threshold
-    distance = float(np.linalg.norm(vectors[a] - vectors[b]))
-    return {"a": str(a), "b": str(b), "distance": round(distance, 4), "threshold": limit,
-            "same_person": distance <= limit, "embedder": embedder.name}
+    distance = float(np.linalg.norm(a - b))
+    return {"distance": round(distance, 4), "threshold": limit, "same_person": distance <= limit,
+            "embedder": embedder.name}
 
 
 def verify_pairs(pairs_file: Path, root: Path, pipeline: FacePipeline, *,

@@ -1,30 +1,41 @@
-"""Read dlib's serialized face recognition ResNet without dlib, and convert it for PyTorch.
+"""Read dlib's serialized networks without dlib, and cache their conversion for PyTorch.
 
 dlib writes a network as nested layers: each `add_layer` first writes its version and its
-subnetwork, so the file holds the loss layer, a run of version numbers (one per layer, outer
-to inner), the input layer (mean colour, size), then each layer's details from the input
-outwards - name string, parameters, three flags and three (empty) tensors. Integers are
-dlib's packed format (a length/sign byte, then little-endian bytes), floats are a packed
-mantissa and exponent, tensors are raw little-endian float32.
+subnetwork, so the file holds the loss layer (with its options), a run of version numbers
+(one per layer, outer to inner), the input layer (mean colour, then its size or pyramid
+padding), then each layer's details from the input outwards - name string, parameters,
+three flags and three (empty) tensors. Integers are dlib's packed format (a length/sign
+byte, then little-endian bytes), floats are a packed mantissa and exponent, tensors are raw
+little-endian float32.
 
-Only the layer kinds of `dlib_face_recognition_resnet_model_v1.dat` are understood; any other
-content is refused with the byte offset where reading stopped.
+Only the layer kinds of face-recognition-models' face ResNet
+(`dlib_face_recognition_resnet_model_v1.dat`) and MMOD face detector
+(`mmod_human_face_detector.dat`) are understood; any other content is refused with the byte
+offset where reading stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
 from facecnn.errors import FacecnnError
+from facecnn.fileio import atomic_write
 
-INPUT_LAYER = "input_rgb_image_sized"
+if TYPE_CHECKING:
+    import torch
+
 MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+SIZED_INPUT = "input_rgb_image_sized"
+PYRAMID_INPUTS = ("input_rgb_image_pyramid", "input_rgb_image_pyramid2")
+# dlib's (padding, outer padding) for pyramid files older than the version that stores them
+DEFAULT_PYRAMID_PADDING = (10, 11)
 INSTALL_HINT = "pip install dlib-bin face-recognition-models"
 MAX_LAYERS = 10_000
 
@@ -42,14 +53,30 @@ class DlibLayer:
     params: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class MMODOptions:
+    """What `loss_mmod_` needs at detection time: its sliding windows (width, height) in
+    pyramid pixels and its non-max suppression (a box is dropped when its IoU with a kept
+    box exceeds `nms_iou`, or either covers more than `nms_covered` of the other)."""
+
+    windows: tuple[tuple[int, int], ...]
+    nms_iou: float
+    nms_covered: float
+
+
 @dataclass
 class DlibNet:
-    """The whole file: input mean (RGB, 0-255), input size and the layers input -> output."""
+    """The whole file: input layer kind and mean (RGB, 0-255), the input size (a sized
+    input) or the pyramid's (padding, outer padding) (a pyramid input), the layers
+    input -> output, and the loss layer (with its options for MMOD)."""
 
+    input_kind: str
     mean_rgb: tuple[float, float, float]
-    input_size: tuple[int, int]
     layers: list[DlibLayer]
     loss: str
+    input_size: tuple[int, int] | None = None
+    pyramid_padding: tuple[int, int] | None = None
+    mmod: MMODOptions | None = None
 
 
 class _Reader:
@@ -100,10 +127,10 @@ class _Reader:
         if got != want:
             raise DlibFormatError(f"unexpected {what} {got!r} at byte {self.pos}")
 
-    def peek_string(self, text: str) -> bool:
+    def peek_string(self, texts: Iterable[str]) -> bool:
         start = self.pos
         try:
-            return self.string() == text
+            return self.string() in texts
         except DlibFormatError:
             return False
         finally:
@@ -138,6 +165,24 @@ def _affine(r: _Reader) -> DlibLayer:
     return DlibLayer("affine", (), {"gamma": params[:half], "beta": params[half:]})
 
 
+def _batch_norm(r: _Reader) -> DlibLayer:
+    """A batch norm saved in training, folded into the affine layer dlib runs in its place:
+    scale = gamma / sqrt(running variance + eps), shift = beta - scale * running mean."""
+    params = r.tensor().ravel()
+    r.alias()
+    r.alias()
+    for _ in range(2):  # the last batch's means and inverse deviations: training only
+        r.tensor()
+    running_mean, running_var = r.tensor().ravel(), r.tensor().ravel()
+    r.integer(), r.integer()  # updates so far and the running-statistics window
+    _multipliers(r)
+    eps = np.float32(r.real())
+    half = params.size // 2
+    r.expect((running_mean.size, running_var.size), (half, half), "batch norm statistics size")
+    scale = params[:half] / np.sqrt(running_var + eps)
+    return DlibLayer("affine", (), {"gamma": scale, "beta": params[half:] - scale * running_mean})
+
+
 def _pool(kind: str) -> Callable[[_Reader], DlibLayer]:
     def read(r: _Reader) -> DlibLayer:
         return DlibLayer(kind, tuple(r.integer() for _ in range(6)))
@@ -158,6 +203,7 @@ def _fc(r: _Reader) -> DlibLayer:
 _DETAILS = {
     "con_4": _con,
     "affine_": _affine,
+    "bn_con2": _batch_norm,
     "relu_": lambda r: DlibLayer("relu"),
     "add_prev_": lambda r: DlibLayer("add_prev"),
     "max_pool_2": _pool("max_pool"),
@@ -173,23 +219,53 @@ def _layer(r: _Reader) -> DlibLayer:
     return _DETAILS[name](r)
 
 
+def _metric_loss(r: _Reader) -> None:
+    r.real(), r.real()  # margin and distance threshold used in training
+
+
+def _mmod_loss(r: _Reader) -> MMODOptions:
+    r.expect(r.integer(), 1, "mmod options version (only 1: one detector window)")
+    window = (r.integer(), r.integer())
+    for _ in range(3):  # loss per false alarm and per miss, truth-match IoU: training only
+        r.real()
+    nms_iou, nms_covered = r.real(), r.real()
+    r.real(), r.real()  # the overlap that ignores truth boxes: training only
+    return MMODOptions((window,), nms_iou, nms_covered)
+
+
+_LOSSES: dict[str, Callable[[_Reader], MMODOptions | None]] = {
+    "loss_metric_2": _metric_loss,
+    "loss_mmod_": _mmod_loss,
+}
+
+
+def _input_layer(r: _Reader) -> dict[str, object]:
+    kind = r.string()
+    fields: dict[str, object] = {"input_kind": kind, "mean_rgb": (r.real(), r.real(), r.real())}
+    if kind == SIZED_INPUT:
+        fields["input_size"] = (r.integer(), r.integer())
+    elif kind == PYRAMID_INPUTS[1]:
+        fields["pyramid_padding"] = (r.integer(), r.integer())
+    else:
+        fields["pyramid_padding"] = DEFAULT_PYRAMID_PADDING
+    return fields
+
+
 def parse_dlib_net(data: bytes) -> DlibNet:
-    """Parse the bytes of a dlib metric-learning network file (see the module docstring)."""
+    """Parse the bytes of a dlib network file (see the module docstring)."""
     r = _Reader(data)
     r.expect(r.integer(), 1, "loss layer version")
     loss = r.string()
-    if not loss.startswith("loss_metric_"):
-        raise DlibFormatError(f"not a dlib face embedding network (loss {loss!r})")
-    r.real(), r.real()  # margin and distance threshold used in training
+    if loss not in _LOSSES:
+        raise DlibFormatError(f"unsupported dlib loss layer {loss!r} at byte {r.pos}")
+    mmod = _LOSSES[loss](r)
     for _ in range(MAX_LAYERS):  # one version number per layer, outermost first
         r.integer()
-        if r.peek_string(INPUT_LAYER):
+        if r.peek_string((SIZED_INPUT, *PYRAMID_INPUTS)):
             break
     else:
         raise DlibFormatError("no input layer found")
-    r.string()
-    mean = (r.real(), r.real(), r.real())
-    size = (r.integer(), r.integer())
+    fields = _input_layer(r)
     layers = [_layer(r)]
     r.flags(3)
     for _ in range(3):
@@ -200,7 +276,7 @@ def parse_dlib_net(data: bytes) -> DlibNet:
         r.flags(3)
         for _ in range(3):
             r.tensor()
-    return DlibNet(mean, size, layers, loss)
+    return DlibNet(layers=layers, loss=loss, mmod=mmod, **fields)
 
 
 def read_dlib_net(path: Path) -> DlibNet:
@@ -231,3 +307,33 @@ def source_stamp(path: Path) -> str:
     """Size and modification time: enough to notice a replaced model file."""
     stat = os.stat(path)
     return f"{stat.st_size}-{stat.st_mtime_ns}"
+
+
+def cache_path(source: Path, kind: str) -> Path:
+    """Where the `kind` conversion (e.g. "resnet", "mmod") of the dlib model file `source` is
+    cached: facecnn's cache directory (never beside the code), keyed by the file's name, size
+    and mtime."""
+    from facecnn.data.cache import default_cache_dir
+
+    stamp = source_stamp(source)
+    return default_cache_dir() / "dlib" / f"{source.stem}-{kind}-{stamp}.safetensors"
+
+
+def cached_conversion(source: Path, kind: str, convert: Callable[[], dict[str, torch.Tensor]]
+                      ) -> dict[str, torch.Tensor]:
+    """`convert()`'s tensors for the dlib model file `source`, computed once and cached as
+    safetensors, so later runs read no .dat. A damaged cache is rebuilt from the source; a
+    read-only cache directory only costs converting again next time."""
+    from safetensors.torch import load_file, save_file
+
+    cached = cache_path(source, kind)
+    if cached.is_file():
+        try:
+            return load_file(str(cached))
+        except Exception:  # a damaged cache is rebuilt from the source below
+            cached.unlink(missing_ok=True)
+    tensors = convert()
+    with contextlib.suppress(OSError):
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(cached, lambda tmp: save_file(tensors, str(tmp)))
+    return tensors

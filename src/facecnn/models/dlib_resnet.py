@@ -23,8 +23,6 @@ a plain BatchNorm model, which computes the same in eval mode.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +32,8 @@ from torch import nn
 
 from facecnn.errors import FacecnnError
 from facecnn.models.classifier import Classifier
-from facecnn.models.dlib_port import (DlibFormatError, DlibNet, model_file, read_dlib_net,
-                                      source_stamp)
+from facecnn.models.dlib_port import (DlibFormatError, DlibNet, cached_conversion, model_file,
+                                      read_dlib_net)
 from facecnn.models.heads import build_head
 from facecnn.models.registry import register_model
 
@@ -133,10 +131,11 @@ def to_input(chips: torch.Tensor, mean_rgb: tuple[float, ...] = TRAINING_MEAN_RG
     return (chips.float() - mean) / INPUT_SCALE
 
 
-def state_dict_from(net: DlibNet) -> dict[str, torch.Tensor]:
-    """Map the parsed dlib layers (input -> output) onto DlibResNet's parameters, checking
-    every convolution's geometry and every shape on the way."""
-    model = DlibResNet("affine")
+def state_dict_from(net: DlibNet, model: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Map the parsed dlib layers (input -> output) onto the parameters of `model` (its
+    convolutions, Affines and Linears in definition order; DlibResNet("affine") by default),
+    checking every convolution's geometry and every shape on the way."""
+    model = model if model is not None else DlibResNet("affine")
     targets = [(name, module) for name, module in model.named_modules()
                if isinstance(module, (nn.Conv2d, Affine, nn.Linear))]
     sources = [layer for layer in net.layers if layer.kind in ("con", "affine", "fc")]
@@ -162,34 +161,18 @@ def state_dict_from(net: DlibNet) -> dict[str, torch.Tensor]:
     return state
 
 
-def cache_path(source: Path) -> Path:
-    from facecnn.data.cache import default_cache_dir
-
-    return default_cache_dir() / "dlib" / f"{source.stem}-{source_stamp(source)}.safetensors"
+def _converted(source: Path) -> dict[str, torch.Tensor]:
+    net = read_dlib_net(source)
+    return {**state_dict_from(net), "input_mean": torch.tensor(net.mean_rgb)}
 
 
 def load_dlib_weights(source: Path | None = None) -> tuple[dict[str, torch.Tensor],
                                                            tuple[float, ...]]:
     """(state dict for DlibResNet("affine"), input mean) of dlib's model file, converted once
-    and cached as safetensors in facecnn's cache directory (never beside the code)."""
-    from safetensors.torch import load_file, save_file
-
+    and cached as safetensors in facecnn's cache directory."""
     source = Path(source) if source is not None else model_file()
-    cached = cache_path(source)
-    if cached.is_file():
-        try:
-            state = load_file(str(cached))
-            return state, tuple(state.pop("input_mean").tolist())
-        except Exception:  # a damaged cache is rebuilt from the source below
-            cached.unlink(missing_ok=True)
-    net = read_dlib_net(source)
-    state = state_dict_from(net)
-    with contextlib.suppress(OSError):  # a read-only cache only costs converting next time
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")  # one per process
-        save_file({**state, "input_mean": torch.tensor(net.mean_rgb)}, str(partial))
-        partial.replace(cached)
-    return state, net.mean_rgb
+    state = dict(cached_conversion(source, "resnet", lambda: _converted(source)))
+    return state, tuple(state.pop("input_mean").tolist())
 
 
 def pretrained_dlib_resnet(source: Path | None = None) -> tuple[DlibResNet, tuple[float, ...]]:

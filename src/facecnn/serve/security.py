@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
+from facecnn.data.decode import NotAnImage, TooManyPixels, read_image_bytes
 from facecnn.errors import FacecnnError
 
 ROLES = ("read", "admin")
@@ -67,26 +66,23 @@ class KeyStore:
 
 
 class UploadError(Exception):
-    """An upload refused before any model saw it: HTTP status and a one-line reason."""
+    """A request refused before any model saw it: HTTP status, a one-line reason and any
+    headers the answer needs (Retry-After on 503)."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
-        self.status, self.detail = status, detail
+        self.status, self.detail, self.headers = status, detail, headers
 
 
 def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
     """Upright RGB pixels of an uploaded image. The format is sniffed from the bytes (a text
     file named .jpg is refused with 415) and the size is checked from the header before the
-    pixels are decoded, so a decompression bomb costs nothing."""
+    pixels are decoded (413), so a decompression bomb costs nothing."""
     try:
-        image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError):
+        return read_image_bytes(data, max_pixels)
+    except NotAnImage:
         raise UploadError(415, "not an image (JPEG, PNG, BMP, WebP, ...)") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        raise UploadError(413, f"image of {width}x{height} pixels is over the limit of "
-                               f"{max_pixels:,}")
-    try:
-        return np.array(ImageOps.exif_transpose(image).convert("RGB"))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except TooManyPixels as exc:
+        raise UploadError(413, str(exc)) from None
+    except ValueError:
         raise UploadError(422, "the image could not be decoded") from None

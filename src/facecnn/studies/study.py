@@ -141,7 +141,7 @@ def _train(folder: Path, name: str, settings: dict[str, Any], data: str | None, 
            quiet: bool, reporter: Any, trainer_cls: Any) -> None:
     """Resume an interrupted run, or start it afresh (a folder with no checkpoint is ours to
     clear: it holds only the config of a run that never finished an epoch)."""
-    if (folder / "weights" / "last.pt").is_file():
+    if any((folder / "weights" / f).is_file() for f in ("last.pt", "best.pt")):
         trainer_cls(None, reporter, resume=folder).fit(folder)
         return
     if folder.exists():

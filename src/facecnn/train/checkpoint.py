@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -11,14 +10,24 @@ import numpy as np
 import torch
 
 from facecnn.errors import FacecnnError
+from facecnn.fileio import atomic_write
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temp file then rename: a crash never leaves a half-written checkpoint."""
+    """torch.save written whole or not at all: a crash never leaves a half-written checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def resume_checkpoint(run_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """(checkpoint, note) that `--resume` continues from: weights/last.pt, or weights/best.pt
+    when a kill left none (a full checkpoint too, of its epoch), with a line saying so."""
+    last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
+    if last.is_file() or not best.is_file():
+        return load_checkpoint(last), None
+    ckpt = load_checkpoint(best)
+    return ckpt, (f"{last} is missing: continuing from {best} (after epoch "
+                  f"{ckpt['state']['epoch']})")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from facecnn.runs import write_text_atomic
+from facecnn.fileio import atomic_write, write_text_atomic
 from facecnn.train.metrics import summarize
 from facecnn.viz.plots import plot_confusion, plot_curves
 
@@ -20,12 +20,13 @@ RESULT_COLUMNS = ["epoch", "train_loss", "train_acc", "train_f1", "val_loss", "v
 
 
 def write_results_csv(rows: list[dict[str, float]], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: row[k] for k in RESULT_COLUMNS} for row in rows)
-    tmp.replace(path)
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS)
+            writer.writeheader()
+            writer.writerows({k: row[k] for k in RESULT_COLUMNS} for row in rows)
+
+    atomic_write(path, write)
 
 
 def write_eval_outputs(run_dir: Path, cm: np.ndarray, classes: list[str], *, loss: float,

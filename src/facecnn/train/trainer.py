@@ -25,6 +25,7 @@ from facecnn.config import TrainConfig
 from facecnn.data.datasets import Dataset, load_dataset
 from facecnn.data.transforms import build_augmentation
 from facecnn.errors import FacecnnError, Interrupted
+from facecnn.fileio import remove_stale_temps
 from facecnn.models.classifier import Classifier
 from facecnn.models.freeze import apply_freeze, keep_frozen_bn_eval
 from facecnn.models.init import initialize
@@ -33,8 +34,8 @@ from facecnn.models.weights import load_weights
 from facecnn.progress import Reporter
 from facecnn.inference import MODEL_FILE, latency_ms, save_inference_model
 from facecnn.runs import new_run_dir
-from facecnn.train.checkpoint import (load_checkpoint, rng_state, save_atomic, seed_everything,
-                                      set_rng_state)
+from facecnn.train.checkpoint import (resume_checkpoint, rng_state, save_atomic,
+                                      seed_everything, set_rng_state)
 from facecnn.train.distributed import DistContext
 from facecnn.train.evaluation import evaluate
 from facecnn.train.loader import BatchLoader, PKBatchLoader
@@ -90,9 +91,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, reporter: Reporter | None = None,
                  resume: Path | None = None) -> None:
         self.reporter = reporter or Reporter()
-        self.resume_ckpt = None
+        self.resume_ckpt, self.resume_note = None, None
         if resume is not None:
-            self.resume_ckpt = load_checkpoint(resume / "weights" / "last.pt")
+            self.resume_ckpt, self.resume_note = resume_checkpoint(resume)
             cfg = TrainConfig.from_dict(self.resume_ckpt["config"])
         self.cfg = cfg
         self._stop = False
@@ -148,6 +149,7 @@ class Trainer:
         if self.resume_ckpt is not None:
             self.run_dir = resume_dir
             self._restore(self.resume_ckpt)
+            self._reopen_run()
         else:
             self.objective.start(((self.rt.from_uint8(images), labels.to(self.device))
                                   for images, labels in self.train_loader.batches(0)),
@@ -156,6 +158,16 @@ class Trainer:
             self.run_dir = Path(self.dist.broadcast(str(run_dir) if run_dir else ""))
             if self.dist.is_main:
                 cfg.save(self.run_dir / "config.yaml")
+
+    def _reopen_run(self) -> None:
+        """Clear what a killed run left half-written, and make results.csv agree with the
+        checkpoint resumed from (a kill may have come between their writes)."""
+        if self.resume_note:
+            self._log(self.resume_note)
+        if self.dist.is_main:
+            for folder in (self.run_dir, self.run_dir / "weights"):
+                remove_stale_temps(folder)
+            write_results_csv(self.state.history, self.run_dir / "results.csv")
 
     def _load_data(self, channels: int) -> Dataset:
         """Rank 0 fills the image cache first; the other ranks then read it."""

@@ -1,0 +1,45 @@
+"""Face work on uploaded photos: detect, recognize, verify, and the optional classifier."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, File, Query, Security, UploadFile
+
+from facecnn.serve.deps import API_KEY, read, service, with_classifier, with_gallery
+from facecnn.serve.schemas import (ERRORS, Classification, Detections, Recognition,
+                                   Verification)
+from facecnn.serve.security import UploadError
+from facecnn.serve.service import Service
+
+router = APIRouter(prefix="/v1", dependencies=[Security(API_KEY)], responses=ERRORS)
+
+
+@router.post("/detect", response_model=Detections)
+async def detect(image: UploadFile = File(...), served: Service = Depends(service)) -> dict:
+    faces = await served.run(served.detect, await read(image))
+    return {"faces": [{"box": [int(round(v)) for v in f.box], "score": round(f.score, 4),
+                       "landmarks": f.landmarks.round(1).tolist()} for f in faces]}
+
+
+@router.post("/recognize", response_model=Recognition)
+async def recognize(image: UploadFile = File(...),
+                    served: Service = Depends(with_gallery)) -> dict:
+    """`facecnn recognize --json`'s faces: "unknown" beyond the gallery's threshold."""
+    results = await served.run(served.recognize, await read(image))
+    return {"faces": [r.to_dict() for r in results]}
+
+
+@router.post("/verify", response_model=Verification)
+async def verify(images: list[UploadFile] = File(...),
+                 served: Service = Depends(with_gallery)) -> dict:
+    """Are the largest faces of two photos the same person (`facecnn verify`)?"""
+    if len(images) != 2:
+        raise UploadError(422, "send exactly two files in the field `images`")
+    return await served.run(served.verify, [await read(upload) for upload in images])
+
+
+@router.post("/classify", response_model=Classification)
+async def classify(image: UploadFile = File(...), top_k: int = Query(3, ge=1, le=1000),
+                   served: Service = Depends(with_classifier)) -> dict:
+    """The --model classifier's answer for the whole image, as `facecnn predict` gives it."""
+    prediction = await served.run(served.classify, await read(image), top_k)
+    return prediction.to_dict()

@@ -1,0 +1,84 @@
+"""The answers of the REST API as pydantic models, so /docs shows real schemas. Their fields
+are the CLI's JSON shapes (`facecnn recognize --json`, `verify --json`, `predict`)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Error(BaseModel):
+    detail: str = Field(description="One line saying what was wrong.")
+
+
+class Health(BaseModel):
+    status: str = "ok"
+    gallery: bool | None = Field(None, description="Serving a gallery (callers with a key).")
+    classifier: bool | None = Field(None, description="Serving a classifier (with a key).")
+    in_flight: int | None = Field(None, description="Model requests this process holds now.")
+    capacity: int | None = Field(None, description="Beyond this many, requests get 503.")
+
+
+class DetectedFace(BaseModel):
+    box: list[int] = Field(description="x1, y1, x2, y2 in image pixels.")
+    score: float
+    landmarks: list[list[float]] = Field(description="Eyes, nose tip, mouth corners (x, y).")
+
+
+class Detections(BaseModel):
+    faces: list[DetectedFace]
+
+
+class NamedFace(BaseModel):
+    box: list[int] = Field(description="x1, y1, x2, y2 in image pixels.")
+    name: str = Field(description='The person, or "unknown".')
+    score: float = Field(description="At least 0.5 exactly when the face is named.")
+    distance: float | None = Field(description="To the nearest enrolled face (None: nobody "
+                                               "is enrolled).")
+
+
+class Recognition(BaseModel):
+    faces: list[NamedFace]
+
+
+class Verification(BaseModel):
+    distance: float
+    threshold: float
+    same_person: bool
+    embedder: str
+
+
+class Person(BaseModel):
+    name: str
+    faces: int
+
+
+class People(BaseModel):
+    people: list[Person]
+
+
+class Enrolment(BaseModel):
+    name: str
+    added: int = Field(description="Faces added (a photo already enrolled adds none).")
+    no_face: list[str] = Field(description="Uploads in which no face was found.")
+
+
+class Removal(BaseModel):
+    name: str
+    removed: int = Field(description="Faces removed with the person.")
+
+
+class Classification(BaseModel):
+    file: str
+    label: str
+    score: float
+    top_k: list[tuple[str, float]]
+
+
+# What /docs lists beside each /v1 answer; every one carries an Error.
+ERRORS: dict[int | str, dict] = {status: {"model": Error, "description": text} for status, text in (
+    (401, "No key, or a wrong one."), (403, "A read key where an admin key is needed, or a "
+                                            "foreign page on a server without keys."),
+    (404, "Not served here, or no such person."), (413, "Upload or image too large."),
+    (415, "Not an image."), (422, "Bad request, bad name, or no face found."),
+    (503, "Busy (see Retry-After).")
+)}

@@ -1,0 +1,151 @@
+"""What the endpoints share: the loaded models, the gallery, the limits, and the threads that
+model work runs in.
+
+Model work (decoding, detection, embedding, classification) runs in MODEL_THREADS threads,
+never on the event loop, so /healthz and every refusal answer while the models are busy; at
+most `Admission.capacity` requests wait for them, the rest get 503. dlib's network is not safe
+to call from two threads at once, so each model has its own lock: one request's detection
+overlaps another's embedding, and nothing else ever waits on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+import numpy as np
+
+from facecnn.serve.security import KeyStore, UploadError, decode_upload
+
+if TYPE_CHECKING:
+    from facecnn.classify import Prediction
+    from facecnn.faces.detect import Face
+    from facecnn.faces.embed import Embedder
+    from facecnn.faces.gallery import Gallery
+    from facecnn.faces.recognize import FaceResult
+
+MODEL_THREADS = 2  # one per model stage: a detection and an embedding run at once
+BUSY_TIMEOUT_S = 2.0  # the most a request waits for the gallery's write lock (then 503)
+RETRY_AFTER_S = 1
+T = TypeVar("T")
+
+
+@dataclass
+class Upload:
+    """An uploaded file: its name (for messages and sources) and its bytes."""
+
+    name: str
+    data: bytes
+
+
+class Admission:
+    """How many model requests this process holds at once (reading their upload, waiting for
+    a thread, running): beyond `capacity` a request is refused with 503 and Retry-After
+    instead of queueing without bound. Only the event loop counts, so no lock is needed."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity, self.in_flight = capacity, 0
+
+    def enter(self) -> None:
+        if self.in_flight >= self.capacity:
+            raise UploadError(503, f"busy: {self.in_flight} requests in progress; try again "
+                                   "shortly", {"Retry-After": str(RETRY_AFTER_S)})
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+
+class Service:
+    """The models and the gallery, loaded once. `recognizer.gallery` answers recognition;
+    `store`, a second connection to the same file, lists, enrols and removes, so a write
+    waiting for the file's lock never holds up a recognition."""
+
+    def __init__(self, gallery: Path | None, model: Path | None, keys: KeyStore | None,
+                 max_upload_mb: float, max_pixels: int, detector: str,
+                 embedder: Embedder | None, max_queue: int) -> None:
+        from facecnn.faces.detect import FaceDetector
+
+        self.keys, self.max_pixels = keys, max_pixels
+        self.max_bytes = int(max_upload_mb * 2**20)
+        self.admission = Admission(MODEL_THREADS + max_queue)
+        self._threads = ThreadPoolExecutor(MODEL_THREADS, thread_name_prefix="facecnn-model")
+        self._detecting, self._embedding = threading.Lock(), threading.Lock()
+        self._classifying = threading.Lock()
+        self.detector = FaceDetector(detector)
+        self.recognizer = self.store = self.classifier = None
+        if gallery is not None:
+            from facecnn.faces.gallery import Gallery
+            from facecnn.faces.recognize import Recognizer
+
+            self.recognizer = Recognizer(
+                gallery=Gallery.open(gallery, busy_timeout=BUSY_TIMEOUT_S),
+                detector=self.detector, workers=1, embedder=embedder)
+            self.store = Gallery.open(gallery, busy_timeout=BUSY_TIMEOUT_S)
+        if model is not None:
+            from facecnn.classify import load_classifier
+
+            self.classifier = load_classifier(model)
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)` in one of the model threads, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads,
+                                                                partial(work, *args))
+
+    def detect(self, upload: Upload) -> list[Face]:
+        return self._faces(upload)[1]
+
+    def recognize(self, upload: Upload) -> list[FaceResult]:
+        pixels, faces = self._faces(upload)
+        if not faces:
+            return []
+        with self._embedding:
+            vectors = self.recognizer.embedder.embed([(pixels, face) for face in faces])
+        return self.recognizer.name_vectors([face.box for face in faces], vectors)
+
+    def main_faces(self, uploads: list[Upload]) -> tuple[list[Upload], np.ndarray, list[str]]:
+        """The uploads with a face, the vectors of their largest faces (embedded as one
+        batch), and the names of the uploads without one."""
+        found, items, missing = [], [], []
+        for upload in uploads:
+            pixels, faces = self._faces(upload)
+            if faces:
+                found.append(upload)
+                items.append((pixels, faces[0]))
+            else:
+                missing.append(upload.name)
+        with self._embedding:
+            return found, self.recognizer.embedder.embed(items), missing
+
+    def verify(self, uploads: list[Upload]) -> dict[str, Any]:
+        """`facecnn verify`'s verdict on two uploads, at the threshold recognition uses."""
+        from facecnn.faces.verify import verdict
+
+        _, vectors, missing = self.main_faces(uploads)
+        if missing:
+            raise UploadError(422, f"no face found in {', '.join(missing)}")
+        return verdict(vectors[0], vectors[1], self.recognizer.embedder,
+                       self.recognizer.current_threshold())
+
+    def classify(self, upload: Upload, top_k: int) -> Prediction:
+        from PIL import Image
+
+        from facecnn.data.decode import to_array
+
+        meta = self.classifier.meta
+        size, channels = meta["img_size"], meta["in_chans"]
+        pixels = decode_upload(upload.data, self.max_pixels)
+        array = to_array(Image.fromarray(pixels), "L" if channels == 1 else "RGB", size)
+        with self._classifying:
+            return self.classifier.predict(array.reshape(1, size, size, channels),
+                                           [upload.name], top_k)[0]
+
+    def _faces(self, upload: Upload) -> tuple[np.ndarray, list[Face]]:
+        pixels = decode_upload(upload.data, self.max_pixels)
+        with self._detecting:
+            return pixels, self.detector(pixels)

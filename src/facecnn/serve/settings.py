@@ -1,0 +1,109 @@
+"""What `facecnn serve` was asked for, handed to one or several server processes, and the
+server's logging."""
+
+from __future__ import annotations
+
+import copy
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from facecnn.errors import FacecnnError
+from facecnn.serve.app import MAX_PIXELS, MAX_QUEUE, create_app
+from facecnn.serve.security import KeyStore
+
+SETTINGS_ENV = "FACECNN_SERVE_SETTINGS"
+DEFAULT_EMBEDDER = "dlib"  # what a new gallery is made with when --embedder is not given
+
+
+@dataclass
+class ServeSettings:
+    """The settings in a form worker processes can be handed (the keys travel as their file's
+    path or stay in $FACECNN_API_KEYS, never in these settings)."""
+
+    gallery: str | None = None
+    model: str | None = None
+    api_key_file: str | None = None
+    max_upload_mb: float = 10.0
+    max_pixels: int = MAX_PIXELS
+    detector: str = "hog"
+    embedder: str | None = None
+    max_queue: int = MAX_QUEUE
+
+    def app(self) -> FastAPI:
+        embedder = None
+        name = self.embedder or self._default_embedder()
+        if name is not None:
+            from facecnn.faces.embed import create_embedder
+
+            embedder = create_embedder(name)
+        path = (lambda p: Path(p) if p is not None else None)
+        return create_app(path(self.gallery), path(self.model),
+                          KeyStore.load(path(self.api_key_file)), self.max_upload_mb,
+                          self.max_pixels, self.detector, embedder, self.max_queue)
+
+    def _default_embedder(self) -> str | None:
+        """dlib galleries are served by dlib's network in PyTorch: the same vectors, about
+        3.5x the requests per second of dlib's own runtime (benchmarks/serve_load.py)."""
+        if self.gallery is None or not Path(self.gallery).is_file():
+            return None  # create_app says what is missing
+        from facecnn.faces.gallery import Gallery
+
+        with Gallery.open(Path(self.gallery)) as gallery:
+            return "dlib_torch" if gallery.embedder == "dlib" else None
+
+    def new_gallery(self) -> str:
+        """Create the (missing) gallery, empty, for --embedder or DEFAULT_EMBEDDER, so people
+        can be enrolled through the API; returns the embedder's name."""
+        from facecnn.faces.embed import create_embedder
+        from facecnn.faces.gallery import Gallery
+
+        embedder = create_embedder(self.embedder or DEFAULT_EMBEDDER)
+        Gallery.create(Path(self.gallery), embedder.name, embedder.dim, embedder.crop).close()
+        return embedder.name
+
+    def problem(self) -> str | None:
+        """Load everything once in a throwaway process: what is wrong comes back as one line,
+        and the process that supervises the workers stays small."""
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            return pool.submit(_load_problem, self).result()
+
+    def export(self, workers: int) -> None:
+        """Put the settings where `app_from_env` in each worker process finds them, and give
+        each worker its share of the cores for PyTorch and OpenMP."""
+        os.environ[SETTINGS_ENV] = json.dumps(asdict(self))
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+
+
+def _load_problem(settings: ServeSettings) -> str | None:
+    try:
+        settings.app()
+    except FacecnnError as exc:
+        return str(exc)
+    return None
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's app factory in each process of `facecnn serve --workers N`."""
+    return ServeSettings(**json.loads(os.environ[SETTINGS_ENV])).app()
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging plus the "facecnn" loggers (the exceptions behind 500s) on stderr."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["facecnn"] = {"format": "%(asctime)s %(levelname)s %(name)s: "
+                                                 "%(message)s"}
+    config["handlers"]["facecnn"] = {"class": "logging.StreamHandler", "formatter": "facecnn",
+                                     "stream": "ext://sys.stderr"}
+    config["loggers"]["facecnn"] = {"handlers": ["facecnn"], "level": "INFO",
+                                    "propagate": False}
+    return config
