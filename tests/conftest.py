@@ -17,6 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# Under xdist each worker process gets one core: PyTorch's and OpenMP's default of a thread per
+# core in every worker (and in every CLI process a test starts) oversubscribes the cores, and
+# spinning OpenMP threads then wait on each other for most of the run. Set before torch loads.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # The repository sits beside the team's shared/ folder (checkouts and CI alike).
 ATT_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "att_faces"
 

@@ -11,19 +11,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from facecnn.errors import FacecnnError
+from facecnn.faces.detectors import DETECTORS
 from facecnn.terminal import console, err_console, reporter_for
 
 EMBEDDER_HELP = ("dlib, dlib_torch (dlib's network in PyTorch: batched, GPU), run:PATH or "
                  "onnx:PATH.")
 SAME_VECTORS = "dlib and dlib_torch galleries are interchangeable (same vectors)."
-DETECTOR_HELP = ("hog, haar, haar_seed_c (seed C's cascade settings) or cnn (dlib's MMOD CNN: "
-                 "most accurate, slow on CPU).")
+DETECTOR_HELP = f"{', '.join(DETECTORS.names())} (what each is: `facecnn detectors`)."
 
 
-def _detector(name: str, upsample: int, min_size: int):
+def _detector(name: str, upsample: int, min_size: int, device: str = "auto"):
     from facecnn.faces.detect import FaceDetector
 
-    return FaceDetector(name, upsample=upsample, min_size=min_size)
+    return FaceDetector(name, upsample=upsample, min_size=min_size, device=device)
 
 
 def _gallery_embedder(name: str | None, device: str):
@@ -142,7 +142,7 @@ def recognize(
         raise FacecnnError("give images, folders or videos to recognize, or --camera N")
     recognizer = Recognizer(gallery=gallery, model=model, threshold=threshold, mode=mode,
                             min_confidence=min_confidence, device=device, workers=workers,
-                            detector=_detector(detector, upsample, min_size),
+                            detector=_detector(detector, upsample, min_size, device),
                             embedder=_gallery_embedder(embedder, device))
     if camera is not None:
         recognize_camera(recognizer, camera, save=save)
@@ -391,7 +391,26 @@ def gallery_remove(gallery: Path, name: str) -> None:
     console.print(f"removed {name} ({removed} faces)")
 
 
+def detectors(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every face detector: what it is, its landmarks, speed, model files and licences."""
+    rows = [{"name": e.name, "description": e.help,
+             "landmarks": "own 5 points" if e.value.gives_landmarks else "dlib 68-point "
+             "predictor (non-commercial licence)", "speed_2_cpu_cores": e.value.speed,
+             "models": [{"file": m.name, "from": m.source, "licence": m.licence}
+                        for m in e.value.models]} for e in DETECTORS.entries()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("detector", "what it is", "landmarks", "speed", "model files (licence)")
+    for row in rows:
+        table.add_row(row["name"], escape(row["description"]), row["landmarks"],
+                      row["speed_2_cpu_cores"], escape("; ".join(
+                          f"{m['file']} from {m['from']} ({m['licence']})"
+                          for m in row["models"])))
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
-    for command in (prepare, capture, enroll, recognize, verify, embed, serve):
+    for command in (prepare, capture, enroll, recognize, verify, embed, serve, detectors):
         app.command()(command)
     app.add_typer(gallery_app, name="gallery")

@@ -1,10 +1,22 @@
-"""Faces: detect, align, embed, keep in a gallery, and recognize (the flat API is below)."""
+"""Faces: detect, align, embed, keep in a gallery, and recognize (the flat API is below).
 
-from facecnn.faces.align import align_face
-from facecnn.faces.detect import Face, FaceDetector, detect_faces
-from facecnn.faces.embed import create_embedder, embed_faces
-from facecnn.faces.gallery import Gallery
-from facecnn.faces.recognize import Recognizer
+The names load on first use, so importing a part of this package (the detector registry the
+CLI's help reads, say) does not import OpenCV, dlib or PyTorch.
+"""
 
-__all__ = ["Face", "FaceDetector", "Gallery", "Recognizer", "align_face", "create_embedder",
-           "detect_faces", "embed_faces"]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_API = {"Face": "detect", "FaceDetector": "detect", "detect_faces": "detect",
+        "align_face": "align", "create_embedder": "embed", "embed_faces": "embed",
+        "Gallery": "gallery", "Recognizer": "recognize"}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_API[name]}"), name)

@@ -1,7 +1,7 @@
-"""Find faces: boxes from OpenCV's Haar cascade or dlib's HOG / MMOD-CNN detectors, then 68
-landmarks from dlib's shape predictor, reduced to the 5 points alignment uses.
+"""Find faces: any registered detector's boxes (faces/detectors), then landmarks for the
+detectors that give none (faces/landmarks), as one `Face` per face, largest first.
 
-Every backend returns the same `Face`, so alignment and embedders never care which found it.
+Every detector returns the same `Face`, so alignment and embedders never care which found it.
 Large images are downscaled for the detector only; boxes are mapped back and landmarks are
 predicted on the full-resolution image.
 """
@@ -9,18 +9,15 @@ predicted on the full-resolution image.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-import cv2
 import numpy as np
 
-from facecnn.errors import FacecnnError
 from facecnn.faces import dlib_models
+from facecnn.faces.detectors import Detection, create_detector
+from facecnn.faces.landmarks import dlib_points, five_points
 
-DETECTORS = ("haar", "haar_seed_c", "hog", "cnn")
-# OpenCV cascade (scaleFactor, minNeighbors): ours, and the 1.3 / 5 of seed C's scripts.
-HAAR_SETTINGS = {"haar": (1.1, 5), "haar_seed_c": (1.3, 5)}
+DEFAULT_DETECTOR = "hog"
 
 
 @dataclass
@@ -29,106 +26,97 @@ class Face:
 
     `landmarks` are 5 points in image coordinates, in the order of the ArcFace template:
     the eye on the image's left, the other eye, nose tip, left and right mouth corners.
-    `points` are dlib's 68 landmarks, which dlib's embedder aligns with.
+    `points` are dlib's 68 landmarks, which dlib's embedder cuts its chips from; None when
+    the detector gave its own five points (dlib's chip then predicts them when it needs them).
     """
 
     box: tuple[float, float, float, float]
     score: float
     landmarks: np.ndarray
-    points: np.ndarray
+    points: np.ndarray | None = None
 
     @property
     def area(self) -> float:
         return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
 
 
-def five_points(points68: np.ndarray) -> np.ndarray:
-    """Eye centres, nose tip and mouth corners from dlib's 68-point layout."""
-    return np.stack([points68[36:42].mean(0), points68[42:48].mean(0), points68[30],
-                     points68[48], points68[54]]).astype(np.float32)
-
-
 def landmarks_in(image: np.ndarray, box: tuple[float, float, float, float],
                  score: float = 1.0) -> Face:
     """A `Face` for a known box: dlib's 68-point predictor on the full-resolution image."""
-    dlib = dlib_models.import_dlib()
-    x1, y1, x2, y2 = (int(round(v)) for v in box)
-    shape = dlib_models.landmark_predictor()(image, dlib.rectangle(x1, y1, x2, y2))
-    points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+    points = dlib_points(image, box)
     return Face(tuple(float(v) for v in box), float(score), five_points(points), points)
-
-
-@lru_cache(maxsize=None)
-def _haar() -> Any:
-    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise FacecnnError(f"cannot load OpenCV's Haar cascade from {path}")
-    return cascade
 
 
 class FaceDetector:
     """`FaceDetector("hog")(rgb_image) -> [Face, ...]`, largest first (then most confident).
 
-    upsample: dlib's pyramid upsampling (finds faces down to ~40/2^n px; slower).
+    name: a registered detector (`facecnn detectors` lists them).
+    upsample: look for smaller faces (dlib's pyramid upsampling; slower).
     min_size: smallest face side kept, in original pixels.
     max_side: images are downscaled to this longest side for detection.
+    device: where network detectors run (auto, cpu, cuda).
     """
 
-    def __init__(self, name: str = "hog", *, upsample: int = 1, min_size: int = 20,
-                 max_side: int = 1280) -> None:
-        if name not in DETECTORS:
-            raise FacecnnError(f"unknown detector {name!r}; choose one of: "
-                               f"{', '.join(DETECTORS)}")
+    def __init__(self, name: str = DEFAULT_DETECTOR, *, upsample: int = 1, min_size: int = 20,
+                 max_side: int = 1280, device: str = "auto") -> None:
+        self.detector = create_detector(name, upsample=upsample, device=device)
         self.name, self.upsample, self.min_size, self.max_side = name, upsample, min_size, max_side
-        self.haar = HAAR_SETTINGS.get(name)
         self.options = {"name": name, "upsample": upsample, "min_size": min_size,
-                        "max_side": max_side}  # to rebuild it in worker processes
-        if self.haar:
-            _haar()
-        else:
-            {"hog": dlib_models.hog_detector, "cnn": dlib_models.cnn_detector}[name]()
-        dlib_models.landmark_predictor()
+                        "max_side": max_side, "device": device}  # to rebuild it in workers
+        if not self.detector.gives_landmarks:
+            dlib_models.landmark_predictor()
 
     def __call__(self, image: np.ndarray) -> list[Face]:
-        image = as_rgb(image)
-        scale = min(1.0, self.max_side / max(image.shape[:2]))
-        small = image if scale == 1.0 else cv2.resize(
-            image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
-            interpolation=cv2.INTER_AREA)
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """The faces of several images; network detectors run them as one batch."""
+        images = [as_rgb(image) for image in images]
+        scales = [min(1.0, self.max_side / max(image.shape[:2])) for image in images]
+        small = [image if s == 1.0 else _resized(image, s) for image, s in zip(images, scales)]
+        min_side = max(int(self.min_size * min(scales, default=1.0)), 1)
+        found = self.detector.detect_batch(small, min_side)
+        return [self._faces(image, scale, detections)
+                for image, scale, detections in zip(images, scales, found)]
+
+    def _faces(self, image: np.ndarray, scale: float, found: list[Detection]) -> list[Face]:
         faces = []
-        for (x1, y1, x2, y2), score in self._boxes(small, max(int(self.min_size * scale), 1)):
-            box = (max(x1 / scale, 0.0), max(y1 / scale, 0.0),
-                   min(x2 / scale, image.shape[1] - 1.0), min(y2 / scale, image.shape[0] - 1.0))
-            if min(box[2] - box[0], box[3] - box[1]) >= self.min_size:
-                faces.append(landmarks_in(image, box, score))
+        height, width = image.shape[:2]
+        for detection in found:
+            x1, y1, x2, y2 = (v / scale for v in detection.box)
+            box = (max(x1, 0.0), max(y1, 0.0), min(x2, width - 1.0), min(y2, height - 1.0))
+            if min(box[2] - box[0], box[3] - box[1]) < self.min_size:
+                continue
+            if detection.landmarks is None:
+                faces.append(landmarks_in(image, box, detection.score))
+            else:
+                faces.append(Face(box, float(detection.score),
+                                  (detection.landmarks / scale).astype(np.float32)))
         # dlib's box sizes are discrete, so equal areas are common: the surer face goes first
         return sorted(faces, key=lambda f: (-round(f.area / 100), -f.score))
 
-    def _boxes(self, image: np.ndarray, min_side: int) -> list[tuple[tuple[float, ...], float]]:
-        if self.haar:
-            gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
-            rects, _, weights = _haar().detectMultiScale3(
-                gray, scaleFactor=self.haar[0], minNeighbors=self.haar[1],
-                minSize=(min_side, min_side), outputRejectLevels=True)
-            return [((x, y, x + w, y + h), float(s)) for (x, y, w, h), s in
-                    zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).ravel())]
-        if self.name == "hog":
-            rects, scores, _ = dlib_models.hog_detector().run(image, self.upsample, 0.0)
-            return [((r.left(), r.top(), r.right(), r.bottom()), float(s))
-                    for r, s in zip(rects, scores)]
-        found = dlib_models.cnn_detector()(image, self.upsample)
-        return [((d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()),
-                 float(d.confidence)) for d in found]
+
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
+                      interpolation=cv2.INTER_AREA)
+
+
+def face_points(image: np.ndarray, face: Face) -> np.ndarray:
+    """dlib's 68 landmarks of a face, predicted now if its detector gave only five."""
+    return face.points if face.points is not None else dlib_points(image, face.box)
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
     """Contiguous uint8 RGB (dlib needs it), from gray or RGB input."""
     if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        image = np.repeat(image[:, :, None], 3, axis=2)
     return np.ascontiguousarray(image, dtype=np.uint8)
 
 
-def detect_faces(image: np.ndarray, detector: str = "hog", **options: Any) -> list[Face]:
+def detect_faces(image: np.ndarray, detector: str = DEFAULT_DETECTOR,
+                 **options: Any) -> list[Face]:
     """Faces in an RGB image, largest first (the flat API: builds a detector each call)."""
     return FaceDetector(detector, **options)(image)
+

@@ -26,7 +26,7 @@ import numpy as np
 from facecnn.errors import FacecnnError
 from facecnn.faces import dlib_models
 from facecnn.faces.align import align_face
-from facecnn.faces.detect import Face
+from facecnn.faces.detect import Face, face_points
 
 DEFAULT_THRESHOLDS = {"dlib": 0.6, "run": 1.0, "onnx": 1.2}
 # channels-last convolutions are ~1.3x faster on CPU for whole batches, ~10x slower for one face
@@ -48,7 +48,7 @@ def make_chips(crop: dict[str, Any], items: list[FaceItem]) -> np.ndarray:
     for image, face in items:
         rect = dlib.rectangle(*(int(round(v)) for v in face.box))
         shape = dlib.full_object_detection(rect, [dlib.point(int(round(x)), int(round(y)))
-                                                  for x, y in face.points])
+                                                  for x, y in face_points(image, face)])
         chips.append(dlib.get_face_chip(image, shape, size=crop["size"],
                                         padding=crop["padding"]))
     return np.stack(chips)

@@ -1,0 +1,18 @@
+"""Face detectors as plug-ins: each module registers one or more `Detector`s by name, so a
+new detector is one new file here (imported below). Heavy libraries are imported when a
+detector is built, not here, so listing the names stays instant."""
+
+# imported for registering themselves, in the order `facecnn detectors` lists them
+from facecnn.faces.detectors import hog  # noqa: F401
+from facecnn.faces.detectors import haar  # noqa: F401
+from facecnn.faces.detectors import mtcnn  # noqa: F401
+from facecnn.faces.detectors import dlib_cnn  # noqa: F401
+from facecnn.faces.detectors import cnn  # noqa: F401
+from facecnn.faces.detectors.base import DETECTORS, Detection, Detector, ModelFile
+
+__all__ = ["DETECTORS", "Detection", "Detector", "ModelFile", "create_detector"]
+
+
+def create_detector(name: str, *, upsample: int = 1, device: str = "auto") -> Detector:
+    """The detector registered as `name` (a one-line error with the choices otherwise)."""
+    return DETECTORS.get(name)(upsample=upsample, device=device)

@@ -1,0 +1,32 @@
+"""dlib's MMOD CNN face detector ported to PyTorch (facecnn.models.dlib_mmod): dlib's boxes
+and scores, batched, on a GPU when there is one."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facecnn.faces.detectors.base import Detection, Detector, ModelFile, register
+
+MMOD_FILE = ModelFile("mmod_human_face_detector.dat", "face-recognition-models (dlib)",
+                      "CC0-1.0")
+
+
+@register("dlib_cnn", help="dlib's MMOD CNN in PyTorch: dlib's boxes, ~17x faster than dlib's "
+                           "own, GPU when present")
+class DlibCnn(Detector):
+    models = (MMOD_FILE,)
+    speed = "medium"
+    in_workers = False
+
+    def __init__(self, upsample: int = 1, device: str = "auto") -> None:
+        super().__init__(upsample, device)
+        from facecnn.models.dlib_mmod import MMODDetector
+
+        self.net = MMODDetector(device=device)
+
+    def detect(self, image: np.ndarray, min_side: int) -> list[Detection]:
+        return self.detect_batch([image], min_side)[0]
+
+    def detect_batch(self, images: list[np.ndarray], min_side: int) -> list[list[Detection]]:
+        return [[Detection(tuple(float(v) for v in box), float(score)) for box, score in found]
+                for found in self.net(images, self.upsample)]

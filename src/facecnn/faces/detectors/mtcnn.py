@@ -1,0 +1,32 @@
+"""MTCNN (three small cascaded CNNs) run by PyTorch (facecnn.models.mtcnn), with the weights
+of the MIT-licensed `mtcnn` package: boxes and the five ArcFace points, no dlib predictor."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facecnn.faces.detectors.base import Detection, Detector, ModelFile, register
+
+
+@register("mtcnn", help="MTCNN in PyTorch: finds turned and small faces, gives its own five "
+                        "landmarks, GPU when present")
+class Mtcnn(Detector):
+    gives_landmarks = True
+    models = (ModelFile("pnet.lz4, rnet.lz4, onet.lz4", "mtcnn (PyPI)", "MIT"),)
+    speed = "medium"
+    in_workers = False
+
+    def __init__(self, upsample: int = 1, device: str = "auto") -> None:
+        super().__init__(upsample, device)
+        from facecnn.models.mtcnn import MTCNNDetector
+
+        self.net = MTCNNDetector(device=device)
+
+    def detect(self, image: np.ndarray, min_side: int) -> list[Detection]:
+        return self.detect_batch([image], min_side)[0]
+
+    def detect_batch(self, images: list[np.ndarray], min_side: int) -> list[list[Detection]]:
+        """Its image pyramid starts at faces of `min_side` pixels (`upsample` is dlib's)."""
+        self.net.min_face = max(min_side, 12)  # P-Net's window
+        return [[Detection(tuple(float(v) for v in box), float(score), points)
+                 for box, score, points in found] for found in self.net(images)]
