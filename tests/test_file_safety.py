@@ -6,7 +6,6 @@ Every test drives the real CLI (or a real process tree) and kills what it must f
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli
-from test_faces import canvas, write_photos
+from test_faces import _digest, canvas, write_photos
 
 
 # ---- A: workers die with their parent --------------------------------------------------------
@@ -130,14 +129,6 @@ def test_embed_checks_the_destination_before_any_work(tmp_path: Path) -> None:
 
 
 # ---- C: prepare never harms RAW, names every crop apart, writes whole ----------------------------
-def _digest(folder: Path) -> str:
-    h = hashlib.sha1()
-    for f in sorted(folder.rglob("*")):
-        if f.is_file():
-            h.update(str(f.relative_to(folder)).encode() + f.read_bytes())
-    return h.hexdigest()
-
-
 @pytest.mark.parametrize("layout", ["out_person_is_raw", "out_person_holds_raw"])
 def test_prepare_refuses_out_whose_person_folders_reach_raw(tmp_path: Path,
                                                              layout: str) -> None:

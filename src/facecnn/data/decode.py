@@ -93,6 +93,20 @@ def read_image_bytes(data: bytes, max_pixels: int | None = None) -> np.ndarray:
         return to_array(img)
 
 
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """Contiguous uint8 RGB (dlib and the detectors need it) from an RGB or gray array;
+    anything else is a one-line error."""
+    from facecnn.errors import FacecnnError
+
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise FacecnnError(f"faces are found in uint8 RGB or gray images, not {image.dtype} "
+                           f"of shape {image.shape}")
+    return np.ascontiguousarray(image)
+
+
 def decode_image(path: str | Path, size: int, channels: int) -> np.ndarray:
     """(size, size, channels) uint8 model input of `path`: gray for 1 channel, else RGB."""
     array = read_image(path, "L" if channels == 1 else "RGB", size)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from facecnn.data.decode import as_rgb
 from facecnn.faces import dlib_models
 from facecnn.faces.detectors import Detection, create_detector
 from facecnn.faces.landmarks import dlib_points, five_points
@@ -106,13 +107,6 @@ def _resized(image: np.ndarray, scale: float) -> np.ndarray:
 def face_points(image: np.ndarray, face: Face) -> np.ndarray:
     """dlib's 68 landmarks of a face, predicted now if its detector gave only five."""
     return face.points if face.points is not None else dlib_points(image, face.box)
-
-
-def as_rgb(image: np.ndarray) -> np.ndarray:
-    """Contiguous uint8 RGB (dlib needs it), from gray or RGB input."""
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(image, dtype=np.uint8)
 
 
 def detect_faces(image: np.ndarray, detector: str = DEFAULT_DETECTOR,

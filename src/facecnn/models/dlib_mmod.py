@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facecnn.data.decode import as_rgb
 from facecnn.errors import FacecnnError
 from facecnn.models.dlib_port import (PYRAMID_INPUTS, DlibFormatError, cached_conversion,
                                       model_file, read_dlib_net)
@@ -262,15 +263,6 @@ def load_mmod(source: Path | None = None) -> tuple[MMODNet, DetectorSettings]:
     return net.eval(), settings
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise FacecnnError(f"the MMOD detector takes uint8 RGB or gray images, not "
-                           f"{image.dtype} of shape {image.shape}")
-    return image
-
-
 class MMODDetector:
     """`MMODDetector()(images, upsample)` -> per image, [((x1, y1, x2, y2), score), ...] as
     dlib's `cnn_face_detection_model_v1(file)(image, upsample)` finds them, best first.
@@ -292,7 +284,7 @@ class MMODDetector:
                  ) -> list[list[tuple[Box, float]]]:
         if upsample < 0:
             raise FacecnnError(f"upsample must be 0 or more, not {upsample}")
-        images = [_rgb(np.asarray(image)) for image in images]
+        images = [as_rgb(np.asarray(image)) for image in images]
         by_size: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(images):
             by_size.setdefault(image.shape, []).append(i)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms, nms, roi_align
 
+from facecnn.data.decode import as_rgb
 from facecnn.errors import FacecnnError
 from facecnn.models.dlib_port import cached_conversion
 
@@ -191,15 +192,6 @@ def nms_over_smaller(boxes: np.ndarray, scores: np.ndarray, threshold: float) ->
     return kept
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise FacecnnError(f"MTCNN takes uint8 RGB or gray images, not {image.dtype} of "
-                           f"shape {image.shape}")
-    return image
-
-
 class MTCNNDetector:
     """`MTCNNDetector()(images)` -> per image, [((x1, y1, x2, y2), score, landmarks), ...],
     best first; landmarks (5, 2) float32: the eye on the image's left, the other eye, nose
@@ -228,7 +220,7 @@ class MTCNNDetector:
     def __call__(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         if not len(images):
             return []
-        arrays = [_rgb(np.asarray(image)) for image in images]
+        arrays = [as_rgb(np.asarray(image)) for image in images]
         # pixels / 128 on the device: zero (black) outside; each net subtracts the mean
         pixels = [torch.tensor(a, device=self.device).permute(2, 0, 1)[None].float() / SCALE
                   for a in arrays]

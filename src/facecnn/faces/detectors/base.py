@@ -60,6 +60,19 @@ class Detector(ABC):
         return [self.detect(image, min_side) for image in images]
 
 
+class BatchDetector(Detector):
+    """A PyTorch detector: whole batches are its unit of work, in the main process."""
+
+    in_workers = False
+
+    def detect(self, image: np.ndarray, min_side: int) -> list[Detection]:
+        return self.detect_batch([image], min_side)[0]
+
+    @abstractmethod
+    def detect_batch(self, images: list[np.ndarray], min_side: int) -> list[list[Detection]]:
+        """The faces of each image, the images run as batches."""
+
+
 DETECTORS: Registry[type[Detector]] = Registry("detector")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facecnn.faces.detectors.base import Detection, Detector, ModelFile, register
+from facecnn.faces.detectors.base import BatchDetector, Detection, ModelFile, register
 
 MMOD_FILE = ModelFile("mmod_human_face_detector.dat", "face-recognition-models (dlib)",
                       "CC0-1.0")
@@ -13,19 +13,15 @@ MMOD_FILE = ModelFile("mmod_human_face_detector.dat", "face-recognition-models (
 
 @register("dlib_cnn", help="dlib's MMOD CNN in PyTorch: dlib's boxes, ~17x faster than dlib's "
                            "own, GPU when present")
-class DlibCnn(Detector):
+class DlibCnn(BatchDetector):
     models = (MMOD_FILE,)
     speed = "medium"
-    in_workers = False
 
     def __init__(self, upsample: int = 1, device: str = "auto") -> None:
         super().__init__(upsample, device)
         from facecnn.models.dlib_mmod import MMODDetector
 
         self.net = MMODDetector(device=device)
-
-    def detect(self, image: np.ndarray, min_side: int) -> list[Detection]:
-        return self.detect_batch([image], min_side)[0]
 
     def detect_batch(self, images: list[np.ndarray], min_side: int) -> list[list[Detection]]:
         return [[Detection(tuple(float(v) for v in box), float(score)) for box, score in found]

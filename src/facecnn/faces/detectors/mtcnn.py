@@ -5,25 +5,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from facecnn.faces.detectors.base import Detection, Detector, ModelFile, register
+from facecnn.faces.detectors.base import BatchDetector, Detection, ModelFile, register
 
 
 @register("mtcnn", help="MTCNN in PyTorch: finds turned and small faces, gives its own five "
                         "landmarks, GPU when present")
-class Mtcnn(Detector):
+class Mtcnn(BatchDetector):
     gives_landmarks = True
     models = (ModelFile("pnet.lz4, rnet.lz4, onet.lz4", "mtcnn (PyPI)", "MIT"),)
     speed = "medium"
-    in_workers = False
 
     def __init__(self, upsample: int = 1, device: str = "auto") -> None:
         super().__init__(upsample, device)
         from facecnn.models.mtcnn import MTCNNDetector
 
         self.net = MTCNNDetector(device=device)
-
-    def detect(self, image: np.ndarray, min_side: int) -> list[Detection]:
-        return self.detect_batch([image], min_side)[0]
 
     def detect_batch(self, images: list[np.ndarray], min_side: int) -> list[list[Detection]]:
         """Its image pyramid starts at faces of `min_side` pixels (`upsample` is dlib's)."""
