@@ -74,7 +74,8 @@ def test_kill_9_of_embed_leaves_no_workers(tmp_path: Path) -> None:
     for i in range(32):  # 2 x MIN_FILES_PER_WORKER x 2: a pool of 2, busy for many seconds
         Image.new("RGB", (1200, 1200), (90 + i, 90, 90)).save(photos / f"{i}.jpg")
     proc = subprocess.Popen([sys.executable, "-m", "facecnn", "embed", str(photos), "--out",
-                             str(tmp_path / "v.npz"), "--workers", "2", "--quiet"],
+                             str(tmp_path / "v.npz"), "--workers", "2", "--detector", "hog",
+                             "--quiet"],  # dlib's detector: runs in the worker pool
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     assert _kill_and_watch(proc, 2) == []

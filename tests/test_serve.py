@@ -18,6 +18,7 @@ from conftest import run_cli, running_server
 from test_decode import png_claiming
 from test_faces import canvas, write_photos
 
+HOG = ("--detector", "hog")  # the server's work, not detection, is under test: the quickest
 ADMIN, READER = "admin-key-0123456789abcdef", "read-key-0123456789abcdef"
 
 
@@ -31,13 +32,14 @@ def jpeg(person: str, index: int) -> bytes:
 def server(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("serve")
     photos = write_photos(root / "photos", ["s1", "s2", "s3"], range(1, 4))
-    assert run_cli("enroll", str(photos), "--gallery", str(root / "g.db"), "--quiet",
+    assert run_cli("enroll", str(photos), "--gallery", str(root / "g.db"), "--quiet", *HOG,
                    cwd=root).returncode == 0
     trained = run_cli("train", "digits", "--model", "seed_mnist_cnn", "--epochs", "1",
                       "--quiet", "--project", str(root), cwd=root)
     assert trained.returncode == 0, trained.stderr
     (root / "keys.txt").write_text(f"{ADMIN} admin\n{READER} read  # dashboards\n")
-    with running_server(["--gallery", str(root / "g.db"), "--model", str(root / "train" / "exp"),
+    with running_server([*HOG, "--gallery", str(root / "g.db"), "--model",
+                         str(root / "train" / "exp"),
                          "--api-key-file", str(root / "keys.txt"), "--max-upload-mb", "1",
                          "--max-pixels", "4000000"], root) as base:
         with httpx.Client(base_url=base, timeout=60) as client:
@@ -147,9 +149,10 @@ def keyless(tmp_path_factory: pytest.TempPathFactory):
     """`--workers 2` without keys: two server processes on 127.0.0.1, everyone admin."""
     root = tmp_path_factory.mktemp("keyless")
     photos = write_photos(root / "photos", ["s1", "s2"], range(1, 4))
-    assert run_cli("enroll", str(photos), "--gallery", str(root / "g.db"), "--quiet",
+    assert run_cli("enroll", str(photos), "--gallery", str(root / "g.db"), "--quiet", *HOG,
                    cwd=root).returncode == 0
-    with running_server(["--gallery", str(root / "g.db"), "--workers", "2"], root) as base:
+    with running_server([*HOG, "--gallery", str(root / "g.db"), "--workers", "2"],
+                        root) as base:
         with httpx.Client(base_url=base, timeout=60) as client:
             yield client
 

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from facecnn.errors import FacecnnError
-from facecnn.faces.detectors import DETECTORS
+from facecnn.faces.detectors import DEFAULT_DETECTOR, DETECTORS
 from facecnn.terminal import console, err_console, reporter_for
 
 EMBEDDER_HELP = ("dlib, dlib_torch (dlib's network in PyTorch: batched, GPU), run:PATH or "
@@ -42,7 +42,7 @@ def _write_json(path: Path, data: object) -> None:
 def prepare(
     raw: Path = typer.Argument(..., help="Photos, one folder per person."),
     out: Path = typer.Argument(..., help="Where the aligned face crops go (same layout)."),
-    detector: str = typer.Option("hog", help=DETECTOR_HELP),
+    detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
     upsample: int = typer.Option(1, min=0, help="Detector upsampling (finds smaller faces)."),
     min_size: int = typer.Option(20, min=1, help="Smallest face side kept, in pixels."),
     size: int = typer.Option(160, min=16, help="Crop side in pixels."),
@@ -73,7 +73,7 @@ def enroll(
     faces: Path = typer.Argument(..., help="Photos or prepared crops, one folder per person."),
     gallery: Path = typer.Option(..., help="Gallery file (SQLite), created if missing."),
     embedder: str = typer.Option("dlib", help=EMBEDDER_HELP),
-    detector: str = typer.Option("hog", help=DETECTOR_HELP),
+    detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
     upsample: int = typer.Option(1, min=0),
     min_size: int = typer.Option(20, min=1),
     threshold: Optional[float] = typer.Option(None, help="Store this threshold instead of "
@@ -119,7 +119,7 @@ def recognize(
     camera: Optional[int] = typer.Option(None, help="Camera index for live recognition."),
     embedder: Optional[str] = typer.Option(None, help="Search the gallery with this embedder "
                                            "(default: the one that made it); " + SAME_VECTORS),
-    detector: str = typer.Option("hog", help=DETECTOR_HELP),
+    detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
     upsample: int = typer.Option(1, min=0),
     min_size: int = typer.Option(20, min=1),
     threshold: Optional[float] = typer.Option(None, help="Distance above which a face is "
@@ -171,7 +171,7 @@ def verify(
     pairs: Optional[Path] = typer.Option(None, help="LFW-style pairs.txt."),
     root: Optional[Path] = typer.Option(None, help="Folder of <Name>/<Name>_0001.jpg."),
     embedder: str = typer.Option("dlib", help=EMBEDDER_HELP),
-    detector: str = typer.Option("hog", help=DETECTOR_HELP),
+    detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
     upsample: int = typer.Option(1, min=0),
     threshold: Optional[float] = typer.Option(None, help="Same person at or below this "
                                               "distance (default: the embedder's)."),
@@ -220,7 +220,7 @@ def embed(
     inputs: List[Path] = typer.Argument(..., help="Photos or folders of photos."),
     out: Path = typer.Option(Path("vectors.npz"), help="Where the vectors go (.npz)."),
     embedder: str = typer.Option("dlib", help=EMBEDDER_HELP),
-    detector: str = typer.Option("hog", help=DETECTOR_HELP),
+    detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
     upsample: int = typer.Option(1, min=0),
     min_size: int = typer.Option(20, min=1),
     largest_only: bool = typer.Option(False, help="Only the largest face of each photo."),
@@ -292,7 +292,7 @@ def serve(
                                            "(default: the one that made it, but dlib_torch for "
                                            "dlib galleries: same vectors, ~3.5x faster); a new "
                                            "gallery is made for it (default dlib)."),
-    detector: str = typer.Option("hog", help=DETECTOR_HELP),
+    detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
     workers: int = typer.Option(1, min=1, help="Server processes (one per core serves about "
                                 "that many times more requests; the gallery is shared)."),
     max_queue: int = typer.Option(32, min=0, help="Model requests each process holds beyond "

@@ -15,10 +15,8 @@ import numpy as np
 
 from facecnn.data.decode import as_rgb
 from facecnn.faces import dlib_models
-from facecnn.faces.detectors import Detection, create_detector
+from facecnn.faces.detectors import DEFAULT_DETECTOR, Detection, create_detector
 from facecnn.faces.landmarks import dlib_points, five_points
-
-DEFAULT_DETECTOR = "hog"
 
 
 @dataclass
@@ -49,7 +47,7 @@ def landmarks_in(image: np.ndarray, box: tuple[float, float, float, float],
 
 
 class FaceDetector:
-    """`FaceDetector("hog")(rgb_image) -> [Face, ...]`, largest first (then most confident).
+    """`FaceDetector("mtcnn")(rgb_image) -> [Face, ...]`, largest first (then most confident).
 
     name: a registered detector (`facecnn detectors` lists them).
     upsample: look for smaller faces (dlib's pyramid upsampling; slower).

@@ -62,7 +62,7 @@ class Recognizer:
                  workers: int | None = None) -> None:
         if (gallery is None) == (model is None):
             raise FacecnnError("give either a gallery (--gallery) or a trained model (--model)")
-        self.detector = detector or FaceDetector("hog")
+        self.detector = detector or FaceDetector()
         self.threshold, self.mode, self.min_confidence = threshold, mode, min_confidence
         self.gallery = self.classifier = self.index = None
         if gallery is not None:

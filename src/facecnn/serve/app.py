@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from facecnn.faces.detectors import DEFAULT_DETECTOR
 from facecnn.serve.errors import LogCrashes, add_handlers
 from facecnn.serve.guard import Guard
 from facecnn.serve.routes import ROUTERS
@@ -30,7 +31,7 @@ MAX_QUEUE = 32  # per process: about a second of waiting for dlib_torch on two c
 
 def create_app(gallery: Path | None = None, model: Path | None = None,
                keys: KeyStore | None = None, max_upload_mb: float = 10.0,
-               max_pixels: int = MAX_PIXELS, detector: str = "hog",
+               max_pixels: int = MAX_PIXELS, detector: str = DEFAULT_DETECTOR,
                embedder: Embedder | None = None, max_queue: int = MAX_QUEUE) -> FastAPI:
     """The app; `embedder` (an Embedder) searches the gallery instead of the one that made it."""
     service = Service(gallery, model, keys, max_upload_mb, max_pixels, detector, embedder,

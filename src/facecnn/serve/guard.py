@@ -9,6 +9,8 @@ the connection, so the rest of an upload is never read.
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from fastapi import HTTPException
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -63,6 +65,13 @@ class _Body:
                 raise HTTPException(413, self.too_large)
         return message
 
+    async def drain(self) -> None:
+        """Read the rest of a body declared within the limit, so that a refusal reaches a
+        client still sending it (closing on unread bytes resets the connection instead)."""
+        with suppress(HTTPException):  # longer than it said: cut off after all
+            while not self.ended:
+                await self.receive()
+
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start" and not self.ended:
             message = {**message, "headers": [*message.get("headers", []),
@@ -89,6 +98,8 @@ class Guard:
             if model_work:
                 self.service.admission.enter()
         except UploadError as exc:
+            if body.declared is not None and body.declared <= body.limit:
+                await body.drain()
             await refusal(exc)(scope, body.receive, body.send)
             return
         try:

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from facecnn.errors import FacecnnError
+from facecnn.faces.detectors import DEFAULT_DETECTOR
 from facecnn.serve.app import MAX_PIXELS, MAX_QUEUE, create_app
 from facecnn.serve.security import KeyStore
 
@@ -32,7 +33,7 @@ class ServeSettings:
     api_key_file: str | None = None
     max_upload_mb: float = 10.0
     max_pixels: int = MAX_PIXELS
-    detector: str = "hog"
+    detector: str = DEFAULT_DETECTOR
     embedder: str | None = None
     max_queue: int = MAX_QUEUE
 

@@ -10,7 +10,12 @@ from facecnn.faces.detectors import dlib_cnn  # noqa: F401
 from facecnn.faces.detectors import cnn  # noqa: F401
 from facecnn.faces.detectors.base import DETECTORS, Detection, Detector, ModelFile
 
-__all__ = ["DETECTORS", "Detection", "Detector", "ModelFile", "create_detector"]
+__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "Detection", "Detector", "ModelFile",
+           "create_detector"]
+# The best recall at a cost a folder of photos can bear (benchmarks/detect.py and the README):
+# MTCNN finds smaller faces than dlib's HOG, finds every face HOG finds on our test photos,
+# and its MIT-licensed weights need no non-commercial landmark model for its five points.
+DEFAULT_DETECTOR = "mtcnn"
 
 
 def create_detector(name: str, *, upsample: int = 1, device: str = "auto") -> Detector:
