@@ -9,7 +9,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 
@@ -77,19 +77,26 @@ def running_server(args: list[str], cwd: Path) -> Iterator[str]:
         [sys.executable, "-m", "facecnn", "serve", *args, "--host", "127.0.0.1", "--port",
          str(port)], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"})
-    base = f"http://127.0.0.1:{port}/"
+    with serving(proc, port, lambda: proc.communicate()[1]):
+        yield f"http://127.0.0.1:{port}/"
+
+
+@contextmanager
+def serving(proc: subprocess.Popen, port: int, stderr: Callable[[], str]) -> Iterator[None]:
+    """Wait until the server process answers /healthz on 127.0.0.1:PORT (failing with the end
+    of `stderr()` if it never does), and stop it afterwards."""
     deadline = time.time() + 90
-    while time.time() < deadline:
+    while time.time() < deadline and proc.poll() is None:
         try:
-            if httpx.get(base + "healthz").status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
                 break
         except httpx.TransportError:
             time.sleep(0.3)
     else:
         proc.kill()
-        pytest.fail(f"server did not start: {proc.communicate()[1][-2000:]}")
+        pytest.fail(f"server did not start: {stderr()[-2000:]}")
     try:
-        yield base
+        yield
     finally:
         proc.terminate()
         proc.wait(timeout=30)

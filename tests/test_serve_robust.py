@@ -19,7 +19,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, serving
 from facecnn.faces.embed import DEFAULT_THRESHOLDS
 from facecnn.faces.gallery import UNKNOWN, Gallery, match
 from test_faces import write_photos
@@ -51,21 +51,8 @@ def serve_as_user(args: list[str], cwd: Path) -> Iterator[tuple[int, Path, Path]
     with out.open("w") as stdout, err.open("w") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "facecnn", "serve", *args, "--port",
                                  str(port)], cwd=cwd, stdout=stdout, stderr=stderr)
-    deadline = time.time() + 90
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail(f"server did not start: {err.read_text()[-2000:]}")
-    try:
+    with serving(proc, port, err.read_text):
         yield port, out, err
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
