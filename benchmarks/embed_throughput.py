@@ -27,7 +27,7 @@ from test_faces import canvas  # noqa: E402  (the tests' real-photo helper)
 
 from facecnn.faces import dlib_models  # noqa: E402
 from facecnn.faces.detect import FaceDetector  # noqa: E402
-from facecnn.faces.embed import create_embedder  # noqa: E402
+from facecnn.faces.embedders import create_embedder  # noqa: E402
 from facecnn.train.runtime import flush_denormals  # noqa: E402
 
 

@@ -11,7 +11,8 @@ enrolling, for both.
 Needs `pip install --no-deps face_recognition` and `pip install "setuptools<81"` (its model
 package imports pkg_resources).
 
-    python benchmarks/recognize.py [--out benchmarks/results/recognize.json]
+    python benchmarks/recognize.py [--detectors mtcnn,hog] [--landmarks auto,dlib68]
+        [--out benchmarks/results/recognize.json]
 """
 
 from __future__ import annotations
@@ -97,14 +98,15 @@ def run_face_recognition(flat: Path, unknown: Path, cpus: int) -> tuple[float, d
     return seconds, {f: name for f, (_, name) in best.items()}
 
 
-def run_facecnn(tree: Path, unknown: Path, work: Path) -> tuple[float, float, dict[str, str]]:
+def run_facecnn(tree: Path, unknown: Path, gallery: Path, options: list[str]
+                ) -> tuple[float, float, dict[str, str]]:
     facecnn = [sys.executable, "-m", "facecnn"]
     start = time.perf_counter()
-    subprocess.run([*facecnn, "enroll", str(tree), "--gallery", str(work / "g.db"), "--quiet"],
-                   check=True, capture_output=True)
+    subprocess.run([*facecnn, "enroll", str(tree), "--gallery", str(gallery), "--quiet",
+                    *options], check=True, capture_output=True)
     enrolled = time.perf_counter()
-    out = subprocess.run([*facecnn, "recognize", str(unknown), "--gallery", str(work / "g.db"),
-                          "--json"], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([*facecnn, "recognize", str(unknown), "--gallery", str(gallery),
+                          "--json", *options], check=True, capture_output=True, text=True).stdout
     done = time.perf_counter()
     answers = {r["file"]: (r["faces"][0]["name"] if r["faces"] else "unknown")
                for r in json.loads(out)}
@@ -114,6 +116,8 @@ def run_facecnn(tree: Path, unknown: Path, work: Path) -> tuple[float, float, di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/recognize.json"))
+    parser.add_argument("--detectors", default="mtcnn", help="facecnn rows, comma-separated")
+    parser.add_argument("--landmarks", default="auto", help="auto and/or dlib68, comma-separated")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="facecnn-recognize-"))
     try:
@@ -124,20 +128,25 @@ def main() -> None:
                             ("face_recognition --cpus -1", -1)):
             seconds, answers = run_face_recognition(flat, unknown, cpus)
             rows.append({"system": label, "seconds": seconds, **score(answers)})
-        seconds, enroll_seconds, answers = run_facecnn(tree, unknown, work)
-        rows.append({"system": "facecnn enroll + recognize", "seconds": seconds,
-                     "enroll_seconds": enroll_seconds, **score(answers)})
+        for detector in args.detectors.split(","):
+            for landmarks in args.landmarks.split(","):
+                options = ["--detector", detector, "--landmarks", landmarks]
+                gallery = work / f"{detector}-{landmarks}.db"
+                seconds, enroll_seconds, answers = run_facecnn(tree, unknown, gallery, options)
+                rows.append({"system": f"facecnn {detector}, landmarks {landmarks}",
+                             "seconds": seconds, "enroll_seconds": enroll_seconds,
+                             **score(answers)})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     baseline = rows[0]["seconds"]
     print(f"{images} photos of 640x480 ({len(KNOWN) * 5} known, the rest to recognize), "
           f"{os.cpu_count()} cores")
-    print(f"{'system':<30}{'seconds':>9}{'faces/s':>9}{'x speed':>9}{'known ok':>10}"
+    print(f"{'system':<36}{'seconds':>9}{'faces/s':>9}{'x speed':>9}{'known ok':>10}"
           f"{'strangers':>11}{'accuracy':>10}")
     for row in rows:
         row["faces_per_second"] = images / row["seconds"]
         row["speedup_vs_face_recognition"] = baseline / row["seconds"]
-        print(f"{row['system']:<30}{row['seconds']:>9.1f}{row['faces_per_second']:>9.2f}"
+        print(f"{row['system']:<36}{row['seconds']:>9.1f}{row['faces_per_second']:>9.2f}"
               f"{row['speedup_vs_face_recognition']:>9.2f}{row['known_named_right']:>10.3f}"
               f"{row['strangers_unknown']:>11.3f}{row['accuracy']:>10.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

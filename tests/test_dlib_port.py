@@ -15,7 +15,7 @@ from conftest import run_cli
 from facecnn.errors import FacecnnError
 from facecnn.faces import dlib_models
 from facecnn.faces.detect import FaceDetector
-from facecnn.faces.embed import create_embedder
+from facecnn.faces.embedders import create_embedder
 from facecnn.models import create_model
 from facecnn.models import dlib_port
 from facecnn.models.dlib_port import cache_path
@@ -53,26 +53,29 @@ def photos() -> list[np.ndarray]:
 
 
 def test_port_equals_dlib_on_faces_found_in_real_photos(ported) -> None:
-    """The whole chain as dlib runs it: its 68 landmarks, its chip, its network - vs ours."""
+    """The whole chain as dlib runs it: its landmarks (5 or 68 points), its chip, its network -
+    vs ours."""
     dlib = dlib_models.import_dlib()
-    encoder, predictor = dlib_models.face_encoder(), dlib_models.landmark_predictor()
+    encoder = dlib_models.face_encoder()
     detector = FaceDetector("hog")
-    embedder = create_embedder("dlib_torch", device="cpu")
     compared = 0
-    for image in photos():
-        faces = detector(image)
-        assert len(faces) == 1
-        face = faces[0]
-        rect = dlib.rectangle(*(int(round(v)) for v in face.box))
-        shape = predictor(image, rect)
-        reference = np.asarray(encoder.compute_face_descriptor(image, shape))
-        ours = embedder.embed([(image, face)])[0]
-        assert np.abs(ours - reference).max() <= TOLERANCE
-        # the chip our embedder feeds the network is dlib's get_face_chip of dlib's shape
-        assert np.array_equal(embedder.chips([(image, face)])[0],
-                              dlib.get_face_chip(image, shape, size=150, padding=0.25))
-        compared += 1
-    assert compared == 6
+    for points in ("dlib5", "dlib68"):
+        predictor = dlib_models.shape_predictor(f"shape_predictor_{points[4:]}_face_landmarks.dat")
+        embedder = create_embedder("dlib_torch", device="cpu", landmarks=points)
+        for image in photos():
+            faces = detector.detect_batch([image], landmarks=False)[0]
+            assert len(faces) == 1
+            face = faces[0]
+            rect = dlib.rectangle(*(int(round(v)) for v in face.box))
+            shape = predictor(image, rect)
+            reference = np.asarray(encoder.compute_face_descriptor(image, shape))
+            ours = embedder.embed([(image, face)])[0]
+            assert np.abs(ours - reference).max() <= TOLERANCE
+            # the chip our embedder feeds the network is dlib's get_face_chip of dlib's shape
+            assert np.array_equal(embedder.chips([(image, face)])[0],
+                                  dlib.get_face_chip(image, shape, size=150, padding=0.25))
+            compared += 1
+    assert compared == 12
 
 
 def test_port_equals_dlib_on_test_made_crops(ported) -> None:

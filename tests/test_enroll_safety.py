@@ -65,7 +65,7 @@ KILL_HALF_WAY = """
 import os, signal, sys
 from pathlib import Path
 from facecnn.faces.detect import FaceDetector
-from facecnn.faces.embed import create_embedder
+from facecnn.faces.embedders import create_embedder
 from facecnn.faces.enroll import enroll
 from facecnn.progress import Reporter
 

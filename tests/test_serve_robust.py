@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from conftest import run_cli, serving
-from facecnn.faces.embed import DEFAULT_THRESHOLDS
+from facecnn.faces.embedders.dlib import DlibEmbedder
 from facecnn.faces.gallery import UNKNOWN, Gallery, match
 from test_faces import write_photos
 from test_serve import ADMIN, READER, jpeg
@@ -221,7 +221,7 @@ def test_the_threshold_follows_the_gallery_after_start(server: Server) -> None:
         return face, verdict.json()["threshold"]
 
     face, before = score_and_threshold("s1")
-    assert before == DEFAULT_THRESHOLDS["dlib"] and scored_at(face, before)
+    assert before == DlibEmbedder.default_threshold and scored_at(face, before)
     photos = write_photos(server.root / "photos", ["s4", "s5"], range(1, 4))
     enrolled = run_cli("enroll", "--detector", "hog", str(photos), "--gallery",
                        str(server.gallery), "--threshold",

@@ -18,21 +18,30 @@ EMBEDDER_HELP = ("dlib, dlib_torch (dlib's network in PyTorch: batched, GPU), ru
                  "onnx:PATH.")
 SAME_VECTORS = "dlib and dlib_torch galleries are interchangeable (same vectors)."
 DETECTOR_HELP = f"{', '.join(DETECTORS.names())} (what each is: `facecnn detectors`)."
+LANDMARKS = typer.Option("auto", help="auto: the detector's five points, else MTCNN's O-Net "
+                         "(MIT), and dlib chips from dlib's 5-point model (CC0); dlib68: "
+                         "dlib's 68-point model for both (iBUG 300-W: non-commercial).")
 
 
-def _detector(name: str, upsample: int, min_size: int, device: str = "auto"):
+def _detector(name: str, upsample: int, min_size: int, device: str = "auto",
+              landmarks: str = "auto"):
     from facecnn.faces.detect import FaceDetector
 
-    return FaceDetector(name, upsample=upsample, min_size=min_size, device=device)
+    return FaceDetector(name, upsample=upsample, min_size=min_size, device=device,
+                        landmarks=landmarks)
+
+
+def _embedder(name: str, landmarks: str = "auto", **options):
+    """The named embedder; dlib's chips come from the landmark model `--landmarks` names."""
+    from facecnn.faces.embedders import create_embedder
+    from facecnn.faces.landmarks import chip_shape
+
+    return create_embedder(name, landmarks=chip_shape(landmarks), **options)
 
 
 def _gallery_embedder(name: str | None, device: str):
     """The embedder a gallery is searched with when the user names one (else the gallery's)."""
-    if name is None:
-        return None
-    from facecnn.faces.embed import create_embedder
-
-    return create_embedder(name, device=device)
+    return None if name is None else _embedder(name, device=device)
 
 
 def _write_json(path: Path, data: object) -> None:
@@ -43,6 +52,7 @@ def prepare(
     raw: Path = typer.Argument(..., help="Photos, one folder per person."),
     out: Path = typer.Argument(..., help="Where the aligned face crops go (same layout)."),
     detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
+    landmarks: str = LANDMARKS,
     upsample: int = typer.Option(1, min=0, help="Detector upsampling (finds smaller faces)."),
     min_size: int = typer.Option(20, min=1, help="Smallest face side kept, in pixels."),
     size: int = typer.Option(160, min=16, help="Crop side in pixels."),
@@ -55,8 +65,8 @@ def prepare(
     from facecnn.faces.prepare import REPORT
     from facecnn.faces.prepare import prepare as run_prepare
 
-    report = run_prepare(raw, out, _detector(detector, upsample, min_size), size=size,
-                         margin=margin, multi=multi, overwrite=overwrite,
+    report = run_prepare(raw, out, _detector(detector, upsample, min_size, landmarks=landmarks),
+                         size=size, margin=margin, multi=multi, overwrite=overwrite,
                          reporter=reporter_for(quiet))
     for name in report.empty_folders:
         err_console.print(f"empty person folder skipped: {escape(name)}", highlight=False)
@@ -74,6 +84,7 @@ def enroll(
     gallery: Path = typer.Option(..., help="Gallery file (SQLite), created if missing."),
     embedder: str = typer.Option("dlib", help=EMBEDDER_HELP),
     detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
+    landmarks: str = LANDMARKS,
     upsample: int = typer.Option(1, min=0),
     min_size: int = typer.Option(20, min=1),
     threshold: Optional[float] = typer.Option(None, help="Store this threshold instead of "
@@ -90,13 +101,13 @@ def enroll(
     quiet: bool = typer.Option(False),
 ) -> None:
     """Embed every person's photos into a gallery (no training) and calibrate 'unknown'."""
-    from facecnn.faces.embed import create_embedder
     from facecnn.faces.enroll import enroll as run_enroll
 
     reporter = reporter_for(quiet)
-    report = run_enroll(faces, gallery, create_embedder(embedder, flip=flip, jitter=jitter,
-                                                        batch_size=batch_size),
-                        _detector(detector, upsample, min_size), threshold=threshold,
+    report = run_enroll(faces, gallery, _embedder(embedder, landmarks, flip=flip, jitter=jitter,
+                                                  batch_size=batch_size),
+                        _detector(detector, upsample, min_size, landmarks=landmarks),
+                        threshold=threshold,
                         calibrate=calibrate, workers=workers, reporter=reporter)
     for folder in report.empty_folders:
         err_console.print(f"empty person folder skipped: {folder}", highlight=False)
@@ -120,6 +131,7 @@ def recognize(
     embedder: Optional[str] = typer.Option(None, help="Search the gallery with this embedder "
                                            "(default: the one that made it); " + SAME_VECTORS),
     detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
+    landmarks: str = LANDMARKS,
     upsample: int = typer.Option(1, min=0),
     min_size: int = typer.Option(20, min=1),
     threshold: Optional[float] = typer.Option(None, help="Distance above which a face is "
@@ -142,7 +154,7 @@ def recognize(
         raise FacecnnError("give images, folders or videos to recognize, or --camera N")
     recognizer = Recognizer(gallery=gallery, model=model, threshold=threshold, mode=mode,
                             min_confidence=min_confidence, device=device, workers=workers,
-                            detector=_detector(detector, upsample, min_size, device),
+                            detector=_detector(detector, upsample, min_size, device, landmarks),
                             embedder=_gallery_embedder(embedder, device))
     if camera is not None:
         recognize_camera(recognizer, camera, save=save)
@@ -172,6 +184,7 @@ def verify(
     root: Optional[Path] = typer.Option(None, help="Folder of <Name>/<Name>_0001.jpg."),
     embedder: str = typer.Option("dlib", help=EMBEDDER_HELP),
     detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
+    landmarks: str = LANDMARKS,
     upsample: int = typer.Option(1, min=0),
     threshold: Optional[float] = typer.Option(None, help="Same person at or below this "
                                               "distance (default: the embedder's)."),
@@ -186,12 +199,11 @@ def verify(
     quiet: bool = typer.Option(False),
 ) -> None:
     """Same person? For two photos, or the LFW 10-fold protocol with --pairs and --root."""
-    from facecnn.faces.embed import create_embedder
     from facecnn.faces.pipeline import FacePipeline
     from facecnn.faces.verify import REPORT_KEYS, verify_pairs, verify_two
 
-    pipeline = FacePipeline(_detector(detector, upsample, min_size),
-                            create_embedder(embedder, flip=flip, jitter=jitter), workers)
+    pipeline = FacePipeline(_detector(detector, upsample, min_size, landmarks=landmarks),
+                            _embedder(embedder, landmarks, flip=flip, jitter=jitter), workers)
     if pairs is not None:
         if root is None:
             raise FacecnnError("--pairs needs --root, the folder holding the images")
@@ -221,6 +233,7 @@ def embed(
     out: Path = typer.Option(Path("vectors.npz"), help="Where the vectors go (.npz)."),
     embedder: str = typer.Option("dlib", help=EMBEDDER_HELP),
     detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
+    landmarks: str = LANDMARKS,
     upsample: int = typer.Option(1, min=0),
     min_size: int = typer.Option(20, min=1),
     largest_only: bool = typer.Option(False, help="Only the largest face of each photo."),
@@ -234,14 +247,13 @@ def embed(
     quiet: bool = typer.Option(False),
 ) -> None:
     """Write every face's file, box and vector to an .npz (numpy.load reads it)."""
-    from facecnn.faces.embed import create_embedder
     from facecnn.faces.embeddings import check_destination, embed_paths
     from facecnn.faces.pipeline import FacePipeline
 
     check_destination(out, overwrite)
-    pipeline = FacePipeline(_detector(detector, upsample, min_size),
-                            create_embedder(embedder, flip=flip, batch_size=batch_size,
-                                            device=device), workers)
+    pipeline = FacePipeline(_detector(detector, upsample, min_size, device, landmarks),
+                            _embedder(embedder, landmarks, flip=flip, batch_size=batch_size,
+                                      device=device), workers)
     result = embed_paths(inputs, pipeline, largest_only=largest_only,
                          reporter=reporter_for(quiet or as_json))
     for file, why in result.skipped.items():
@@ -391,26 +403,53 @@ def gallery_remove(gallery: Path, name: str) -> None:
     console.print(f"removed {name} ({removed} faces)")
 
 
-def detectors(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Every face detector: what it is, its landmarks, speed, model files and licences."""
-    rows = [{"name": e.name, "description": e.help,
-             "landmarks": "own 5 points" if e.value.gives_landmarks else "dlib 68-point "
-             "predictor (non-commercial licence)", "speed_2_cpu_cores": e.value.speed,
-             "models": [{"file": m.name, "from": m.source, "licence": m.licence}
-                        for m in e.value.models]} for e in DETECTORS.entries()]
+def _model_files(files) -> list[dict[str, str]]:
+    return [{"file": m.name, "from": m.source, "licence": m.licence} for m in files]
+
+
+def _print_rows(rows: list[dict], columns: dict[str, str], as_json: bool) -> None:
+    """The rows as JSON, or as a table of `columns` (key -> heading); model files last."""
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("detector", "what it is", "landmarks", "speed", "model files (licence)")
+    table = Table(*columns.values(), "model files (licence)")
     for row in rows:
-        table.add_row(row["name"], escape(row["description"]), row["landmarks"],
-                      row["speed_2_cpu_cores"], escape("; ".join(
-                          f"{m['file']} from {m['from']} ({m['licence']})"
-                          for m in row["models"])))
+        files = "; ".join(f"{m['file']} from {m['from']} ({m['licence']})" for m in row["models"])
+        table.add_row(*(escape(str(row[key])) for key in columns), escape(files))
     console.print(table)
 
 
+def detectors(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every face detector: what it is, its landmarks, speed, model files and licences."""
+    from facecnn.faces.detect import DEFAULT_LANDMARKER
+    from facecnn.faces.landmarks import LANDMARKERS
+
+    step = LANDMARKERS.get(DEFAULT_LANDMARKER)
+    rows = [{"name": e.name, "description": e.help,
+             "landmarks": "own 5 points" if e.value.gives_landmarks else
+             f"{DEFAULT_LANDMARKER} on its boxes", "speed_2_cpu_cores": e.value.speed,
+             "models": _model_files(e.value.models if e.value.gives_landmarks
+                                    else (*e.value.models, *step.models))}
+            for e in DETECTORS.entries()]
+    _print_rows(rows, {"name": "detector", "description": "what it is",
+                       "landmarks": "landmarks", "speed_2_cpu_cores": "speed"}, as_json)
+
+
+def embedders(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every face embedder: what it is, its default threshold, model files and licences."""
+    from facecnn.faces.embedders import EMBEDDERS
+
+    rows = [{"name": e.name + (":PATH" if e.name in ("run", "onnx") else ""),
+             "description": e.help, "default_threshold": e.value.default_threshold,
+             "same_vectors_as": [o.name for o in EMBEDDERS.entries() if o.name != e.name
+                                 and e.value.family and o.value.family == e.value.family],
+             "models": _model_files(e.value.models)} for e in EMBEDDERS.entries()]
+    _print_rows(rows, {"name": "embedder", "description": "what it is",
+                       "default_threshold": "threshold"}, as_json)
+
+
 def register(app: typer.Typer) -> None:
-    for command in (prepare, capture, enroll, recognize, verify, embed, serve, detectors):
+    for command in (prepare, capture, enroll, recognize, verify, embed, serve, detectors,
+                    embedders):
         app.command()(command)
     app.add_typer(gallery_app, name="gallery")

@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import Any
 
 _API = {"Face": "detect", "FaceDetector": "detect", "detect_faces": "detect",
-        "align_face": "align", "create_embedder": "embed", "embed_faces": "embed",
+        "align_face": "align", "create_embedder": "embedders", "embed_faces": "embedders",
         "Gallery": "gallery", "Recognizer": "recognize"}
 
 __all__ = sorted(_API)

@@ -1,22 +1,25 @@
-"""Find faces: any registered detector's boxes (faces/detectors), then landmarks for the
-detectors that give none (faces/landmarks), as one `Face` per face, largest first.
+"""Find faces: any registered detector's boxes (faces/detectors), then the landmark step for
+the detectors that give no points (faces/landmarks), as one `Face` per face, largest first.
 
 Every detector returns the same `Face`, so alignment and embedders never care which found it.
-Large images are downscaled for the detector only; boxes are mapped back and landmarks are
-predicted on the full-resolution image.
+Large images are downscaled for the detector only; boxes are mapped back and the landmark
+step sees the full-resolution image.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from facecnn.data.decode import as_rgb
-from facecnn.faces import dlib_models
 from facecnn.faces.detectors import DEFAULT_DETECTOR, Detection, create_detector
-from facecnn.faces.landmarks import dlib_points, five_points
+from facecnn.faces.landmarks import LANDMARKERS, Landmarker, create_landmarker
+
+AUTO = "auto"
+DEFAULT_LANDMARKER = "onet"  # MIT-licensed, and as close to dlib's 68 points as MTCNN's own
 
 
 @dataclass
@@ -24,26 +27,17 @@ class Face:
     """One face: box (x1, y1, x2, y2) in image pixels, detector score, and landmarks.
 
     `landmarks` are 5 points in image coordinates, in the order of the ArcFace template:
-    the eye on the image's left, the other eye, nose tip, left and right mouth corners.
-    `points` are dlib's 68 landmarks, which dlib's embedder cuts its chips from; None when
-    the detector gave its own five points (dlib's chip then predicts them when it needs them).
+    the eye on the image's left, the other eye, nose tip, left and right mouth corners; None
+    only when they were not asked for (`detect_batch(..., landmarks=False)`).
     """
 
     box: tuple[float, float, float, float]
     score: float
-    landmarks: np.ndarray
-    points: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
 
     @property
     def area(self) -> float:
         return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
-
-
-def landmarks_in(image: np.ndarray, box: tuple[float, float, float, float],
-                 score: float = 1.0) -> Face:
-    """A `Face` for a known box: dlib's 68-point predictor on the full-resolution image."""
-    points = dlib_points(image, box)
-    return Face(tuple(float(v) for v in box), float(score), five_points(points), points)
 
 
 class FaceDetector:
@@ -54,29 +48,55 @@ class FaceDetector:
     min_size: smallest face side kept, in original pixels.
     max_side: images are downscaled to this longest side for detection.
     device: where network detectors run (auto, cpu, cuda).
+    landmarks: where the five points come from: `auto` (the detector's own, else O-Net on its
+    boxes) or a landmark model for every face (`onet`, `dlib68`).
     """
 
     def __init__(self, name: str = DEFAULT_DETECTOR, *, upsample: int = 1, min_size: int = 20,
-                 max_side: int = 1280, device: str = "auto") -> None:
+                 max_side: int = 1280, device: str = "auto", landmarks: str = "auto") -> None:
         self.detector = create_detector(name, upsample=upsample, device=device)
+        if landmarks != AUTO:
+            LANDMARKERS.get(landmarks)  # a misspelt name fails now
         self.name, self.upsample, self.min_size, self.max_side = name, upsample, min_size, max_side
+        self.device = device
+        self.landmark_model = (None if landmarks == AUTO and self.detector.gives_landmarks
+                               else DEFAULT_LANDMARKER if landmarks == AUTO else landmarks)
         self.options = {"name": name, "upsample": upsample, "min_size": min_size,
-                        "max_side": max_side, "device": device}  # to rebuild it in workers
-        if not self.detector.gives_landmarks:
-            dlib_models.landmark_predictor()
+                        "max_side": max_side, "device": device,
+                        "landmarks": landmarks}  # to rebuild it in workers
+
+    @cached_property
+    def landmarker(self) -> Landmarker | None:
+        """The landmark step, loaded when first needed (never, for dlib chips of HOG faces)."""
+        if self.landmark_model is None:
+            return None
+        return create_landmarker(self.landmark_model, self.device)
+
+    def in_workers(self, landmarks: bool = True) -> bool:
+        """Whether forked worker processes can detect (and find `landmarks`) for it."""
+        return self.detector.in_workers and (
+            not landmarks or self.landmark_model is None
+            or LANDMARKERS.get(self.landmark_model).in_workers)
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         return self.detect_batch([image])[0]
 
-    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
-        """The faces of several images; network detectors run them as one batch."""
+    def detect_batch(self, images: list[np.ndarray], landmarks: bool = True) -> list[list[Face]]:
+        """The faces of several images (network detectors run them as one batch), with their
+        five points unless `landmarks` is False (dlib's chips need none)."""
         images = [as_rgb(image) for image in images]
         scales = [min(1.0, self.max_side / max(image.shape[:2])) for image in images]
         small = [image if s == 1.0 else _resized(image, s) for image, s in zip(images, scales)]
         min_side = max(int(self.min_size * min(scales, default=1.0)), 1)
         found = self.detector.detect_batch(small, min_side)
-        return [self._faces(image, scale, detections)
-                for image, scale, detections in zip(images, scales, found)]
+        faces = [self._faces(image, scale, detections)
+                 for image, scale, detections in zip(images, scales, found)]
+        if landmarks and self.landmarker is not None:
+            points = self.landmarker.points(images, [[f.box for f in fs] for fs in faces])
+            for image_faces, image_points in zip(faces, points):
+                for face, face_points in zip(image_faces, image_points):
+                    face.landmarks = face_points
+        return faces
 
     def _faces(self, image: np.ndarray, scale: float, found: list[Detection]) -> list[Face]:
         faces = []
@@ -86,11 +106,9 @@ class FaceDetector:
             box = (max(x1, 0.0), max(y1, 0.0), min(x2, width - 1.0), min(y2, height - 1.0))
             if min(box[2] - box[0], box[3] - box[1]) < self.min_size:
                 continue
-            if detection.landmarks is None:
-                faces.append(landmarks_in(image, box, detection.score))
-            else:
-                faces.append(Face(box, float(detection.score),
-                                  (detection.landmarks / scale).astype(np.float32)))
+            points = detection.landmarks
+            faces.append(Face(box, float(detection.score),
+                              None if points is None else (points / scale).astype(np.float32)))
         # dlib's box sizes are discrete, so equal areas are common: the surer face goes first
         return sorted(faces, key=lambda f: (-round(f.area / 100), -f.score))
 
@@ -100,11 +118,6 @@ def _resized(image: np.ndarray, scale: float) -> np.ndarray:
 
     return cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
                       interpolation=cv2.INTER_AREA)
-
-
-def face_points(image: np.ndarray, face: Face) -> np.ndarray:
-    """dlib's 68 landmarks of a face, predicted now if its detector gave only five."""
-    return face.points if face.points is not None else dlib_points(image, face.box)
 
 
 def detect_faces(image: np.ndarray, detector: str = DEFAULT_DETECTOR,

@@ -37,8 +37,9 @@ def cnn_detector() -> Any:
 
 
 @lru_cache(maxsize=None)
-def landmark_predictor() -> Any:
-    return _load("shape_predictor", "shape_predictor_68_face_landmarks.dat")
+def shape_predictor(file: str) -> Any:
+    """One of dlib's landmark models (faces/landmarks.py says which is which)."""
+    return _load("shape_predictor", file)
 
 
 @lru_cache(maxsize=None)

@@ -18,7 +18,7 @@ import numpy as np
 from facecnn.data.folders import class_folders, files_of
 from facecnn.errors import FacecnnError
 from facecnn.faces.detect import FaceDetector
-from facecnn.faces.embed import Embedder
+from facecnn.faces.embedders import Embedder
 from facecnn.faces.gallery import Gallery
 from facecnn.faces.names import check_name
 from facecnn.faces.pipeline import NO_FACE, FacePipeline
@@ -113,11 +113,14 @@ def _new_photos(photos: list[_Photo], report: EnrollReport) -> list[_Photo]:
 
 
 def _open_existing(path: Path, embedder: Embedder) -> Gallery | None:
-    """The gallery if the file exists (refusing another embedder's before any work); a new
-    one is only created once there are faces to put in it."""
+    """The gallery if the file exists (refusing another embedder's before any work, and
+    cutting chips as its faces were cut); a new one is only created once there are faces to
+    put in it."""
     if not Path(path).exists():
         return None
-    return Gallery.open_or_create(path, embedder.name, embedder.dim, embedder.crop)
+    gallery = Gallery.open_or_create(path, embedder.name, embedder.dim, embedder.crop)
+    embedder.match_gallery(gallery.crop)
+    return gallery
 
 
 def _embed(folder: Path, photos: list[_Photo], pipeline: FacePipeline, report: EnrollReport,

@@ -29,9 +29,6 @@ from facecnn.faces.names import UNKNOWN, check_name, name_key
 
 SCHEMA_VERSION = 2
 _STORED = np.dtype("<f4")  # vectors are stored as little-endian float32 bytes
-# Embedders that compute the same vectors under another name (dlib's network run by PyTorch):
-# their galleries can be searched and extended by each other.
-_SAME_VECTORS = {"dlib_torch": "dlib"}
 _BLOCK_ELEMS = 1 << 22  # distance matrices are built in blocks of at most this many entries
 # meta keys: the change counter, and its value at the last write that changed or dropped rows
 _DATA_VERSION, _REWRITE_VERSION = "data_version", "rewrite_version"
@@ -73,11 +70,6 @@ def match(name: str, distance: float, threshold: float) -> Match:
     score = round(max(0.0, 1.0 - distance / (2 * threshold)), 4)
     return Match(name if accepted else UNKNOWN, float(distance),
                  score if accepted else min(score, 0.4999))
-
-
-def same_vectors(a: str, b: str) -> bool:
-    """True when embedders `a` and `b` give interchangeable vectors."""
-    return _SAME_VECTORS.get(a, a) == _SAME_VECTORS.get(b, b)
 
 
 def _now() -> str:
@@ -284,7 +276,10 @@ class Gallery:
     def open_or_create(cls, path: Path, embedder: str, dim: int,
                        crop: dict | None = None) -> Gallery:
         """Open the gallery, creating it if needed; embeddings from different models never mix
-        (the gallery keeps the name of the embedder that made it)."""
+        (the gallery keeps the name of the embedder that made it; embedders of one family, as
+        dlib's network run by dlib or PyTorch, share galleries)."""
+        from facecnn.faces.embedders import same_vectors
+
         gallery = cls._connect(Path(path), (embedder, dim, crop))
         if not same_vectors(gallery.embedder, embedder) or gallery.dim != dim:
             gallery.close()

@@ -18,9 +18,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from facecnn.data.decode import read_image
-from facecnn.faces.align import crop_box
-from facecnn.faces.detect import Face, FaceDetector, landmarks_in
-from facecnn.faces.embed import Embedder, create_embedder, make_chips
+from facecnn.faces.align import crop_box, template
+from facecnn.faces.detect import Face, FaceDetector
+from facecnn.faces.embedders import Embedder, make_chips
 from facecnn.workers import worker_pool
 
 MIN_FILES_PER_WORKER = 8  # below this a pool's start-up costs more than it saves
@@ -45,19 +45,17 @@ class PipelineSpec:
     """Everything a worker process needs to rebuild the pipeline (picklable)."""
 
     detector: dict[str, Any]
-    embedder: str
-    embedder_options: dict[str, Any] = field(default_factory=dict)
-    chips_only: dict[str, Any] | None = None  # the embedder's crop, when workers only cut chips
+    embedder: Embedder | None  # None when workers only cut chips (pickles as its recipe)
+    crop: dict[str, Any]  # the embedder's
+    landmarks: bool  # whether its chips need the five ArcFace points
 
 
 class _Worker:
     def __init__(self, spec: PipelineSpec, detector: FaceDetector | None = None,
                  embedder: Embedder | None = None) -> None:
         self.detector = detector or FaceDetector(**spec.detector)
-        self.chips_only = spec.chips_only
-        if embedder is None and spec.chips_only is None:
-            embedder = create_embedder(spec.embedder, **spec.embedder_options)
-        self.embedder = embedder
+        self.spec = spec
+        self.embedder = embedder or spec.embedder
 
     def __call__(self, job: Job) -> FileFaces:
         return self.batch([job])[0]
@@ -73,11 +71,12 @@ class _Worker:
             except ValueError as exc:
                 results[k] = FileFaces(file, error=str(exc))
         unknown = [k for k in images if jobs[k][2] is None]  # else `prepare` cut the face
-        faces = dict(zip(unknown, self.detector.detect_batch([images[k] for k in unknown])))
+        faces = dict(zip(unknown, self.detector.detect_batch([images[k] for k in unknown],
+                                                            self.spec.landmarks)))
         for k, image in images.items():
             file, largest_only, crop = jobs[k]
             if crop is not None:
-                faces[k] = [landmarks_in(image, crop_box(image.shape[1], crop["margin"]))]
+                faces[k] = [prepared_face(image.shape[1], crop["margin"])]
             results[k] = self._result(file, image, faces[k][:1] if largest_only else faces[k])
         return results
 
@@ -85,9 +84,14 @@ class _Worker:
         if not faces:
             return FileFaces(file, error=NO_FACE)
         items = [(image, face) for face in faces]
-        if self.chips_only is not None:
-            return FileFaces(file, [f.box for f in faces], chips=make_chips(self.chips_only, items))
+        if self.spec.embedder is None:
+            return FileFaces(file, [f.box for f in faces], chips=make_chips(self.spec.crop, items))
         return FileFaces(file, [f.box for f in faces], self.embedder.embed(items))
+
+
+def prepared_face(size: int, margin: float) -> Face:
+    """The face of a crop `prepare` wrote: where its template put the box and the points."""
+    return Face(crop_box(size, margin), 1.0, template(size, margin).astype(np.float32))
 
 
 _worker: _Worker | None = None
@@ -106,8 +110,9 @@ class FacePipeline:
     """`FacePipeline(detector, embedder).run(files)` yields `FileFaces` in file order."""
 
     def __init__(self, detector: FaceDetector, embedder: Embedder, workers: int | None = None) -> None:
-        chips_only = None if embedder.embeds_in_workers else embedder.crop
-        self.spec = PipelineSpec(detector.options, embedder.name, embedder.options, chips_only)
+        self.spec = PipelineSpec(detector.options,
+                                 embedder if embedder.embeds_in_workers else None,
+                                 embedder.crop, embedder.needs_landmarks)
         self.local = _Worker(self.spec, detector, embedder)
         self.workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
 
@@ -123,7 +128,7 @@ class FacePipeline:
             crop: dict[str, Any] | None = None,
             advance: Callable[[int], None] = lambda n: None) -> Iterator[FileFaces]:
         found = self._detect(files, largest_only, crop)
-        if self.spec.chips_only is not None:
+        if self.spec.embedder is None:
             found = self._embed_batches(found)
         for result in found:
             yield result
@@ -133,7 +138,7 @@ class FacePipeline:
                 crop: dict[str, Any] | None) -> Iterator[FileFaces]:
         jobs = [(file, largest_only, crop) for file in files]
         workers = min(self.workers, len(jobs) // MIN_FILES_PER_WORKER)
-        if not self.detector.detector.in_workers:  # PyTorch is not fork-safe: batch it here
+        if not self.detector.in_workers(self.spec.landmarks):  # PyTorch: batch it here
             for start in range(0, len(jobs), DETECT_BATCH):
                 yield from self.local.batch(jobs[start:start + DETECT_BATCH])
             return

@@ -19,8 +19,9 @@ import numpy as np
 from facecnn.errors import FacecnnError
 from facecnn.faces.align import align_face
 from facecnn.faces.detect import Face, FaceDetector
-from facecnn.faces.embed import PREPARE_MARGIN, Embedder, create_embedder
-from facecnn.faces.gallery import UNKNOWN, Gallery, same_vectors
+from facecnn.faces.embedders import Embedder, create_embedder, same_vectors
+from facecnn.faces.embedders.run import PREPARE_MARGIN
+from facecnn.faces.gallery import UNKNOWN, Gallery
 from facecnn.faces.pipeline import FacePipeline
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -71,6 +72,7 @@ class Recognizer:
             if not same_vectors(self.embedder.name, self.gallery.embedder):
                 raise FacecnnError(f"gallery {gallery} was made with {self.gallery.embedder}, "
                                    f"not {self.embedder.name}")
+            self.embedder.match_gallery(self.gallery.crop)
             self.pipeline = FacePipeline(self.detector, self.embedder, workers)
             if mode == "nearest":
                 from facecnn.faces.index import GalleryIndex
@@ -83,7 +85,9 @@ class Recognizer:
             self.classifier = load_classifier(Path(model), device)
 
     def __call__(self, image: np.ndarray) -> list[FaceResult]:
-        faces = self.detector(image)
+        # dlib's chips need no five points: skip the landmark step for them
+        landmarks = self.gallery is None or self.embedder.needs_landmarks
+        faces = self.detector.detect_batch([image], landmarks)[0]
         return self.name_faces(image, faces) if faces else []
 
     def name_vectors(self, boxes: list[tuple[float, float, float, float]],

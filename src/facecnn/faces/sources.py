@@ -159,7 +159,8 @@ def capture_faces(out: Path, people: list[str], *, count: int, source: str | int
         saved[person] = []
         with reporter.task(f"capturing {person}", count) as advance:
             for _, frame in frames:
-                faces = detector(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                faces = detector.detect_batch([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)],
+                                              landmarks=False)[0]
                 if len(faces) == 1:
                     target = _free_path(folder, f"{person}_{len(saved[person]) + 1:04d}.jpg")
                     cv2.imwrite(str(target), frame)

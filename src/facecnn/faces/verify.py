@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from facecnn.errors import FacecnnError
-from facecnn.faces.embed import Embedder
+from facecnn.faces.embedders import Embedder
 from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.pairs import parse_pairs, plot_roc, verification_report
 from facecnn.progress import Reporter

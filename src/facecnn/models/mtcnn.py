@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms, nms, roi_align
+from facecnn.models.box_ops import batched_nms, nms, roi_align
 
 from facecnn.data.decode import as_rgb
 from facecnn.errors import FacecnnError
@@ -178,6 +179,21 @@ def square(boxes: torch.Tensor) -> torch.Tensor:
     return torch.cat([centre - half, centre + half], 1)
 
 
+@contextmanager
+def _exact() -> Iterator[None]:
+    """Inference without TF32 convolutions, which would cost the agreement between GPU and
+    CPU scores."""
+    with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        yield
+
+
+def _place(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """O-Net's points (n, 10: five x then five y, relative to its input box) in image
+    coordinates (n, 5, 2)."""
+    size = boxes[:, 2:] - boxes[:, :2]
+    return boxes[:, None, :2] + torch.stack([points[:, :5], points[:, 5:]], 2) * size[:, None]
+
+
 def nms_over_smaller(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
     """Greedy NMS with overlap = intersection / the smaller area (MTCNN's "Min"), so a box
     mostly inside a better one goes; indices kept, best first."""
@@ -220,13 +236,8 @@ class MTCNNDetector:
     def __call__(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         if not len(images):
             return []
-        arrays = [as_rgb(np.asarray(image)) for image in images]
-        # pixels / 128 on the device: zero (black) outside; each net subtracts the mean
-        pixels = [torch.tensor(a, device=self.device).permute(2, 0, 1)[None].float() / SCALE
-                  for a in arrays]
-        # TF32 convolutions would cost the agreement between GPU and CPU scores
-        with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True,
-                                                                 allow_tf32=False):
+        arrays, pixels = self._pixels(images)
+        with _exact():
             proposals = [self._propose(x) for x in pixels]
             owner = torch.cat([torch.full((len(b),), i, device=self.device)
                                for i, b in enumerate(proposals)])
@@ -234,6 +245,34 @@ class MTCNNDetector:
                 return [[] for _ in arrays]
             boxes, owner = self._refine(pixels, torch.cat(proposals), owner)
             return self._output(pixels, boxes, owner, [a.shape[:2] for a in arrays])
+
+    def landmarks(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]]
+                  ) -> list[np.ndarray]:
+        """O-Net's five points (k, 5, 2) for the given boxes of each image (another
+        detector's faces): O-Net moves the square on each box to where MTCNN's own boxes sit,
+        then gives the points of that square."""
+        arrays, pixels = self._pixels(images)
+        counts = [len(b) for b in boxes]
+        if not sum(counts):
+            return [np.zeros((0, 5, 2), np.float32) for _ in arrays]
+        flat = torch.tensor([list(box) for image_boxes in boxes for box in image_boxes],
+                            dtype=torch.float32, device=self.device)
+        owner = torch.repeat_interleave(torch.arange(len(counts), device=self.device),
+                                        torch.tensor(counts, device=self.device))
+        with _exact():
+            offsets, _, _ = self._run(self.onet, pixels, square(flat), owner)
+            moved = square(regress(square(flat), offsets))
+            _, points, _ = self._run(self.onet, pixels, moved, owner)
+            placed = _place(points, moved).cpu().numpy().astype(np.float32)
+        return np.split(placed, np.cumsum(counts)[:-1])
+
+    def _pixels(self, images: Sequence[np.ndarray]
+                ) -> tuple[list[np.ndarray], list[torch.Tensor]]:
+        """The RGB arrays and their pixels / 128 on the device (zero, black, outside; each
+        net subtracts the mean)."""
+        arrays = [as_rgb(np.asarray(image)) for image in images]
+        return arrays, [torch.tensor(a, device=self.device).permute(2, 0, 1)[None].float()
+                        / SCALE for a in arrays]
 
     def _propose(self, x: torch.Tensor) -> torch.Tensor:
         """P-Net's squared candidate boxes (n, 4) for one image."""
@@ -282,9 +321,7 @@ class MTCNNDetector:
         if not len(boxes):
             return found
         offsets, points, scores = self._run(self.onet, pixels, boxes, owner)
-        size = boxes[:, 2:] - boxes[:, :2]
-        landmarks = boxes[:, None, :2] + torch.stack([points[:, :5], points[:, 5:]], 2) \
-            * size[:, None]
+        landmarks = _place(points, boxes)
         boxes = regress(boxes, offsets)
         hit = (scores > self.thresholds[2]).cpu().numpy()
         boxes, landmarks, scores, owner = (t.cpu().numpy()[hit]

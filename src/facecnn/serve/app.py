@@ -23,7 +23,7 @@ from facecnn.serve.security import KeyStore
 from facecnn.serve.service import Service
 
 if TYPE_CHECKING:
-    from facecnn.faces.embed import Embedder
+    from facecnn.faces.embedders import Embedder
 
 MAX_PIXELS = 40_000_000
 MAX_QUEUE = 32  # per process: about a second of waiting for dlib_torch on two cores

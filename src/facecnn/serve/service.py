@@ -25,7 +25,7 @@ from facecnn.serve.security import KeyStore, UploadError, decode_upload
 if TYPE_CHECKING:
     from facecnn.classify import Prediction
     from facecnn.faces.detect import Face
-    from facecnn.faces.embed import Embedder
+    from facecnn.faces.embedders import Embedder
     from facecnn.faces.gallery import Gallery
     from facecnn.faces.recognize import FaceResult
 

@@ -20,7 +20,6 @@ from facecnn.serve.app import MAX_PIXELS, MAX_QUEUE, create_app
 from facecnn.serve.security import KeyStore
 
 SETTINGS_ENV = "FACECNN_SERVE_SETTINGS"
-DEFAULT_EMBEDDER = "dlib"  # what a new gallery is made with when --embedder is not given
 
 
 @dataclass
@@ -41,7 +40,7 @@ class ServeSettings:
         embedder = None
         name = self.embedder or self._default_embedder()
         if name is not None:
-            from facecnn.faces.embed import create_embedder
+            from facecnn.faces.embedders import create_embedder
 
             embedder = create_embedder(name)
         path = (lambda p: Path(p) if p is not None else None)
@@ -62,7 +61,7 @@ class ServeSettings:
     def new_gallery(self) -> str:
         """Create the (missing) gallery, empty, for --embedder or DEFAULT_EMBEDDER, so people
         can be enrolled through the API; returns the embedder's name."""
-        from facecnn.faces.embed import create_embedder
+        from facecnn.faces.embedders import DEFAULT_EMBEDDER, create_embedder
         from facecnn.faces.gallery import Gallery
 
         embedder = create_embedder(self.embedder or DEFAULT_EMBEDDER)

@@ -13,16 +13,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from facecnn.faces.model_files import ModelFile
 from facecnn.registry import Registry
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """A weight file a detector loads: where it comes from and who may use it."""
-
-    name: str
-    source: str
-    licence: str
 
 
 @dataclass

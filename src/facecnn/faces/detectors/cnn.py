@@ -7,13 +7,13 @@ import numpy as np
 
 from facecnn.faces import dlib_models
 from facecnn.faces.detectors.base import Detection, Detector, register
-from facecnn.faces.detectors.dlib_cnn import MMOD_FILE
+from facecnn.faces.model_files import MMOD
 
 
 @register("cnn", help="dlib's MMOD CNN run by dlib's C++: dlib_cnn's reference, very slow "
                       "on a CPU")
 class DlibCnnCpp(Detector):
-    models = (MMOD_FILE,)
+    models = (MMOD,)
     speed = "very slow"
 
     def __init__(self, upsample: int = 1, device: str = "auto") -> None:

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from facecnn.faces.detectors.base import BatchDetector, Detection, ModelFile, register
-
-MMOD_FILE = ModelFile("mmod_human_face_detector.dat", "face-recognition-models (dlib)",
-                      "CC0-1.0")
+from facecnn.faces.detectors.base import BatchDetector, Detection, register
+from facecnn.faces.model_files import MMOD
 
 
 @register("dlib_cnn", help="dlib's MMOD CNN in PyTorch: dlib's boxes, ~17x faster than dlib's "
                            "own, GPU when present")
 class DlibCnn(BatchDetector):
-    models = (MMOD_FILE,)
+    models = (MMOD,)
     speed = "medium"
 
     def __init__(self, upsample: int = 1, device: str = "auto") -> None:

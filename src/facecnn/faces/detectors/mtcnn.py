@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from facecnn.faces.detectors.base import BatchDetector, Detection, ModelFile, register
+from facecnn.faces.detectors.base import BatchDetector, Detection, register
+from facecnn.faces.model_files import MTCNN
 
 
 @register("mtcnn", help="MTCNN in PyTorch: finds turned and small faces, gives its own five "
                         "landmarks, GPU when present")
 class Mtcnn(BatchDetector):
     gives_landmarks = True
-    models = (ModelFile("pnet.lz4, rnet.lz4, onet.lz4", "mtcnn (PyPI)", "MIT"),)
+    models = (MTCNN,)
     speed = "medium"
 
     def __init__(self, upsample: int = 1, device: str = "auto") -> None:

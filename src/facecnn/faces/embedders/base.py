@@ -1,0 +1,134 @@
+"""What every embedder plug-in is: aligned crops of faces -> vectors whose Euclidean distances
+mean identity, plus what the rest of facecnn needs to know about it (its crop, its default
+threshold, which embedders give interchangeable vectors).
+
+An embedder is built directly (`DlibEmbedder()`, `RunEmbedder(path)`) or by name
+(`create_embedder`); it pickles as the arguments it was made with, so worker processes
+rebuild it and `FacePipeline(detector, SomeEmbedder())` needs no factory.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Iterable
+
+import numpy as np
+
+from facecnn.faces.align import align_face
+from facecnn.faces.detect import Face
+from facecnn.faces.landmarks import LEGACY_CHIP_SHAPE, dlib_shape
+from facecnn.faces.model_files import ModelFile
+from facecnn.registry import Registry
+
+FaceItem = tuple[np.ndarray, Face]  # (RGB image, a face in it)
+
+
+def make_chips(crop: dict[str, Any], items: list[FaceItem]) -> np.ndarray:
+    """Aligned uint8 crops (N, H, W, 3): dlib's own chip when `crop` has a padding (cut from
+    the dlib shape its `landmarks` names, as dlib's network was trained on), else the ArcFace
+    template with a margin. A plain function of a dict, so worker processes cut chips without
+    any network."""
+    if "padding" not in crop:
+        return np.stack([align_face(image, face.landmarks, crop["size"], crop["margin"])
+                         for image, face in items])
+    from facecnn.faces import dlib_models
+
+    dlib = dlib_models.import_dlib()
+    shape = crop.get("landmarks", LEGACY_CHIP_SHAPE)
+    return np.stack([dlib.get_face_chip(image, dlib_shape(image, face.box, shape),
+                                        size=crop["size"], padding=crop["padding"])
+                     for image, face in items])
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+class Embedder(ABC):
+    """Base: `embed(items)` -> (N, dim) float32, batched; `flip` averages with the mirror.
+
+    Each plug-in declares `default_threshold` (Euclidean), `family` (embedders of one family
+    give interchangeable vectors, so one gallery serves them all), `unit_vectors` and
+    `models`; each instance has its `name` (what a gallery records), `dim` and `crop`.
+    """
+
+    name: str
+    dim: int
+    crop: dict[str, Any]
+    default_threshold: ClassVar[float]
+    family: ClassVar[str | None] = None  # None: only the same name gives the same vectors
+    unit_vectors: ClassVar[bool] = True
+    models: ClassVar[tuple[ModelFile, ...]] = ()
+    # dlib's C++ network runs one face at a time and is safe in forked worker processes; the
+    # others (PyTorch, onnxruntime) batch faces of many photos in the main process instead
+    embeds_in_workers: ClassVar[bool] = False
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Embedder:
+        self = super().__new__(cls)
+        self.init_args = (args, kwargs)  # to rebuild it in worker processes
+        return self
+
+    def __init__(self, flip: bool = False, batch_size: int = 32) -> None:
+        self.flip, self.batch_size = flip, batch_size
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as its recipe (class, arguments, crop): a spawned worker rebuilds it."""
+        args, kwargs = self.init_args
+        return _rebuild, (type(self), args, kwargs, self.crop)
+
+    @property
+    def needs_landmarks(self) -> bool:
+        """Whether its chips are cut from the five ArcFace points (dlib's are not)."""
+        return "padding" not in self.crop
+
+    def match_gallery(self, crop: dict[str, Any]) -> None:
+        """Cut chips as the faces of a gallery with this `crop` were cut (plug-ins whose crop
+        has choices adopt the gallery's)."""
+
+    def chips(self, items: list[FaceItem]) -> np.ndarray:
+        """Aligned uint8 crops (N, H, W, 3) in the layout this model was trained on."""
+        return make_chips(self.crop, items)
+
+    @abstractmethod
+    def embed_chips(self, chips: np.ndarray) -> np.ndarray:
+        """(N, dim) vectors of aligned crops: each embedder's own network."""
+
+    def vectors_of(self, chips: np.ndarray) -> np.ndarray:
+        """(N, dim) float32 vectors of aligned crops, `batch_size` at a time, flip averaged."""
+        out = []
+        for start in range(0, len(chips), self.batch_size):
+            batch = chips[start:start + self.batch_size]
+            vectors = self.embed_chips(batch)
+            if self.flip:
+                vectors = (vectors + self.embed_chips(batch[:, :, ::-1].copy())) / 2
+                if self.unit_vectors:
+                    vectors = normalize(vectors)
+            out.append(vectors.astype(np.float32))
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def embed(self, items: Iterable[FaceItem]) -> np.ndarray:
+        items = list(items)
+        if not items:
+            return np.zeros((0, self.dim), np.float32)
+        return self.vectors_of(self.chips(items))
+
+
+def _rebuild(cls: type[Embedder], args: tuple, kwargs: dict, crop: dict[str, Any]) -> Embedder:
+    embedder = cls(*args, **kwargs)
+    embedder.crop = crop
+    return embedder
+
+
+EMBEDDERS: Registry[type[Embedder]] = Registry("embedder")
+
+
+def register(name: str, help: str):  # noqa: A002 (the registry's word)
+    """Class decorator: register an Embedder subclass under `name` (`run` and `onnx` are
+    named with a path: run:PATH, onnx:PATH)."""
+
+    def wrap(cls: type[Embedder]) -> type[Embedder]:
+        cls.name = name
+        EMBEDDERS.add(name, cls, help)
+        return cls
+
+    return wrap
