@@ -164,3 +164,28 @@ def test_plot_roc_writes_a_png(tmp_path: Path) -> None:
     out = plot_roc(verification_report(distances, same, folds), tmp_path / "plots" / "roc.png")
     with Image.open(out) as img:
         assert img.format == "PNG" and img.size[0] > 300
+
+
+def test_pairs_take_the_face_nearest_the_centre(tmp_path: Path) -> None:
+    """LFW's subject is the face in the middle of its photo, whatever else is in it: a photo
+    with a large face at the side and a smaller one in the middle gives the middle one to
+    `--pick center`, the default for --pairs, and the large one to `largest`."""
+    from facecnn.faces.detect import FaceDetector
+    from facecnn.faces.embedders.dlib import DlibEmbedder
+    from facecnn.faces.pipeline import FacePipeline
+    from test_faces import ATT_FACES
+
+    photo = np.full((260, 420, 3), 90, np.uint8)
+    side = Image.open(ATT_FACES / "s3" / "1.pgm").convert("RGB").resize((138, 168))
+    middle = Image.open(ATT_FACES / "s8" / "1.pgm").convert("RGB")
+    photo[10:178, 4:142] = np.asarray(side)
+    photo[74:186, 164:256] = np.asarray(middle)
+    Image.fromarray(photo).save(tmp_path / "two.jpg", quality=95)
+    pipeline = FacePipeline(FaceDetector("hog"), DlibEmbedder(), workers=1)
+    both = next(pipeline.run([tmp_path / "two.jpg"])).boxes
+    assert len(both) == 2
+    for pick, want in (("center", 164), ("largest", 4)):
+        (box,) = next(pipeline.run([tmp_path / "two.jpg"], pick=pick)).boxes
+        assert abs(box[0] - want) < 30, (pick, box)
+    with pytest.raises(FacecnnError, match="center or largest|largest or center"):
+        next(pipeline.run([tmp_path / "two.jpg"], pick="left"))

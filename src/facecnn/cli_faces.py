@@ -176,18 +176,28 @@ def recognize(
     if failed and len(failed) == len(records):
         raise FacecnnError(f"none of the {len(failed)} images could be read "
                            f"({failed[0]['file']}: {failed[0]['error']})")
+    if recognizer.gallery is not None and not quiet:  # on stderr, so --json stays one document
+        err_console.print(f"unknown beyond {recognizer.current_threshold().describe()}",
+                          highlight=False)
 
 
 def verify(
     images: List[Path] = typer.Argument(None, help="Two photos to compare."),
     pairs: Optional[Path] = typer.Option(None, help="LFW-style pairs.txt."),
     root: Optional[Path] = typer.Option(None, help="Folder of <Name>/<Name>_0001.jpg."),
-    embedder: str = typer.Option("dlib", help=EMBEDDER_HELP),
+    gallery: Optional[Path] = typer.Option(None, help="Use this gallery's embedder and its "
+                                           "threshold (as `recognize` and the server do)."),
+    embedder: Optional[str] = typer.Option(None, help=EMBEDDER_HELP + " Default: the "
+                                           "gallery's, else dlib."),
     detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
     landmarks: str = LANDMARKS,
     upsample: int = typer.Option(1, min=0),
     threshold: Optional[float] = typer.Option(None, help="Same person at or below this "
-                                              "distance (default: the embedder's)."),
+                                              "distance (default: the gallery's, else the "
+                                              "embedder's)."),
+    pick: Optional[str] = typer.Option(None, help="The face of each photo: center (nearest "
+                                       "the middle; the default with --pairs, as LFW's "
+                                       "subjects are) or largest (the default otherwise)."),
     min_size: int = typer.Option(20, min=1),
     flip: bool = typer.Option(False, help="Average each face with its mirror image."),
     jitter: int = typer.Option(0, min=0, help="dlib: average this many jittered copies."),
@@ -199,33 +209,45 @@ def verify(
     quiet: bool = typer.Option(False),
 ) -> None:
     """Same person? For two photos, or the LFW 10-fold protocol with --pairs and --root."""
+    from contextlib import nullcontext
+
+    from facecnn.faces.embedders import DEFAULT_EMBEDDER
+    from facecnn.faces.gallery import Gallery
     from facecnn.faces.pipeline import FacePipeline
     from facecnn.faces.verify import REPORT_KEYS, verify_pairs, verify_two
 
-    pipeline = FacePipeline(_detector(detector, upsample, min_size, landmarks=landmarks),
-                            _embedder(embedder, landmarks, flip=flip, jitter=jitter), workers)
-    if pairs is not None:
-        if root is None:
-            raise FacecnnError("--pairs needs --root, the folder holding the images")
-        out, report = verify_pairs(pairs, root, pipeline, project=project, name=name,
-                                   reporter=reporter_for(quiet or as_json))
-        if as_json:
-            print(json.dumps({k: report[k] for k in REPORT_KEYS}, indent=2))
+    with Gallery.open(gallery) if gallery is not None else nullcontext() as opened:
+        chosen = _embedder(embedder or (opened.embedder if opened else DEFAULT_EMBEDDER),
+                           landmarks, flip=flip, jitter=jitter)
+        if opened is not None:
+            opened.check_embedder(chosen)
+        pipeline = FacePipeline(_detector(detector, upsample, min_size, landmarks=landmarks),
+                                chosen, workers)
+        if pairs is not None:
+            if root is None:
+                raise FacecnnError("--pairs needs --root, the folder holding the images")
+            out, report = verify_pairs(pairs, root, pipeline, project=project, name=name,
+                                       pick=pick or "center",
+                                       reporter=reporter_for(quiet or as_json))
+            if as_json:
+                print(json.dumps({k: report[k] for k in REPORT_KEYS}, indent=2))
+                return
+            console.print(f"accuracy {report['mean_accuracy']:.4f} +- "
+                          f"{report['std_accuracy']:.4f} over {report['pairs']} pairs "
+                          f"({report['pairs_without_face']} without a face); TAR@FAR=1e-3 "
+                          f"{report['tar_at_far_1e-3']:.4f}; threshold "
+                          f"{report['threshold']:.4f}; ROC in {out}")
             return
-        console.print(f"accuracy {report['mean_accuracy']:.4f} +- {report['std_accuracy']:.4f}"
-                      f" over {report['pairs']} pairs ({report['pairs_without_face']} without "
-                      f"a face); TAR@FAR=1e-3 {report['tar_at_far_1e-3']:.4f}; threshold "
-                      f"{report['threshold']:.4f}; ROC in {out}")
-        return
-    if not images or len(images) != 2:
-        raise FacecnnError("give two photos, or --pairs FILE --root DIR")
-    result = verify_two(images[0], images[1], pipeline, threshold)
+        if not images or len(images) != 2:
+            raise FacecnnError("give two photos, or --pairs FILE --root DIR")
+        result = verify_two(images[0], images[1], pipeline, threshold, opened,
+                            pick or "largest")
     if as_json:
         print(json.dumps(result, indent=2))
         return
     verdict = "same person" if result["same_person"] else "different people"
     console.print(f"{verdict}: distance {result['distance']:.4f} (threshold "
-                  f"{result['threshold']:.4f})")
+                  f"{result['threshold']:.4f}, {result['threshold_source']})")
 
 
 def embed(

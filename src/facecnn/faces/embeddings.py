@@ -67,7 +67,8 @@ def embed_paths(inputs: list[Path], pipeline: FacePipeline, *, largest_only: boo
         raise FacecnnError("no images found in the given paths")
     result = Embeddings(pipeline.embedder.name)
     with (reporter or Reporter()).task("embedding", len(files)) as advance:
-        for found in pipeline.run(files, largest_only=largest_only, advance=advance):
+        for found in pipeline.run(files, pick="largest" if largest_only else None,
+                                  advance=advance):
             if found.error:
                 result.skipped[str(found.file)] = found.error
                 continue

@@ -119,7 +119,7 @@ def _open_existing(path: Path, embedder: Embedder) -> Gallery | None:
     if not Path(path).exists():
         return None
     gallery = Gallery.open_or_create(path, embedder.name, embedder.dim, embedder.crop)
-    embedder.match_gallery(gallery.crop)
+    gallery.check_embedder(embedder)
     return gallery
 
 
@@ -131,7 +131,7 @@ def _embed(folder: Path, photos: list[_Photo], pipeline: FacePipeline, report: E
     if not photos:
         return found
     with reporter.task("enrolling", len(photos)) as advance:
-        results = pipeline.run([p.file for p in photos], largest_only=True,
+        results = pipeline.run([p.file for p in photos], pick="largest",
                                crop=crop_settings(folder), advance=advance)
         for photo, result in zip(photos, results):
             if result.error == NO_FACE:

@@ -21,11 +21,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facecnn.errors import FacecnnError
 from facecnn.faces.names import UNKNOWN, check_name, name_key
+from facecnn.faces.threshold import check_threshold
+
+if TYPE_CHECKING:
+    from facecnn.faces.embedders import Embedder
 
 SCHEMA_VERSION = 2
 _STORED = np.dtype("<f4")  # vectors are stored as little-endian float32 bytes
@@ -136,12 +141,6 @@ def open_set_threshold(genuine: np.ndarray, impostor: np.ndarray, target_far: fl
     if spread == 0 or g.mean() >= i.mean():
         return empirical
     return float(min(empirical, (g.mean() * i.std() + i.mean() * g.std()) / spread))
-
-
-def _check_threshold(value: float) -> float:
-    if not (np.isfinite(value) and value > 0):
-        raise FacecnnError(f"threshold must be a positive number, got {value!r}")
-    return float(value)
 
 
 def _initial_meta(embedder: str, dim: int, crop: dict | None) -> dict[str, str]:
@@ -287,6 +286,16 @@ class Gallery:
                                f"{gallery.dim}); refusing to mix with {embedder} (dim {dim})")
         return gallery
 
+    def check_embedder(self, embedder: Embedder) -> None:
+        """Refuse an embedder whose vectors do not mix with this gallery's, and have it cut
+        chips as this gallery's faces were cut."""
+        from facecnn.faces.embedders import same_vectors
+
+        if not same_vectors(embedder.name, self.embedder) or embedder.dim != self.dim:
+            raise FacecnnError(f"gallery {self.path} was made with {self.embedder} (dim "
+                               f"{self.dim}), not {embedder.name} (dim {embedder.dim})")
+        embedder.match_gallery(self.crop)
+
     @classmethod
     def _connect(cls, path: Path, init: tuple[str, int, dict | None] | None,
                  busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
@@ -385,7 +394,7 @@ class Gallery:
         if not rows:
             return None
         try:
-            return _check_threshold(float(rows[0][0]))
+            return check_threshold(float(rows[0][0]))
         except (TypeError, ValueError, FacecnnError):
             damaged = _damaged("threshold", rows[0][0], "a positive number")
             raise FacecnnError(f"{self.path}: {damaged}") from None
@@ -410,7 +419,7 @@ class Gallery:
         """Store a threshold and how it was chosen (one of THRESHOLD_SOURCES)."""
         if source not in THRESHOLD_SOURCES:
             raise FacecnnError(f"threshold source must be one of {THRESHOLD_SOURCES}")
-        value = None if value is None else _check_threshold(value)
+        value = None if value is None else check_threshold(value)
         with self._write() as db:
             db.execute("DELETE FROM meta WHERE key IN ('threshold', 'threshold_source')")
             if value is not None:
@@ -546,7 +555,7 @@ class Gallery:
         t = self.threshold if threshold is None else threshold
         if t is None:
             raise FacecnnError(f"no threshold: run calibration on {self.path} or pass one")
-        return _check_threshold(t)
+        return check_threshold(t)
 
     def rows(self, after: int = 0) -> Rows:
         """The rows with embedding id > `after`, in id order, and the change counters, all from

@@ -33,8 +33,8 @@ import faiss
 import numpy as np
 
 from facecnn.errors import FacecnnError
-from facecnn.faces.gallery import (UNKNOWN, Gallery, Match, Rows, _check_threshold, match,
-                                   pair_distances)
+from facecnn.faces.gallery import UNKNOWN, Gallery, Match, Rows, match, pair_distances
+from facecnn.faces.threshold import check_threshold
 from facecnn.fileio import atomic_write
 
 FLAT, IVF = "flat", "ivf"
@@ -269,7 +269,7 @@ class GalleryIndex:
         """Gallery.identify(queries, threshold=threshold, mode="nearest"), from the index."""
         if mode != "nearest":
             raise FacecnnError(f"the search index only answers mode 'nearest', not {mode!r}")
-        t = _check_threshold(threshold)
+        t = check_threshold(threshold)
         dist, names = self.search(queries, 1)
         return [match(name, d, t) for name, d in zip(names[:, 0], dist[:, 0])]
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from facecnn.data.decode import read_image
+from facecnn.errors import FacecnnError
 from facecnn.faces.align import crop_box, template
 from facecnn.faces.detect import Face, FaceDetector
 from facecnn.faces.embedders import Embedder, make_chips
@@ -25,7 +26,8 @@ from facecnn.workers import worker_pool
 
 MIN_FILES_PER_WORKER = 8  # below this a pool's start-up costs more than it saves
 DETECT_BATCH = 8  # photos a network detector sees at once in the main process
-Job = tuple[Path, bool, "dict[str, Any] | None"]  # (photo, largest face only, prepare's crop)
+Job = tuple[Path, "str | None", "dict[str, Any] | None"]  # (photo, pick, prepare's crop)
+PICKS = ("largest", "center")  # which one face of a photo to keep (None: all of them)
 NO_FACE = "no face found"
 
 
@@ -74,10 +76,10 @@ class _Worker:
         faces = dict(zip(unknown, self.detector.detect_batch([images[k] for k in unknown],
                                                             self.spec.landmarks)))
         for k, image in images.items():
-            file, largest_only, crop = jobs[k]
+            file, pick, crop = jobs[k]
             if crop is not None:
                 faces[k] = [prepared_face(image.shape[1], crop["margin"])]
-            results[k] = self._result(file, image, faces[k][:1] if largest_only else faces[k])
+            results[k] = self._result(file, image, picked(faces[k], image.shape, pick))
         return results
 
     def _result(self, file: Path, image: Any, faces: list[Face]) -> FileFaces:
@@ -87,6 +89,18 @@ class _Worker:
         if self.spec.embedder is None:
             return FileFaces(file, [f.box for f in faces], chips=make_chips(self.spec.crop, items))
         return FileFaces(file, [f.box for f in faces], self.embedder.embed(items))
+
+
+def picked(faces: list[Face], shape: tuple[int, ...], pick: str | None) -> list[Face]:
+    """All faces (largest first), or the one `pick` names: the largest, or the one whose
+    box centre is nearest the image centre (LFW's subject is the face in the middle)."""
+    if pick is None or not faces:
+        return faces
+    if pick == "largest":
+        return faces[:1]
+    middle = np.array([shape[1], shape[0]]) / 2
+    return [min(faces, key=lambda f: float(np.hypot(*((np.add(f.box[:2], f.box[2:]) / 2)
+                                                      - middle))))]
 
 
 def prepared_face(size: int, margin: float) -> Face:
@@ -124,19 +138,21 @@ class FacePipeline:
     def detector(self) -> FaceDetector:
         return self.local.detector
 
-    def run(self, files: list[Path], *, largest_only: bool = False,
+    def run(self, files: list[Path], *, pick: str | None = None,
             crop: dict[str, Any] | None = None,
             advance: Callable[[int], None] = lambda n: None) -> Iterator[FileFaces]:
-        found = self._detect(files, largest_only, crop)
+        if pick not in (None, *PICKS):
+            raise FacecnnError(f"pick one face by {' or '.join(PICKS)}, not {pick!r}")
+        found = self._detect(files, pick, crop)
         if self.spec.embedder is None:
             found = self._embed_batches(found)
         for result in found:
             yield result
             advance(1)
 
-    def _detect(self, files: list[Path], largest_only: bool,
+    def _detect(self, files: list[Path], pick: str | None,
                 crop: dict[str, Any] | None) -> Iterator[FileFaces]:
-        jobs = [(file, largest_only, crop) for file in files]
+        jobs = [(file, pick, crop) for file in files]
         workers = min(self.workers, len(jobs) // MIN_FILES_PER_WORKER)
         if not self.detector.in_workers(self.spec.landmarks):  # PyTorch: batch it here
             for start in range(0, len(jobs), DETECT_BATCH):

@@ -19,10 +19,11 @@ import numpy as np
 from facecnn.errors import FacecnnError
 from facecnn.faces.align import align_face
 from facecnn.faces.detect import Face, FaceDetector
-from facecnn.faces.embedders import Embedder, create_embedder, same_vectors
+from facecnn.faces.embedders import Embedder, create_embedder
 from facecnn.faces.embedders.run import PREPARE_MARGIN
 from facecnn.faces.gallery import UNKNOWN, Gallery
 from facecnn.faces.pipeline import FacePipeline
+from facecnn.faces.threshold import Threshold, resolve_threshold
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
@@ -69,10 +70,7 @@ class Recognizer:
         if gallery is not None:
             self.gallery = gallery if isinstance(gallery, Gallery) else Gallery.open(Path(gallery))
             self.embedder = embedder or create_embedder(self.gallery.embedder, device=device)
-            if not same_vectors(self.embedder.name, self.gallery.embedder):
-                raise FacecnnError(f"gallery {gallery} was made with {self.gallery.embedder}, "
-                                   f"not {self.embedder.name}")
-            self.embedder.match_gallery(self.gallery.crop)
+            self.gallery.check_embedder(self.embedder)
             self.pipeline = FacePipeline(self.detector, self.embedder, workers)
             if mode == "nearest":
                 from facecnn.faces.index import GalleryIndex
@@ -95,7 +93,7 @@ class Recognizer:
         """Gallery answers for faces already embedded (by this process or a worker); the
         index answers exactly as Gallery.identify (names, scores and distances) up to its
         exact limit of faces."""
-        threshold = self.current_threshold()
+        threshold = self.current_threshold().value
         if self.index is None:
             matches = self.gallery.identify(vectors, threshold=threshold, mode=self.mode)
         else:
@@ -106,14 +104,9 @@ class Recognizer:
                 matches = self.index.identify(vectors, threshold)
         return [FaceResult(box, m.name, m.score, m.distance) for box, m in zip(boxes, matches)]
 
-    def current_threshold(self) -> float:
-        """The threshold of this answer: the one given, else the gallery's stored one (read
-        fresh: an enroll in another process may have calibrated it since), else the
-        embedder's default."""
-        if self.threshold is not None:
-            return self.gallery.resolve_threshold(self.threshold)
-        stored = self.gallery.threshold
-        return stored if stored is not None else self.embedder.default_threshold
+    def current_threshold(self) -> Threshold:
+        """The threshold of this answer, by the one rule (faces/threshold.py)."""
+        return resolve_threshold(self.threshold, self.gallery, self.embedder)
 
     def name_faces(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]:
         if self.gallery is not None:

@@ -43,6 +43,8 @@ class Recognition(BaseModel):
 class Verification(BaseModel):
     distance: float
     threshold: float
+    threshold_source: str = Field(description="given, the gallery's calibrated, manual or "
+                                               "default one, or embedder (its default).")
     same_person: bool
     embedder: str
 

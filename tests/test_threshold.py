@@ -1,0 +1,72 @@
+"""One threshold rule everywhere: the given value, else the gallery's stored one, else the
+embedder's default - the same answer, and the same stated source, from the Python API, the
+CLI's verify and recognize, and the server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from conftest import run_cli
+from facecnn.faces.detect import FaceDetector
+from facecnn.faces.gallery import Gallery
+from facecnn.faces.recognize import Recognizer
+from facecnn.serve.app import create_app
+from test_faces import canvas, write_photos
+
+
+@pytest.fixture(scope="module")
+def enrolled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("threshold")
+    photos = write_photos(root / "photos", ["s1", "s2", "s3"], range(1, 4))
+    result = run_cli("enroll", str(photos), "--gallery", str(root / "g.db"), "--detector",
+                     "hog", "--quiet", cwd=root)
+    assert result.returncode == 0, result.stderr
+    for name, index in (("a", 8), ("b", 10)):
+        Image.fromarray(canvas("s2", index)).save(root / f"{name}.jpg", quality=95)
+    return root
+
+
+@pytest.mark.parametrize("stored, given, expected", [
+    (("calibrated", 0.41), None, (0.41, "calibrated")),
+    (("manual", 0.52), None, (0.52, "manual")),
+    (None, None, (0.6, "embedder")),
+    (("calibrated", 0.41), 0.35, (0.35, "given")),
+])
+def test_every_door_resolves_the_same_threshold(enrolled: Path, stored, given,
+                                                expected) -> None:
+    db = enrolled / "g.db"
+    with Gallery.open(db) as gallery:
+        gallery.set_threshold(*(reversed(stored) if stored else (None, "manual")))
+    value, source = expected
+    hog = FaceDetector("hog")
+    threshold = Recognizer(gallery=db, detector=hog, threshold=given).current_threshold()
+    assert (threshold.value, threshold.source) == expected
+    flag = [] if given is None else ["--threshold", str(given)]
+    verified = run_cli("verify", str(enrolled / "a.jpg"), str(enrolled / "b.jpg"), "--gallery",
+                       str(db), "--detector", "hog", "--json", *flag, cwd=enrolled)
+    assert verified.returncode == 0, verified.stderr
+    answer = json.loads(verified.stdout)
+    assert (answer["threshold"], answer["threshold_source"]) == expected
+    recognized = run_cli("recognize", str(enrolled / "a.jpg"), "--gallery", str(db),
+                         "--detector", "hog", "--json", *flag, cwd=enrolled)
+    assert recognized.returncode == 0, recognized.stderr
+    assert f"unknown beyond threshold {value:.4f} ({source})" in recognized.stderr
+    if given is None:  # the server has no per-request threshold: the gallery's rule alone
+        images = [("images", (f"{n}.jpg", (enrolled / f"{n}.jpg").read_bytes())) for n in "ab"]
+        with TestClient(create_app(db, detector="hog")) as client:
+            served = client.post("/v1/verify", files=images).json()
+        assert (served["threshold"], served["threshold_source"]) == expected
+
+
+def test_verify_without_a_gallery_uses_the_embedders_default(enrolled: Path) -> None:
+    verified = run_cli("verify", str(enrolled / "a.jpg"), str(enrolled / "b.jpg"),
+                       "--detector", "hog", "--json", cwd=enrolled)
+    assert verified.returncode == 0, verified.stderr
+    answer = json.loads(verified.stdout)
+    assert (answer["threshold"], answer["threshold_source"]) == (0.6, "embedder")
+    assert answer["same_person"]
