@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from facecnn.errors import FacecnnError
-from facecnn.faces.gallery import UNKNOWN, Gallery, calibrate_threshold, open_set_threshold
+from facecnn.faces.calibration import calibrate_threshold, open_set_threshold
+from facecnn.faces.gallery import UNKNOWN, Gallery
 
 DIM = 128
 

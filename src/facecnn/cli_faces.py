@@ -93,6 +93,9 @@ def enroll(
                                              "the unknown threshold from the enrolled people "
                                              "(leave-one-out). Default: yes, unless a "
                                              "threshold was set by hand with --threshold."),
+    far: float = typer.Option(0.01, min=0.0, max=0.5, help="Calibrate for this share of "
+                              "strangers' faces named (judged on the gallery's own people and "
+                              "on a shipped cohort of strangers' vectors: docs/models.md)."),
     flip: bool = typer.Option(False, help="Average each face with its mirror image."),
     jitter: int = typer.Option(0, min=0, help="dlib: average this many jittered copies."),
     batch_size: int = typer.Option(32, min=1),
@@ -107,8 +110,8 @@ def enroll(
     report = run_enroll(faces, gallery, _embedder(embedder, landmarks, flip=flip, jitter=jitter,
                                                   batch_size=batch_size),
                         _detector(detector, upsample, min_size, landmarks=landmarks),
-                        threshold=threshold,
-                        calibrate=calibrate, workers=workers, reporter=reporter)
+                        threshold=threshold, calibrate=calibrate, far=far, workers=workers,
+                        reporter=reporter)
     for folder in report.empty_folders:
         err_console.print(f"empty person folder skipped: {folder}", highlight=False)
     for file in report.no_face:
@@ -120,7 +123,16 @@ def enroll(
                if report.already else "")
     console.print(f"enrolled {sum(added.values())} new faces of {len(added)} people into "
                   f"{gallery}{already}; threshold {report.threshold:.4f} "
-                  f"({report.threshold_source})", highlight=False)
+                  f"({report.threshold_source}){_expected(report.calibration)}", highlight=False)
+
+
+def _expected(calibration: dict | None) -> str:
+    """What a calibrated threshold is expected to do, in words."""
+    if not calibration:
+        return ""
+    strangers = calibration.get("cohort", {}).get("expected_far", calibration["far"])
+    return (f": expected {1 - calibration['frr']:.0%} of enrolled people's photos named, "
+            f"{strangers:.1%} of strangers' faces")
 
 
 def recognize(

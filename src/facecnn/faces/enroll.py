@@ -17,6 +17,7 @@ import numpy as np
 
 from facecnn.data.folders import class_folders, files_of
 from facecnn.errors import FacecnnError
+from facecnn.faces.cohort import load_cohort
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import Embedder
 from facecnn.faces.gallery import Gallery
@@ -47,14 +48,15 @@ class _Photo:
 
 
 def enroll(folder: Path, gallery_path: Path, embedder: Embedder, detector: FaceDetector, *,
-           threshold: float | None = None, calibrate: bool | None = None,
+           threshold: float | None = None, calibrate: bool | None = None, far: float = 0.01,
            workers: int | None = None, reporter: Reporter | None = None) -> EnrollReport:
     """Add every person of FOLDER/<person>/* (the largest face of each photo, or each crop
     `prepare` wrote) to the gallery, which is created if missing.
 
     The threshold: `threshold` if given (kept by later runs); else calibrated from the
     enrolled people, unless one was set by hand before and `calibrate` is not True;
-    `calibrate=False` keeps what is stored (the embedder's default if nothing is).
+    `calibrate=False` keeps what is stored (the embedder's default if nothing is). `far`: the
+    share of strangers' faces the calibrated threshold may name.
     """
     reporter = reporter or Reporter()
     report = EnrollReport()
@@ -73,7 +75,7 @@ def enroll(folder: Path, gallery_path: Path, embedder: Embedder, detector: FaceD
         for person, (vectors, sources, digests) in found.items():
             # fewer than given only when another enroll wrote the same photos meanwhile
             report.people[person] = gallery.add(person, np.stack(vectors), sources, digests)
-        _choose_threshold(gallery, embedder, threshold, calibrate, report, reporter)
+        _choose_threshold(gallery, embedder, threshold, calibrate, far, report, reporter)
     return report
 
 
@@ -147,7 +149,8 @@ def _embed(folder: Path, photos: list[_Photo], pipeline: FacePipeline, report: E
 
 
 def _choose_threshold(gallery: Gallery, embedder: Embedder, threshold: float | None,
-                      calibrate: bool | None, report: EnrollReport, reporter: Reporter) -> None:
+                      calibrate: bool | None, far: float, report: EnrollReport,
+                      reporter: Reporter) -> None:
     if threshold is not None:
         gallery.set_threshold(threshold, "manual")
     elif calibrate is None and gallery.threshold_source == "manual":
@@ -155,7 +158,7 @@ def _choose_threshold(gallery: Gallery, embedder: Embedder, threshold: float | N
                      f"(--calibrate replaces it)")
     elif calibrate is not False:
         try:
-            report.calibration = gallery.calibrate()
+            report.calibration = gallery.calibrate(far, load_cohort(embedder.family))
         except FacecnnError as exc:  # too few people or photos: keep the default
             reporter.log(f"threshold not calibrated ({exc}); using "
                          f"{gallery.threshold or embedder.default_threshold}")

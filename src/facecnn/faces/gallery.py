@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facecnn.errors import FacecnnError
+from facecnn.faces.calibration import StrangerModel, calibrate_threshold, open_set_threshold
 from facecnn.faces.names import UNKNOWN, check_name, name_key
 from facecnn.faces.threshold import check_threshold
 
@@ -101,46 +102,6 @@ def _blocks(rows: int, cols: int) -> Iterator[slice]:
     step = max(1, _BLOCK_ELEMS // max(cols, 1))
     for start in range(0, rows, step):
         yield slice(start, min(start + step, rows))
-
-
-def calibrate_threshold(genuine: np.ndarray, impostor: np.ndarray, target_far: float) -> float:
-    """Threshold separating genuine from impostor distances (accept when distance <= t).
-
-    Among thresholds with FAR <= target_far (if any exist) pick the lowest FRR, else the lowest
-    FRR + FAR. Equal-cost ties go to the lower, safer threshold. FRR and FAR only change at
-    observed distances, so the answer is the midpoint of the chosen gap between consecutive
-    distances: it sits between the classes rather than on an enrolled face.
-    """
-    g = np.sort(np.asarray(genuine, dtype=np.float64).ravel())
-    i = np.sort(np.asarray(impostor, dtype=np.float64).ravel())
-    if g.size == 0 or i.size == 0:
-        raise FacecnnError("calibration needs both genuine and impostor distances")
-    if not (np.isfinite(g).all() and np.isfinite(i).all()):
-        raise FacecnnError("calibration distances must be finite")
-    u = np.unique(np.concatenate([g, i]))
-    frr = 1.0 - np.searchsorted(g, u, side="right") / g.size
-    far = np.searchsorted(i, u, side="right") / i.size
-    feasible = far <= target_far
-    cost = np.where(feasible, frr, np.inf) if feasible.any() else frr + far
-    k = int(np.flatnonzero(cost <= cost.min() + 1e-12)[0])
-    return float((u[k] + u[k + 1]) / 2 if k + 1 < u.size else u[k])
-
-
-def open_set_threshold(genuine: np.ndarray, impostor: np.ndarray, target_far: float) -> float:
-    """`calibrate_threshold`, but never above the point equally many standard deviations from
-    the genuine and the impostor mean.
-
-    Strangers are fresh impostors: their nearest distances reach lower than the enrolled
-    people's leave-one-out impostor samples do, so the empirical gap midpoint lets some in
-    (measured on AT&T faces with dlib: the midpoint accepted 3 of 50 strangers, this point
-    none, with the same 97% of enrolled people's photos named right).
-    """
-    empirical = calibrate_threshold(genuine, impostor, target_far)
-    g, i = np.asarray(genuine, np.float64), np.asarray(impostor, np.float64)
-    spread = g.std() + i.std()
-    if spread == 0 or g.mean() >= i.mean():
-        return empirical
-    return float(min(empirical, (g.mean() * i.std() + i.mean() * g.std()) / spread))
 
 
 def _initial_meta(embedder: str, dim: int, crop: dict | None) -> dict[str, str]:
@@ -574,8 +535,9 @@ class Gallery:
         return Rows(version, rewritten, ids, flat.astype(np.float32).reshape(-1, self.dim),
                     [r[1] for r in rows])
 
-    def calibrate(self, target_far: float = 0.01) -> dict:
-        """Choose and store a threshold by leave-one-out over the enrolled vectors.
+    def calibrate(self, target_far: float = 0.01, cohort: np.ndarray | None = None) -> dict:
+        """Choose and store a threshold by leave-one-out over the enrolled vectors and, given a
+        `cohort` of strangers' vectors, by how near strangers come (faces/calibration.py).
 
         Each vector's genuine distance is to its person's nearest other vector, its impostor
         distance to the nearest vector of anyone else. Exact copies of a vector (a photo
@@ -599,10 +561,23 @@ class Gallery:
             genuine[rows] = np.where(same, d, np.inf).min(1)
             impostor[rows] = np.where(same, np.inf, d).min(1)
         genuine = genuine[counts[owners] >= 2]
-        t = open_set_threshold(genuine, impostor, target_far)
+        with_cohort = cohort is not None and len(cohort) > 0
+        # the cohort judges strangers; without one the gallery's own impostors must, leaning
+        # away from them (open_set_threshold)
+        own = (calibrate_threshold if with_cohort else open_set_threshold)(genuine, impostor,
+                                                                           target_far)
+        report: dict = {"target_far": target_far, "own_threshold": own}
+        t = own
+        if with_cohort:
+            strangers = StrangerModel.of(cohort, vecs, owners)
+            t = min(own, strangers.threshold(target_far))
+            report["cohort"] = {"faces": strangers.cohort_faces,
+                                "threshold": strangers.threshold(target_far),
+                                "expected_far": strangers.rate(t)}
         self.set_threshold(t, "calibrated")
-        return {"threshold": t, "genuine": _summary(genuine), "impostor": _summary(impostor),
-                "far": float(np.mean(impostor <= t)), "frr": float(np.mean(genuine > t)),
+        return {"threshold": t, **report, "genuine": _summary(genuine),
+                "impostor": _summary(impostor), "far": float(np.mean(impostor <= t)),
+                "frr": float(np.mean(genuine > t)),
                 "pairs": {"genuine": int(genuine.size), "impostor": int(impostor.size)}}
 
     def close(self) -> None:
