@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ import pytest
 from PIL import Image
 
 from facecnn.config import TrainConfig
-from facecnn.data.datasets import load_folder_for
+from facecnn.data.datasets import ImageSet, load_folder_for
+from facecnn.data.heldout import untrained
 from facecnn.errors import FacecnnError
 from facecnn.inference import Predictor
 from facecnn.studies.ensemble import ensemble
@@ -106,13 +108,63 @@ def test_weights_must_match_the_runs(runs: tuple[Path, Path], tmp_path: Path) ->
     assert not (tmp_path / "ensemble").exists()
 
 
-def test_predictions_name_files_by_stem(shapes_run: tuple[Path, Path], tmp_path: Path) -> None:
+def _split(run: Path) -> dict:
+    return json.loads((run / "split.json").read_text())
+
+
+def test_a_folder_without_val_is_scored_on_the_held_out_split(shapes_run: tuple[Path, Path],
+                                                               tmp_path: Path) -> None:
     run, data = shapes_run
-    out, _ = ensemble([run], str(data), device="cpu", project=str(tmp_path))
+    split = _split(run)
+    every = sorted(p.relative_to(data).as_posix() for p in data.rglob("*.png"))
+    assert sorted(split["train"] + split["val"]) == every  # the run wrote its split down
+    assert len(split["val"]) == 3 and split["root"] == str(data.resolve())
+    out, metrics = ensemble([run], str(data), device="cpu", project=str(tmp_path))
     rows = _read_csv(out / "predictions.csv")
     assert rows[0] == ["id", "label"]
-    assert sorted(row[0] for row in rows[1:]) == sorted(p.stem for p in data.rglob("*.png"))
+    assert sorted(row[0] for row in rows[1:]) == sorted(split["val"])  # never a training image
     assert {row[1] for row in rows[1:]} <= {"circle", "square", "star"}
+    assert metrics["images"] == 3 and metrics["scored"] == (
+        f"scored 3 held-out images of {data} (the split recorded in {run}: left out the 15 "
+        "images trained on)")
+    assert metrics["scored"] in (out / "report.md").read_text()
+
+
+def test_scoring_training_images_is_refused(shapes_run: tuple[Path, Path],
+                                            tmp_path: Path) -> None:
+    run, data = shapes_run
+    parts = tmp_path / "parts"  # the same images in train/ and val/ folders
+    for i, image in enumerate(sorted(data.rglob("*.png"))):
+        target = parts / ("val" if i % 3 == 0 else "train") / image.parent.name / image.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(image.read_bytes())
+    split_run = _train(tmp_path, "parts", data=str(parts))
+    assert all(i.startswith("train/") for i in _split(split_run)["train"])
+    with pytest.raises(FacecnnError, match="every image of .*train was trained on by"):
+        ensemble([split_run], str(parts / "train"), project=str(tmp_path))
+    old = tmp_path / "old"  # a run from before split.json: its held-out images are unknown
+    shutil.copytree(run, old)
+    (old / "split.json").unlink()
+    with pytest.raises(FacecnnError, match="old has no split.json"):
+        ensemble([old], str(data), project=str(tmp_path))
+    assert not (tmp_path / "ensemble").exists()
+    out, metrics = ensemble([old, split_run], str(parts), project=str(tmp_path))
+    assert metrics["images"] == 6 and "the data's val/ part" in metrics["scored"]
+
+
+def test_members_are_scored_on_images_none_trained_on(tmp_path: Path) -> None:
+    """Two seeds hold out different images: the ensemble scores those both held out."""
+    ids = [f"p{c}/{i}.png" for c in range(2) for i in range(4)]
+    images = ImageSet(np.zeros((8, 2, 2, 1), np.uint8), np.arange(8), np.repeat([0, 1], 4), ids)
+    data = tmp_path / "data"
+    for run, train in (("a", [0, 1, 4, 5]), ("b", [1, 2, 5, 6])):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "split.json").write_text(json.dumps(
+            {"root": str(data.resolve()), "train": [ids[i] for i in train]}))
+    keep, said = untrained(images, str(data), [tmp_path / "a", tmp_path / "b"])
+    assert keep.tolist() == [3, 7]
+    assert said == (f"scored 2 held-out images of {data} (the split recorded in {tmp_path / 'a'}"
+                    f", {tmp_path / 'b'}: left out the 6 images trained on)")
 
 
 def test_runs_must_share_their_classes(runs: tuple[Path, Path], shapes_run: tuple[Path, Path],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,10 @@ import timm
 import torch
 
 from conftest import make_jpeg_tree, run_cli
+from facecnn.config import TrainConfig
+from facecnn.errors import FacecnnError
+from facecnn.evaluate import evaluate_run
+from facecnn.train.trainer import Trainer
 
 PEOPLE = ["s1", "s2", "s3", "s4"]
 
@@ -43,10 +48,43 @@ def test_evaluate_writes_metrics(trained: tuple[Path, Path], tmp_path: Path) -> 
     out = tmp_path / "evaluate" / "exp"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images"] == len(PEOPLE)  # test/ holds one photo per person
+    said = f"scored 4 held-out images of {data}/test (the data's test/ part)"
+    assert metrics["scored"] == said and said in result.stdout
     assert set(metrics["per_class"]) == set(PEOPLE)
     assert 0.0 <= metrics["accuracy"] <= 1.0
     assert (out / "confusion_matrix.png").stat().st_size > 1000
     assert "accuracy" in (out / "report.md").read_text()
+
+
+def test_evaluate_refuses_training_images(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    run, data = trained
+    result = run_cli("evaluate", str(run), str(data / "train"), "--quiet", "--project",
+                     str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert f"every image of {data / 'train'} was trained on by {run}" in result.stderr
+    assert not (tmp_path / "evaluate").exists()
+
+
+def test_evaluate_without_val_scores_the_recorded_held_out_split(faces3: Path,
+                                                                 tmp_path: Path) -> None:
+    cfg = TrainConfig(data=str(faces3), model="seed_mlp", epochs=1, project=str(tmp_path),
+                      name="flat", quiet=True)
+    run = Trainer(cfg).fit()
+    held_out = json.loads((run / "split.json").read_text())["val"]
+    assert len(held_out) == 6  # 20% of each person's ten photos
+    result = run_cli("evaluate", str(run), str(faces3), "--quiet", "--project", str(tmp_path),
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "evaluate" / "exp" / "metrics.json").read_text())
+    assert metrics["images"] == 6
+    assert sum(c["support"] for c in metrics["per_class"].values()) == 6
+    said = (f"scored 6 held-out images of {faces3} (the split recorded in {run}: left out the "
+            "24 images trained on)")
+    assert metrics["scored"] == said and said in result.stdout
+    (run / "split.json").unlink()  # as if trained before runs recorded their split
+    with pytest.raises(FacecnnError, match="flat has no split.json"):
+        evaluate_run(run / "model.safetensors", str(faces3), project=str(tmp_path))
 
 
 def test_evaluate_refuses_unknown_classes(trained: tuple[Path, Path], tmp_path: Path) -> None:
@@ -74,7 +112,25 @@ def test_predict_json_and_csv(trained: tuple[Path, Path], tmp_path: Path) -> Non
     assert "note.jpg" in result.stderr and "not an image" in result.stderr
     with (tmp_path / "preds.csv").open() as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == ["id", "label"] and rows[1] == [files[0].stem, predictions[0]["label"]]
+    base = Path(os.path.commonpath([files[0].parent, tmp_path]))
+    assert rows[0] == ["id", "label"]
+    assert rows[1] == [files[0].relative_to(base).as_posix(), predictions[0]["label"]]
+
+
+def test_csv_ids_are_unique_across_class_folders(trained: tuple[Path, Path],
+                                                 tmp_path: Path) -> None:
+    """s1/1.jpg and s2/1.jpg share a name: their ids are their paths below the folder given."""
+    run, data = trained
+    folders = [data / "train" / "s1", data / "train" / "s2"]
+    result = run_cli("predict", str(run), *map(str, folders), "--csv", str(tmp_path / "p.csv"),
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with (tmp_path / "p.csv").open() as handle:
+        rows = list(csv.reader(handle))
+    expected = sorted(f.relative_to(data / "train").as_posix()
+                      for folder in folders for f in folder.glob("*.jpg"))
+    assert len(expected) == 14 and "s1/1.jpg" in expected and "s2/1.jpg" in expected
+    assert rows[0] == ["id", "label"] and sorted(r[0] for r in rows[1:]) == expected
 
 
 def test_predict_never_overwrites_a_csv(trained: tuple[Path, Path], tmp_path: Path) -> None:

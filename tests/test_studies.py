@@ -13,6 +13,9 @@ import torch
 
 from conftest import make_jpeg_tree, run_cli
 from facecnn.data.datasets import load_dataset
+from facecnn.studies.study import Study
+from facecnn.studies.summary import write_comparison
+from facecnn.train.report import write_results_csv
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -41,7 +44,7 @@ def test_optimizers_study(tmp_path: Path) -> None:
     assert names == {f"optimizer-{o}" for o in ("sgd", "sgd_clip", "momentum", "nesterov",
                                                  "adagrad", "adadelta", "rmsprop", "adam",
                                                  "adamw")}
-    accs = [float(r["best_val_acc"]) for r in rows(out)]
+    accs = [float(r["val_acc"]) for r in rows(out)]
     assert accs == sorted(accs, reverse=True)  # the table is sorted, best first
     assert (out / "comparison.png").stat().st_size > 10_000
     assert "| optimizer-adam |" in (out / "comparison.md").read_text()
@@ -54,7 +57,7 @@ def test_seeds_pool_into_mean_and_std_and_a_study_resumes(tmp_path: Path) -> Non
     table = {r["run"]: r for r in rows(out)}
     assert set(table) == {"init-zeros", "init-normal", "init-glorot", "init-he"}
     assert all(r["seeds"] == "2" for r in table.values())
-    assert float(table["init-he"]["best_val_acc"]) > float(table["init-zeros"]["best_val_acc"])
+    assert float(table["init-he"]["val_acc"]) > float(table["init-zeros"]["val_acc"])
     runs = out / "train"
     finished = {p.name: (p / "metrics.json").stat().st_mtime_ns for p in runs.iterdir()}
     assert len(finished) == 8
@@ -107,7 +110,43 @@ def test_size_and_architecture_studies(tmp_path: Path, faces: Path, name: str,
 def test_compare_from_flags_alone(tmp_path: Path, faces: Path) -> None:
     compare(tmp_path, "--data", str(faces), "--models", "seed_face_cnn3,resnet18",
             "--optimizers", "adam,sgd", "--img-size", "32", "--name", "grid")
-    assert len(rows(tmp_path / "compare" / "grid")) == 4
+    out = tmp_path / "compare" / "grid"
+    assert len(rows(out)) == 4
+    for row in rows(out):  # each row is the kept checkpoint, as its run measured it
+        run = out / "train" / row["run"]
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert int(row["epoch"]) == metrics["best"]["epoch"]
+        assert float(row["val_acc"]) == pytest.approx(metrics["val"]["accuracy"])
+        assert float(row["val_f1"]) == pytest.approx(metrics["val"]["macro_f1"])
+
+
+def _fake_run(folder: Path, history: list[tuple[float, float, float]], best: int) -> None:
+    """A finished run's folder: (val_loss, val_acc, val_f1) per epoch, `best` kept."""
+    (folder / "weights").mkdir(parents=True)
+    write_results_csv([{"epoch": i, "train_loss": 1.0, "train_acc": 0.5, "train_f1": 0.5,
+                        "val_loss": loss, "val_acc": acc, "val_f1": f1, "lr": 1e-3,
+                        "seconds": 2.0} for i, (loss, acc, f1) in enumerate(history, 1)],
+                      folder / "results.csv")
+    metrics = {"best": {"epoch": best}, "parameters": {"trainable": 10, "total": 12},
+               "model_file_mb": 0.5, "latency_ms": 1.5}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.mark.parametrize("best,kept", [(2, 2), (0, 4)])  # 0: no epoch lowered the val loss
+def test_a_row_is_one_epoch_the_kept_checkpoint(tmp_path: Path, best: int, kept: int) -> None:
+    """Epoch 3 has the best accuracy and epoch 1 the best F1; the kept epoch is the row."""
+    history = [(0.9, 0.30, 0.40), (0.5, 0.23, 0.07), (0.7, 0.36, 0.20), (0.8, 0.25, 0.10)]
+    _fake_run(tmp_path / "train" / "a", history, best)
+    write_comparison(tmp_path, Study("s"), [{"name": "a", "folder": tmp_path / "train" / "a"}])
+    (row,) = rows(tmp_path)
+    loss, acc, f1 = history[kept - 1]
+    assert (row["epoch"], row["epochs"]) == (str(kept), "4")
+    assert [float(row[k]) for k in ("val_loss", "val_acc", "val_f1")] == [loss, acc, f1]
+    assert float(row["train_seconds"]) == 8.0  # the whole run's time
+    assert not {"best_val_acc", "macro_f1", "epochs_to_best"} & set(row)
+    table = (tmp_path / "comparison.md").read_text()
+    assert "| kept epoch | epochs run | val loss | val acc | val macro-F1 |" in table
+    assert f"| a | 1 | {kept} | 4 | {loss:.4f} | {acc:.4f} | {f1:.4f} | 8.0 |" in table
 
 
 def test_bad_study_file(tmp_path: Path) -> None:
@@ -138,6 +177,9 @@ def test_ensemble_cli(tmp_path: Path, digit_runs: list[Path]) -> None:
     lines = (out / "predictions.csv").read_text().splitlines()
     test_images = len(load_dataset("digits", 28, 1).test)
     assert lines[0] == "id,label" and len(lines) == test_images + 1
+    assert len({line.split(",")[0] for line in lines[1:]}) == test_images  # ids are unique
+    said = f"scored {test_images} held-out images of digits (its fixed test part)"
+    assert said in result.stdout and metrics["scored"] == said
 
 
 def test_every_visualize_command(tmp_path: Path, digit_runs: list[Path], att_faces: Path) -> None:

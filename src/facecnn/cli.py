@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from rich.table import Table
 from facecnn import cli_faces, cli_studies
 from facecnn.cli_options import BATCH_SIZE, DEVICE, NAME, PROJECT, QUIET
 from facecnn.errors import FacecnnError, Interrupted
+from facecnn.fileio import write_csv_atomic
 from facecnn.terminal import console, err_console, reporter_for
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -95,19 +95,22 @@ def train(
 def evaluate(
     run: Path = typer.Argument(..., help="A training run folder or its model file."),
     data: str = typer.Argument(..., help="Folder of class folders (its test/ or val/ if it has "
-                               "one), or a built-in's test part."),
+                               "one, else the images RUN's split.json shows it did not train "
+                               "on), or a built-in's test part."),
     batch_size: int = BATCH_SIZE,
     device: str = DEVICE,
     project: str = PROJECT,
     name: str = NAME,
     quiet: bool = QUIET,
 ) -> None:
-    """Measure a trained model on other data: metrics.json, confusion matrix, report."""
+    """Measure a trained model on images it never trained on: metrics.json, confusion matrix,
+    report."""
     from facecnn.evaluate import evaluate_run
 
     reporter = reporter_for(quiet)
     out, metrics = evaluate_run(run, data, batch_size=batch_size, device=device,
                                 project=project, name=name, reporter=reporter)
+    reporter.log(metrics["scored"])
     reporter.log(f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
                  f"({metrics['images']} images); results in {out}")
 
@@ -118,24 +121,26 @@ def predict(
     files: List[Path] = typer.Argument(..., help="Images or folders of images."),
     top_k: int = typer.Option(1, min=1),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write id,label rows here."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write id,label rows here (id: "
+                                            "the file's path below the folder the inputs "
+                                            "share)."),
     device: str = typer.Option("auto"),
 ) -> None:
     """Name the class of each image."""
     from facecnn.classify import load_classifier
-    from facecnn.data.folders import expand_inputs
+    from facecnn.data.folders import expand_inputs, relative_ids
 
     paths = expand_inputs(files)
+    named = dict(zip(relative_ids(files, paths), paths))  # a file given twice is one row
     if csv_path is not None and csv_path.exists():
         raise FacecnnError(f"{csv_path} exists; choose another --csv path")
-    predictions, skipped = load_classifier(run, device)(paths, top_k=top_k)
+    predictions, skipped = load_classifier(run, device)(list(named.values()), top_k=top_k)
     for item in skipped:
         err_console.print(f"skipped {item['file']}: {item['reason']}", highlight=False)
     if csv_path is not None:
-        with csv_path.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["id", "label"])
-            writer.writerows([Path(p.file).stem, p.label] for p in predictions)
+        ids = {str(path): image_id for image_id, path in named.items()}
+        write_csv_atomic(csv_path, [["id", "label"]]
+                         + [[ids[p.file], p.label] for p in predictions])
     if as_json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
         return

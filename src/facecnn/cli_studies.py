@@ -67,7 +67,8 @@ def compare(
 
 def ensemble(
     runs: List[Path] = typer.Argument(..., help="Training run folders (same classes)."),
-    data: str = typer.Option(..., help="Folder (its test/ or val/) or a built-in's test part."),
+    data: str = typer.Option(..., help="Folder (its test/ or val/, else the images no run's "
+                             "split.json shows it trained on) or a built-in's test part."),
     weights: Optional[str] = typer.Option(None, help="Comma-separated weight per run."),
     batch_size: int = BATCH_SIZE,
     device: str = DEVICE,
@@ -75,12 +76,14 @@ def ensemble(
     name: str = NAME,
     quiet: bool = QUIET,
 ) -> None:
-    """Average the probabilities of several runs; report each member and the ensemble."""
+    """Average the probabilities of several runs on images none of them trained on; report
+    each member and the ensemble."""
     from facecnn.studies.ensemble import ensemble as run_ensemble
 
     out, metrics = run_ensemble(runs, data, weights=_split(weights, float),
                                 batch_size=batch_size, device=device, project=project,
                                 name=name, reporter=reporter_for(quiet))
+    console.print(metrics["scored"], highlight=False)
     for member in metrics["members"]:
         console.print(f"{member['run']}: accuracy {member['accuracy']:.4f}", highlight=False)
     console.print(f"ensemble: accuracy {metrics['accuracy']:.4f}, macro-F1 "

@@ -7,6 +7,7 @@ later run can tell a dead writer's leftovers (`remove_stale_temps`) from a live 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import re
@@ -50,6 +51,14 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_csv_atomic(path: str | Path, rows: list[list[object]]) -> None:
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            csv.writer(handle).writerows(rows)
+
+    atomic_write(path, write)
 
 
 def _alive(pid: int) -> bool:

@@ -11,7 +11,7 @@ import numpy as np
 
 from facecnn.data.builtin import BUILTIN, load_builtin
 from facecnn.data.cache import load_cached
-from facecnn.data.folders import has_split_folders, scan, stratified_split
+from facecnn.data.folders import has_split_folders, held_out_part, scan, stratified_split
 from facecnn.errors import FacecnnError
 
 BUILTIN_TEST_FRACTION = 0.2  # built-ins hold out a fixed test part, the same for every --seed
@@ -19,7 +19,8 @@ BUILTIN_TEST_FRACTION = 0.2  # built-ins hold out a fixed test part, the same fo
 
 @dataclass
 class ImageSet:
-    """Rows of a uint8 (N, H, W, C) array (often a memory map) with their labels and ids."""
+    """Rows of a uint8 (N, H, W, C) array (often a memory map) with their labels and ids: a
+    file's path relative to the data folder (s1/1.jpg, val/s1/1.jpg) or `digits:17`."""
 
     images: np.ndarray
     rows: np.ndarray
@@ -70,9 +71,11 @@ def load_dataset(spec: str, img_size: int, channels: int, *, val_split: float = 
     root = Path(spec).expanduser()
     if root.is_dir() and has_split_folders(root):
         parts = {name: root / name for name in ("train", "val", "test") if (root / name).is_dir()}
-        sets, classes, skipped = _load_folders(parts, img_size, channels, cache_dir, progress)
+        sets, classes, skipped = _load_folders(root, parts, img_size, channels, cache_dir,
+                                               progress)
         return Dataset(str(root), classes, sets["train"], sets["val"], sets.get("test"), skipped)
-    sets, classes, skipped = _load_folders({"all": root}, img_size, channels, cache_dir, progress)
+    sets, classes, skipped = _load_folders(root, {"all": root}, img_size, channels, cache_dir,
+                                           progress)
     whole = sets["all"]
     if val_split == 0:
         raise FacecnnError(f"{root} has no val/ folder: --val-split must be above 0")
@@ -85,16 +88,15 @@ def load_folder_for(spec: str, classes: list[str], img_size: int, channels: int,
                     progress: Callable[[int], Progress] | None = None
                     ) -> tuple[ImageSet, list[dict[str, str]]]:
     """The evaluation set of DATA labelled with a trained model's `classes`: a built-in's test
-    part, or a folder's test/ (else val/, else the folder itself) of class folders."""
+    part, or a folder's test/ (else val/, else the folder itself) of class folders.
+    Which of these images a run trained on is for `facecnn.data.heldout` to say."""
     if spec in BUILTIN:
         data = _builtin_dataset(spec, img_size, channels, 0.0, 0)
         return data.test, []
     root = Path(spec).expanduser()
-    for name in ("test", "val"):
-        if (root / name).is_dir():
-            root = root / name
-            break
-    sets, found, skipped = _load_folders({"eval": root}, img_size, channels, cache_dir, progress)
+    part = held_out_part(root)
+    sets, found, skipped = _load_folders(root, {"eval": root / part if part else root},
+                                         img_size, channels, cache_dir, progress)
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise FacecnnError(f"classes the model does not know: {', '.join(unknown[:10])} "
@@ -104,9 +106,10 @@ def load_folder_for(spec: str, classes: list[str], img_size: int, channels: int,
     return ImageSet(data.images, data.rows, remap[data.labels], data.ids), skipped
 
 
-def _load_folders(parts: dict[str, Path], img_size: int, channels: int,
+def _load_folders(base: Path, parts: dict[str, Path], img_size: int, channels: int,
                   cache_dir: Path | None, progress: Callable[[int], Progress] | None
                   ) -> tuple[dict[str, ImageSet], list[str], list[dict[str, str]]]:
+    """Each part's readable images, with ids relative to `base` (the folder the user named)."""
     scans = {name: scan(path) for name, path in parts.items()}
     first = next(iter(scans))
     classes = scans[first][0]
@@ -129,7 +132,7 @@ def _load_folders(parts: dict[str, Path], img_size: int, channels: int,
             if counts[classes.index(cls)] == 0:
                 raise FacecnnError(f"class folder {root / cls} has no readable images")
         rows = np.flatnonzero(ok)
-        ids = [str(p.relative_to(root)) for p in paths]
+        ids = [p.relative_to(base).as_posix() for p in paths]
         sets[name] = ImageSet(images, rows, labels[rows], [ids[i] for i in rows])
     if len(classes) < 2:
         raise FacecnnError(f"{parts[first]} has only one class ({classes[0]}): "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,13 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
     return files
 
 
+def relative_ids(inputs: list[Path], files: list[Path]) -> list[str]:
+    """Each file's path relative to the folder the inputs share (a folder given, or the one
+    holding a file given): unique where class folders repeat file names (s1/1.jpg, s2/1.jpg)."""
+    base = os.path.commonpath([os.path.abspath(p if p.is_dir() else p.parent) for p in inputs])
+    return [Path(os.path.relpath(os.path.abspath(f), base)).as_posix() for f in files]
+
+
 def scan(root: Path) -> tuple[list[str], list[Path], np.ndarray]:
     """(class names, files, labels) of a folder-per-class tree. Empty class folders are an error."""
     folders = class_folders(root)
@@ -60,6 +68,11 @@ def scan(root: Path) -> tuple[list[str], list[Path], np.ndarray]:
 def has_split_folders(root: Path) -> bool:
     """True when `root` holds `train/` and `val/` rather than class folders."""
     return (root / "train").is_dir() and (root / "val").is_dir()
+
+
+def held_out_part(root: Path) -> str | None:
+    """The part of `root` kept for scoring: `test` if it has a test/ folder, else `val`."""
+    return next((name for name in ("test", "val") if (root / name).is_dir()), None)
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray,

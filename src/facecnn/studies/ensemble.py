@@ -6,7 +6,6 @@ Members may differ in architecture, input size and channels; they must share the
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,9 @@ from typing import Any
 import numpy as np
 
 from facecnn.data.datasets import ImageSet, load_folder_for
+from facecnn.data.heldout import untrained
 from facecnn.errors import FacecnnError
+from facecnn.fileio import atomic_write, write_csv_atomic
 from facecnn.inference import Predictor
 from facecnn.progress import Reporter
 from facecnn.runs import new_run_dir
@@ -25,10 +26,12 @@ from facecnn.train.report import write_eval_outputs
 def ensemble(runs: list[Path], data: str, *, weights: list[float] | None = None,
              batch_size: int = 64, device: str = "auto", project: str = "runs",
              name: str = "exp", reporter: Reporter | None = None) -> tuple[Path, dict[str, Any]]:
-    """Score every run and their weighted mean probabilities on `data`.
+    """Score every run and their weighted mean probabilities on the images of `data` that no
+    member trained on.
 
     Returns (run folder under PROJECT/ensemble, metrics): the top-level accuracy, macro_f1 and
-    per_class are the ensemble's, `members` holds each run's own scores.
+    per_class are the ensemble's, `members` holds each run's own scores, `scored` says which
+    images were scored.
     """
     reporter = reporter or Reporter()
     if not runs:
@@ -42,6 +45,8 @@ def ensemble(runs: list[Path], data: str, *, weights: list[float] | None = None,
                                f"({', '.join(predictor.classes[:10])} vs "
                                f"{', '.join(classes[:10])}): members must share their classes")
     sets, skipped = _load_sets(data, classes, predictors, reporter)
+    keep, scored = untrained(next(iter(sets.values())), data, runs)
+    sets = {key: images.subset(keep) for key, images in sets.items()}
     first = next(iter(sets.values()))  # all loads share ids and labels (checked)
     labels = first.labels
     members: list[dict[str, Any]] = []
@@ -59,18 +64,20 @@ def ensemble(runs: list[Path], data: str, *, weights: list[float] | None = None,
     predicted = probs.argmax(1)
 
     out = new_run_dir(project, "ensemble", name)
-    np.save(out / "probabilities.npy", probs)
-    with (out / "predictions.csv").open("w", newline="") as handle:  # seed B's submission
-        writer = csv.writer(handle)
-        writer.writerow(["id", "label"])
-        writer.writerows([Path(image_id).stem, classes[p]]
-                         for image_id, p in zip(first.ids, predicted))
-    overview: dict[str, Any] = {"data": data, "images": len(labels), "members": len(runs)}
+
+    def save_probabilities(tmp: Path) -> None:
+        with tmp.open("wb") as handle:
+            np.save(handle, probs)
+
+    atomic_write(out / "probabilities.npy", save_probabilities)
+    write_csv_atomic(out / "predictions.csv", [["id", "label"]] + [  # seed B's submission
+        [image_id, classes[p]] for image_id, p in zip(first.ids, predicted)])
+    overview: dict[str, Any] = {"data": data, "images": scored, "members": len(runs)}
     for i, m in enumerate(members, 1):
         overview[f"member {i}"] = (f"{m['run']} ({m['model']}, weight {m['weight']:.3g}): "
                                   f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
-    extra = {"data": data, "images": len(labels), "weights": weights, "members": members,
-             "skipped": skipped, "overview": overview}
+    extra = {"data": data, "images": len(labels), "scored": scored, "weights": weights,
+             "members": members, "skipped": skipped, "overview": overview}
     metrics = write_eval_outputs(out, confusion_matrix(labels, predicted, len(classes)), classes,
                                  loss=_cross_entropy(probs, labels), extra=extra,
                                  title=f"Ensemble of {len(runs)} runs on {data}")

@@ -1,11 +1,14 @@
 """A study's table and plots: comparison.csv, comparison.md and comparison.png.
 
-Runs that differ only by seed form one row, with the mean and standard deviation.
+Every number of a row describes the checkpoint the run kept (weights/best.pt, the epoch of
+lowest validation loss, which model.safetensors holds), not the best of each column over
+epochs. Runs that differ only by seed form one row, with the mean and standard deviation.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -13,30 +16,34 @@ from typing import Any
 
 import numpy as np
 
+from facecnn.fileio import write_text_atomic
 from facecnn.studies.study import Study
 from facecnn.viz.plots import save_figure
 
-METRICS = ["best_val_acc", "macro_f1", "epochs_to_best", "train_seconds", "trainable",
+METRICS = ["epoch", "epochs", "val_loss", "val_acc", "val_f1", "train_seconds", "trainable",
            "total", "size_mb", "latency_ms"]
-WITH_STD = ("best_val_acc", "macro_f1", "train_seconds")
+WITH_STD = ("val_loss", "val_acc", "val_f1", "train_seconds")
+COUNTS = ("epoch", "epochs", "trainable", "total")  # whole numbers unless seeds disagree
 
 
 def run_row(folder: Path) -> dict[str, Any]:
-    """The numbers of one finished run, read from its folder."""
+    """The numbers of one finished run, read from its folder: validation loss, accuracy and
+    macro-F1 of the kept epoch; training time, parameters, size and latency of the run."""
     metrics = json.loads((folder / "metrics.json").read_text())
     with (folder / "results.csv").open() as handle:
         history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-    accs = [row["val_acc"] for row in history]
-    best = int(np.argmax(accs))
-    return {"best_val_acc": accs[best], "macro_f1": metrics["val"]["macro_f1"],
-            "epochs_to_best": best + 1, "train_seconds": sum(r["seconds"] for r in history),
+    # best epoch 0: no epoch lowered the val loss (NaN losses), so the last one's weights stay
+    kept = history[(metrics["best"]["epoch"] or len(history)) - 1]
+    return {"epoch": int(kept["epoch"]), "epochs": len(history), "val_loss": kept["val_loss"],
+            "val_acc": kept["val_acc"], "val_f1": kept["val_f1"],
+            "train_seconds": sum(r["seconds"] for r in history),
             "trainable": metrics["parameters"]["trainable"],
             "total": metrics["parameters"]["total"], "size_mb": metrics["model_file_mb"],
-            "latency_ms": metrics["latency_ms"], "curve": accs}
+            "latency_ms": metrics["latency_ms"], "curve": [r["val_acc"] for r in history]}
 
 
 def group_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per setting (seeds pooled), best mean validation accuracy first."""
+    """One row per setting (seeds pooled), best mean kept-epoch validation accuracy first."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         if "folder" not in record:
@@ -48,25 +55,28 @@ def group_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"run": key, "seeds": len(members)}
         for metric in METRICS:
             values = np.array([m[metric] for m in members], dtype=float)
-            row[metric] = float(values.mean())
+            mean = float(values.mean())
+            row[metric] = int(mean) if metric in COUNTS and mean.is_integer() else mean
             if metric in WITH_STD:
                 row[f"{metric}_std"] = float(values.std())
         length = min(len(m["curve"]) for m in members)
         row["curve"] = np.mean([m["curve"][:length] for m in members], axis=0).tolist()
         rows.append(row)
-    return sorted(rows, key=lambda r: -r["best_val_acc"])
+    return sorted(rows, key=lambda r: -r["val_acc"])
 
 
 def write_comparison(root: Path, study: Study, records: list[dict[str, Any]]) -> list[Path]:
+    """comparison.csv, comparison.md and comparison.png of the finished runs in `records`."""
     rows = group_rows(records)
     skipped = [r for r in records if "skipped" in r]
     columns = ["run", "seeds"] + [c for m in METRICS
                                   for c in ([m, f"{m}_std"] if m in WITH_STD else [m])]
-    with (root / "comparison.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    (root / "comparison.md").write_text(_markdown(study, rows, skipped))
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(root / "comparison.csv", table.getvalue())
+    write_text_atomic(root / "comparison.md", _markdown(study, rows, skipped))
     _plot(rows, root / "comparison.png", study.name)
     return [root / "comparison.csv", root / "comparison.md", root / "comparison.png"]
 
@@ -76,19 +86,28 @@ def _pm(row: dict[str, Any], metric: str, fmt: str) -> str:
     return text + (f" ± {format(row[metric + '_std'], fmt)}" if row["seeds"] > 1 else "")
 
 
+def _epoch(value: float) -> str:
+    """An epoch number; a mean over seeds keeps one decimal."""
+    return str(value) if isinstance(value, int) else f"{value:.1f}"
+
+
 def _markdown(study: Study, rows: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> str:
     lines = [f"# Study: {study.name}", ""]
     if study.notes:
         lines += [study.notes.strip(), ""]
-    lines += ["| run | seeds | best val acc | macro-F1 | epochs to best | train s | trainable | "
-              "total | size MB | latency ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["Validation loss, accuracy and macro-F1 are those of the kept checkpoint "
+              "(weights/best.pt: the epoch of lowest validation loss); train s is the whole "
+              "run's.", "",
+              "| run | seeds | kept epoch | epochs run | val loss | val acc | val macro-F1 | train s | "
+              "trainable | total | size MB | latency ms |", "|" + "---|" * 12]
     for r in rows:
-        lines.append(f"| {r['run']} | {r['seeds']} | {_pm(r, 'best_val_acc', '.4f')} | "
-                     f"{_pm(r, 'macro_f1', '.4f')} | {r['epochs_to_best']:.1f} | "
+        lines.append(f"| {r['run']} | {r['seeds']} | {_epoch(r['epoch'])} | "
+                     f"{_epoch(r['epochs'])} | {_pm(r, 'val_loss', '.4f')} | "
+                     f"{_pm(r, 'val_acc', '.4f')} | {_pm(r, 'val_f1', '.4f')} | "
                      f"{_pm(r, 'train_seconds', '.1f')} | {r['trainable']:,.0f} | "
                      f"{r['total']:,.0f} | {r['size_mb']:.2f} | {r['latency_ms']:.2f} |")
     for r in skipped:
-        lines.append(f"| {r['name']} | - | skipped: {r['skipped']} | | | | | | | |")
+        lines.append(f"| {r['name']} | - | skipped: {r['skipped']} |" + " |" * 9)
     return "\n".join(lines + ["", "![comparison](comparison.png)", ""])
 
 
@@ -102,13 +121,13 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     for row in rows:
         epochs = range(1, len(row["curve"]) + 1)
         curves.plot(epochs, row["curve"], marker="o", markersize=3, label=row["run"])
-        scatter.scatter(row["size_mb"], row["best_val_acc"], s=40)
-        scatter.annotate(row["run"], (row["size_mb"], row["best_val_acc"]), fontsize=7,
+        scatter.scatter(row["size_mb"], row["val_acc"], s=40)
+        scatter.annotate(row["run"], (row["size_mb"], row["val_acc"]), fontsize=7,
                          xytext=(4, 2), textcoords="offset points")
     curves.set(xlabel="epoch", ylabel="validation accuracy", title=f"{title}: validation curves")
     curves.legend(fontsize=7)
     curves.grid(alpha=0.3)
-    scatter.set(xlabel="model file (MB)", ylabel="best validation accuracy",
+    scatter.set(xlabel="model file (MB)", ylabel="validation accuracy (kept epoch)",
                 title="accuracy vs size")
     scatter.grid(alpha=0.3)
     fig.tight_layout()

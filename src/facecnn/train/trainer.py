@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from facecnn.config import TrainConfig
 from facecnn.data.datasets import Dataset, load_dataset
+from facecnn.data.heldout import record_split
 from facecnn.data.transforms import build_augmentation
 from facecnn.errors import FacecnnError, Interrupted
 from facecnn.fileio import remove_stale_temps
@@ -158,6 +159,7 @@ class Trainer:
             self.run_dir = Path(self.dist.broadcast(str(run_dir) if run_dir else ""))
             if self.dist.is_main:
                 cfg.save(self.run_dir / "config.yaml")
+                record_split(self.run_dir, self.data)  # evaluate/ensemble leave these out
 
     def _reopen_run(self) -> None:
         """Clear what a killed run left half-written, and make results.csv agree with the
