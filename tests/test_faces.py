@@ -16,6 +16,7 @@ from PIL import Image
 from conftest import ATT_FACES, run_cli
 from facecnn.faces.align import align_face
 from facecnn.faces.detect import FaceDetector
+from facecnn.faces.embedders.run import RunEmbedder
 from facecnn.faces.pairs import write_pairs
 
 ENROLLED = [f"s{i}" for i in range(1, 31)]
@@ -211,8 +212,8 @@ def test_classifier_path_and_onnx_embedder(work: Path) -> None:
     """Seed C's path (a CNN trained on prepared crops) and an ONNX embedder exported from it."""
     raw = write_photos(work / "raw3", ["s11", "s12", "s13"], range(1, 11))
     crops = work / "crops3"
-    assert run_cli("prepare", str(raw), str(crops), "--size", "64", "--quiet",
-                   cwd=work).returncode == 0
+    assert run_cli("prepare", str(raw), str(crops), "--size", "64", "--margin", "0.1",
+                   "--quiet", cwd=work).returncode == 0
     trained = run_cli("train", str(crops), "--model", "seed_face_cnn3", "--img-size", "64",
                       "--epochs", "8", "--batch-size", "8", "--quiet", "--project",
                       str(work / "runs"), "--name", "faces3", cwd=work)
@@ -226,7 +227,10 @@ def test_classifier_path_and_onnx_embedder(work: Path) -> None:
 
     from facecnn.inference import load_inference_model
 
-    model, _ = load_inference_model(run)
+    model, meta = load_inference_model(run)
+    # the crop travels with the weights: recognizing cuts faces as the run was trained on
+    assert meta["crop"] == {"size": 64, "margin": 0.1}
+    assert RunEmbedder(run).crop == {"size": 64, "margin": 0.1}
 
     class Features(torch.nn.Module):
         def __init__(self) -> None:

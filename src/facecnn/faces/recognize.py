@@ -17,10 +17,9 @@ import cv2  # noqa: E402  (reads the variable above when it first opens a video)
 import numpy as np
 
 from facecnn.errors import FacecnnError
-from facecnn.faces.align import align_face
 from facecnn.faces.detect import Face, FaceDetector
-from facecnn.faces.embedders import Embedder, create_embedder
-from facecnn.faces.embedders.run import PREPARE_MARGIN
+from facecnn.faces.embedders import Embedder, create_embedder, make_chips
+from facecnn.faces.embedders.run import run_crop
 from facecnn.faces.gallery import UNKNOWN, Gallery
 from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.threshold import Threshold, resolve_threshold
@@ -113,8 +112,7 @@ class Recognizer:
             return self.name_vectors([f.box for f in faces],
                                      self.embedder.embed([(image, face) for face in faces]))
         meta = self.classifier.meta
-        crops = np.stack([align_face(image, f.landmarks, meta["img_size"], PREPARE_MARGIN)
-                          for f in faces])
+        crops = make_chips(run_crop(meta), [(image, face) for face in faces])
         if meta["in_chans"] == 1:
             crops = cv2.cvtColor(np.concatenate(crops), cv2.COLOR_RGB2GRAY).reshape(
                 len(faces), meta["img_size"], meta["img_size"], 1)

@@ -364,10 +364,15 @@ class Trainer:
 
     # ---- the end ------------------------------------------------------------------------
     def inference_meta(self) -> dict[str, Any]:
+        """What using the model needs, the face crop of its data included (a folder that
+        `prepare` wrote says its margin), so recognizing crops faces as it was trained on."""
+        from facecnn.faces.prepare import crop_settings
+
         info = model_info(self.cfg.model)
         return {"model": self.cfg.model, "head": self.cfg.head, "img_size": self.img_size,
                 "in_chans": info.in_chans, "mean": list(info.mean), "std": list(info.std),
-                "classes": self.data.classes}
+                "classes": self.data.classes,
+                "crop": crop_settings(Path(self.cfg.data).expanduser())}
 
     def _finish(self) -> dict[str, Any]:
         """Best weights back in; final val/test metrics, model file, plots and report."""

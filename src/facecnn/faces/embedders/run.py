@@ -4,12 +4,20 @@ cut as `facecnn prepare` cuts them (the run's input size, ArcFace template, marg
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from facecnn.faces.embedders.base import Embedder, normalize, register
 
 PREPARE_MARGIN = 0.2  # the margin `facecnn prepare` crops with, and runs trained on them expect
+
+
+def run_crop(meta: dict[str, Any]) -> dict[str, Any]:
+    """The crop a run's faces are cut as: its input size, with the margin of the crops it was
+    trained on (runs from before that was recorded: prepare's default)."""
+    margin = (meta.get("crop") or {}).get("margin", PREPARE_MARGIN)
+    return {"size": meta["img_size"], "margin": margin}
 
 
 @register("run", help="a facecnn training run (run:PATH): its penultimate features")
@@ -25,7 +33,7 @@ class RunEmbedder(Embedder):
         meta = self.predictor.meta
         self.name = f"run:{Path(path).resolve()}"
         self.dim = self.predictor.model.classifier.in_features
-        self.crop = {"size": meta["img_size"], "margin": PREPARE_MARGIN}
+        self.crop = run_crop(meta)
         self.gray = meta["in_chans"] == 1
 
     def embed_chips(self, chips: np.ndarray) -> np.ndarray:
