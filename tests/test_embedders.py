@@ -83,6 +83,8 @@ def test_names_options_and_families() -> None:
     with pytest.raises(FacecnnError, match="dlib5 or dlib68"):
         DlibEmbedder(landmarks="dlib7")
     assert create_embedder("dlib", device="cuda").crop["landmarks"] == "dlib5"  # no device
+    with pytest.raises(FacecnnError, match="did you mean 'dlib68'.*onet, dlib68 \\(or auto\\)"):
+        FaceDetector("hog", landmarks="dlib7")
 
 
 def test_default_path_loads_no_68_point_model(monkeypatch: pytest.MonkeyPatch) -> None:

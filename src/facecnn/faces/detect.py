@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from facecnn.data.decode import as_rgb
+from facecnn.errors import FacecnnError
 from facecnn.faces.detectors import DEFAULT_DETECTOR, Detection, create_detector
 from facecnn.faces.landmarks import LANDMARKERS, Landmarker, create_landmarker
 
@@ -55,8 +56,8 @@ class FaceDetector:
     def __init__(self, name: str = DEFAULT_DETECTOR, *, upsample: int = 1, min_size: int = 20,
                  max_side: int = 1280, device: str = "auto", landmarks: str = "auto") -> None:
         self.detector = create_detector(name, upsample=upsample, device=device)
-        if landmarks != AUTO:
-            LANDMARKERS.get(landmarks)  # a misspelt name fails now
+        if landmarks != AUTO and landmarks not in LANDMARKERS:  # a misspelt name fails now
+            raise FacecnnError(f"{LANDMARKERS.unknown(landmarks)} (or {AUTO})")
         self.name, self.upsample, self.min_size, self.max_side = name, upsample, min_size, max_side
         self.device = device
         self.landmark_model = (None if landmarks == AUTO and self.detector.gives_landmarks
