@@ -6,8 +6,8 @@ Each detector runs as `facecnn recognize` runs it (FaceDetector: downscaling of 
 the landmark step for detectors without landmarks, the smallest-face filter), on one photo
 at a time; the timing is the best of `--repeat` passes over all photos, after one warm-up.
 
-    python benchmarks/detect.py --boxes ../shared/data/dlib_faces/testing.xml \
-        [--boxes more.xml] [--detectors hog,mtcnn] [--upsample 1] [--device cpu] [--out F]
+    python benchmarks/detect.py [--data ../shared/data/dlib_faces/testing.xml] \
+        [--data more.xml] [--detectors hog,mtcnn] [--upsample 1] [--device cpu] [--out F]
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from facecnn.data.decode import read_image
 from facecnn.faces.boxes import evaluate, read_boxes
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.detectors import DETECTORS
+
+from datapath import SHARED, require
+
+BOXES_HELP = "a box file (imglab XML or text), repeatable"
 
 
 def measure(name: str, photos: dict[Path, object], args: argparse.Namespace) -> dict:
@@ -38,7 +42,8 @@ def measure(name: str, photos: dict[Path, object], args: argparse.Namespace) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--boxes", type=Path, action="append", required=True)
+    parser.add_argument("--data", "--boxes", dest="boxes", type=Path, action="append",
+                        help=BOXES_HELP)
     parser.add_argument("--detectors", default=",".join(DETECTORS.names()))
     parser.add_argument("--upsample", type=int, default=1)
     parser.add_argument("--min-size", type=int, default=20)
@@ -47,6 +52,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/detect.json"))
     args = parser.parse_args()
+    args.boxes = args.boxes or [SHARED / "dlib_faces" / "testing.xml"]
+    require(*args.boxes, what=BOXES_HELP)
     truth = {}
     for file in args.boxes:
         truth.update(read_boxes(file))

@@ -1,7 +1,7 @@
 """Seconds per photo of dlib's MMOD CNN face detector against its PyTorch port
 (`facecnn.models.dlib_mmod.MMODDetector`), in the same run, on the same photos.
 
-Photos: the 9 PASCAL VOC group photos in ../shared/data/dlib_faces (or `--photos DIR`), at
+Photos: the 9 PASCAL VOC group photos in ../shared/data/dlib_faces (or `--data DIR`), at
 each `--upsample`. dlib runs one photo per call (its list call takes photos of one size
 only, and computes on one core); the port one photo per call (batch 1) and all photos in one
 call (photos of one size share a batch), on the CPU with each `--threads` count (1 and
@@ -37,8 +37,8 @@ from test_dlib_mmod import iou  # noqa: E402  (the tests' box overlap)
 from facecnn.faces import dlib_models  # noqa: E402
 from facecnn.models.dlib_mmod import MODEL_FILE, MMODDetector  # noqa: E402
 from facecnn.models.dlib_port import model_file  # noqa: E402
+from datapath import SHARED, require  # noqa: E402
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "dlib_faces"
 
 
 def best_passes(systems: dict, repeats: int) -> dict:
@@ -80,14 +80,16 @@ def port(detector: MMODDetector, photos: list, upsample: int, batched: bool, thr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--photos", type=Path, default=PHOTOS)
+    parser.add_argument("--data", "--photos", type=Path, default=SHARED / "dlib_faces",
+                        help="a folder of .jpg photos")
     parser.add_argument("--upsample", default="0,1", help="comma-separated upsample counts")
     parser.add_argument("--repeats", type=int, default=2, help="timed passes per row")
     parser.add_argument("--threads", default=f"1,{torch.get_num_threads()}",
                         help="comma-separated torch CPU thread counts for the port")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    photos = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(args.photos.glob("*.jpg"))]
+    require(args.data, what="a folder of .jpg photos")
+    photos = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(args.data.glob("*.jpg"))]
     dlib = dlib_models.import_dlib()
     cnn = dlib.cnn_face_detection_model_v1(str(model_file(MODEL_FILE)))
     threads = sorted({int(t) for t in args.threads.split(",")})
@@ -123,7 +125,7 @@ def main() -> None:
               f"{r['upsample']} | {r['s_per_photo']:.3f} | {r['x_faster_than_dlib']:.1f} | "
               f"{r['faces']} | {r['mean_iou']} | {r['min_iou']} | "
               f"{r['max_score_diff']:.1e} | {r['unmatched']} |")
-    print(f"{len(photos)} photos from {args.photos}, "
+    print(f"{len(photos)} photos from {args.data}, "
           f"{torch.cuda.get_device_name() if gpu else 'no GPU'}, load average "
           f"{os.getloadavg()[0]:.1f} at the end")
     if args.json:

@@ -8,34 +8,42 @@ on CUDA too when a GPU is present. Each row also gives the largest absolute diff
 its vectors from dlib's. Subnormal floats are flushed to zero for both (facecnn does so for
 its networks; dlib gains ~5% from it too, so the comparison stays like for like).
 
-    python benchmarks/embed_throughput.py --json benchmarks/results/embed_throughput.json
+    python benchmarks/embed_throughput.py [--data ../shared/data/att_faces]
+        --json benchmarks/results/embed_throughput.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_faces import canvas  # noqa: E402  (the tests' real-photo helper)
-
-from facecnn.faces import dlib_models  # noqa: E402
-from facecnn.faces.detect import FaceDetector  # noqa: E402
-from facecnn.faces.embedders import create_embedder  # noqa: E402
-from facecnn.train.runtime import flush_denormals  # noqa: E402
+from datapath import ATT_FACES, ATT_FACES_HELP, require
+from facecnn.faces import dlib_models
+from facecnn.faces.detect import FaceDetector
+from facecnn.faces.embedders import create_embedder
+from facecnn.runtime import flush_denormals
 
 
-def real_chips(count: int) -> np.ndarray:
+def canvas(att: Path, person: str, index: int, side: int = 220) -> np.ndarray:
+    """An AT&T face (92 x 112 gray) in the middle of a grey RGB canvas, as the tests make."""
+    face = np.asarray(Image.open(att / person / f"{index}.pgm").convert("RGB"))
+    out = np.full((side, side, 3), 90, np.uint8)
+    top, left = (side - face.shape[0]) // 2, (side - face.shape[1]) // 2
+    out[top:top + face.shape[0], left:left + face.shape[1]] = face
+    return out
+
+
+def real_chips(att: Path, count: int) -> np.ndarray:
     detector, embedder = FaceDetector("hog"), create_embedder("dlib")
     chips = []
     for i in range(40):
-        image = canvas(f"s{i + 1}", 1 + i % 10, side=220)
+        image = canvas(att, f"s{i + 1}", 1 + i % 10)
         faces = detector(image)
         if faces:
             chips.append(embedder.chips([(image, faces[0])])[0])
@@ -54,13 +62,15 @@ def rate(work, faces: int, seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ATT_FACES, help=ATT_FACES_HELP)
     parser.add_argument("--faces", type=int, default=128, help="chips per measurement")
     parser.add_argument("--seconds", type=float, default=10.0, help="time per row")
     parser.add_argument("--batches", default="1,32,128")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    require(args.data, what=ATT_FACES_HELP)
     flush_denormals()
-    chips = real_chips(args.faces)
+    chips = real_chips(args.data, args.faces)
     encoder = dlib_models.face_encoder()
     reference = np.asarray([np.asarray(v) for v in encoder.compute_face_descriptor(list(chips))])
     rows = []

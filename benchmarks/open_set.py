@@ -7,7 +7,7 @@ AT&T: P people enrolled from photos 1-5, their photos 6-10 to name; strangers ar
 AT&T people and the five Johns. Johns: enrolled from 6 chips each, 5 to name; strangers are all
 of AT&T. Vectors: dlib's network (dlib_torch), faces found by the default detector.
 
-    python benchmarks/open_set.py [--out benchmarks/results/open_set.json]
+    python benchmarks/open_set.py [--data ../shared/data] [--out benchmarks/results/open_set.json]
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from facecnn.faces.detect import FaceDetector  # noqa: E402
 from facecnn.faces.embedders.dlib_torch import DlibTorchEmbedder  # noqa: E402
 from facecnn.faces.gallery import UNKNOWN, Gallery  # noqa: E402
 from facecnn.faces.pipeline import FacePipeline  # noqa: E402
+from datapath import SHARED, require  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RULES = ("own people (old)", "with cohort (new)", "fixed 0.6")
+DATA_HELP = "a folder holding att_faces/ (s1..s40) and johns/ (a folder per John)"
 
 
 def folder_vectors(folders: list[Path], pipeline: FacePipeline) -> np.ndarray:
@@ -63,12 +64,14 @@ def scores(known: np.ndarray, enrolled: int, strangers: np.ndarray, rule: str) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=SHARED, help=DATA_HELP)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/open_set.json"))
     args = parser.parse_args()
+    require(args.data / "att_faces", args.data / "johns", what=DATA_HELP)
     pipeline = FacePipeline(FaceDetector(), DlibTorchEmbedder(device="cpu"))
-    att = folder_vectors(sorted(p for p in (DATA / "att_faces").iterdir() if p.is_dir()),
+    att = folder_vectors(sorted(p for p in (args.data / "att_faces").iterdir() if p.is_dir()),
                          pipeline)
-    johns = folder_vectors(sorted(p for p in (DATA / "johns").iterdir() if p.is_dir()),
+    johns = folder_vectors(sorted(p for p in (args.data / "johns").iterdir() if p.is_dir()),
                            pipeline)
     dim = att.shape[-1]
     rows = []

@@ -11,8 +11,8 @@ enrolling, for both.
 Needs `pip install --no-deps face_recognition` and `pip install "setuptools<81"` (its model
 package imports pkg_resources).
 
-    python benchmarks/recognize.py [--detectors mtcnn,hog] [--landmarks auto,dlib68]
-        [--out benchmarks/results/recognize.json]
+    python benchmarks/recognize.py [--data ../shared/data/att_faces] [--detectors mtcnn,hog]
+        [--landmarks auto,dlib68] [--out benchmarks/results/recognize.json]
 """
 
 from __future__ import annotations
@@ -32,31 +32,32 @@ import cv2
 import numpy as np
 from PIL import Image
 
-ATT = Path(__file__).resolve().parents[2] / "shared" / "data" / "att_faces"
+from datapath import ATT_FACES, ATT_FACES_HELP, require
+
 KNOWN = [f"s{i}" for i in range(1, 31)]
 STRANGERS = [f"s{i}" for i in range(31, 41)]
 
 
-def photo(person: str, index: int, rng: np.random.Generator) -> np.ndarray:
+def photo(att: Path, person: str, index: int, rng: np.random.Generator) -> np.ndarray:
     """A 640x480 'photo': blurred-noise background, the face at twice its size somewhere."""
     noise = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
     background = cv2.resize(cv2.GaussianBlur(noise, (0, 0), 3), (640, 480),
                             interpolation=cv2.INTER_CUBIC)
-    face = Image.open(ATT / person / f"{index}.pgm").convert("RGB").resize(
+    face = Image.open(att / person / f"{index}.pgm").convert("RGB").resize(
         (184, 224), Image.Resampling.BICUBIC)
     top, left = rng.integers(20, 480 - 244), rng.integers(20, 640 - 204)
     background[top:top + 224, left:left + 184] = np.asarray(face)
     return background
 
 
-def make_data(root: Path) -> tuple[Path, Path, Path]:
+def make_data(root: Path, att: Path) -> tuple[Path, Path, Path]:
     rng = np.random.default_rng(0)
     tree, flat, unknown = root / "known_tree", root / "known_flat", root / "unknown"
     for folder in (flat, unknown):
         folder.mkdir(parents=True)
     for person in KNOWN + STRANGERS:
         for i in range(1, 11):
-            image = Image.fromarray(photo(person, i, rng))
+            image = Image.fromarray(photo(att, person, i, rng))
             if person in KNOWN and i <= 5:
                 (tree / person).mkdir(parents=True, exist_ok=True)
                 image.save(tree / person / f"{i}.jpg", quality=92)
@@ -115,13 +116,15 @@ def run_facecnn(tree: Path, unknown: Path, gallery: Path, options: list[str]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ATT_FACES, help=ATT_FACES_HELP)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/recognize.json"))
     parser.add_argument("--detectors", default="mtcnn", help="facecnn rows, comma-separated")
     parser.add_argument("--landmarks", default="auto", help="auto and/or dlib68, comma-separated")
     args = parser.parse_args()
+    require(args.data, what=ATT_FACES_HELP)
     work = Path(tempfile.mkdtemp(prefix="facecnn-recognize-"))
     try:
-        tree, flat, unknown = make_data(work)
+        tree, flat, unknown = make_data(work, args.data)
         images = len(list(flat.iterdir())) + len(list(unknown.iterdir()))
         rows = []
         for label, cpus in (("face_recognition (1 process)", 1),

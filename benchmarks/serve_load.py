@@ -11,7 +11,8 @@ processes) after a warm-up and after the run (growth would mean a leak). With `-
 given against one process. Targets: no 5xx, /healthz p99 under 100 ms, recognize p99 bounded
 by the queue (--max-queue), memory flat.
 
-    python benchmarks/serve_load.py [--clients 50] [--workers 1,2] [--seconds 60] [--out F]
+    python benchmarks/serve_load.py [--data ../shared/data/att_faces] [--clients 50]
+        [--workers 1,2] [--seconds 60] [--out F]
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
-ATT = Path(__file__).resolve().parents[2] / "shared" / "data" / "att_faces"
+from datapath import ATT_FACES, ATT_FACES_HELP, require
+
 READ_KEY, ADMIN_KEY = "load-test-read-key-0123456789", "load-test-admin-key-0123456789"
 HOST = "127.0.0.1"
 PROBE_EVERY_S = 0.05
@@ -43,10 +45,10 @@ MAX_RETRY_AFTER_S = 5
 WARMUP_REQUESTS = 20
 
 
-def photo(person: str, index: int) -> bytes:
+def photo(att: Path, person: str, index: int) -> bytes:
     """An AT&T face pasted into a 200 x 200 grey canvas, as JPEG bytes."""
     canvas = Image.new("RGB", (200, 200), (90, 90, 90))
-    canvas.paste(Image.open(ATT / person / f"{index}.pgm").convert("RGB"), (54, 44))
+    canvas.paste(Image.open(att / person / f"{index}.pgm").convert("RGB"), (54, 44))
     buffer = io.BytesIO()
     canvas.save(buffer, "JPEG", quality=92)
     return buffer.getvalue()
@@ -64,12 +66,12 @@ def rss_mb(pid: int) -> float:
     return total
 
 
-def make_gallery(work: Path) -> None:
+def make_gallery(work: Path, att: Path) -> None:
     people = work / "people"
     for person in ("s1", "s2", "s3", "s4", "s5"):
         (people / person).mkdir(parents=True)
         for i in (1, 2, 3):
-            (people / person / f"{i}.jpg").write_bytes(photo(person, i))
+            (people / person / f"{i}.jpg").write_bytes(photo(att, person, i))
     subprocess.run([sys.executable, "-m", "facecnn", "enroll", str(people), "--gallery",
                     str(work / "g.db"), "--quiet"], check=True, capture_output=True)
     (work / "keys.txt").write_text(f"{READ_KEY} read\n{ADMIN_KEY} admin\n")
@@ -190,6 +192,7 @@ def warm_up(url: str, image: bytes, visitor: list[bytes]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ATT_FACES, help=ATT_FACES_HELP)
     parser.add_argument("--clients", default="50", help="client counts, e.g. 20,50")
     parser.add_argument("--workers", default="1", help="server processes, e.g. 1,2")
     parser.add_argument("--embedder", help="search the dlib gallery with e.g. dlib")
@@ -197,11 +200,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/serve_load.json"))
     args = parser.parse_args()
+    require(args.data, what=ATT_FACES_HELP)
     work = Path(tempfile.mkdtemp(prefix="facecnn-load-"))
-    make_gallery(work)
+    make_gallery(work, args.data)
     rows = []
     try:
-        image, visitor = photo("s2", 8), [photo("s6", 1), photo("s6", 2)]
+        image = photo(args.data, "s2", 8)
+        visitor = [photo(args.data, "s6", 1), photo(args.data, "s6", 2)]
         for workers in (int(w) for w in args.workers.split(",")):
             server, url = start_server(work, workers, args.embedder, args.max_queue)
             try:

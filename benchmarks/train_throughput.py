@@ -7,7 +7,8 @@ bf16 autocast where the hardware has it). Same model, data, batch size and machi
 run; images per second of training (validation excluded), epoch 1 (facecnn's includes
 building the cache) and later epochs.
 
-    python benchmarks/train_throughput.py [--images 400] [--epochs 3] [--out FILE.json]
+    python benchmarks/train_throughput.py [--data ../shared/data/att_faces] [--images 400]
+        [--epochs 3] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -30,18 +31,19 @@ from torchvision import transforms
 
 from facecnn.config import TrainConfig
 from facecnn.data.datasets import load_dataset
-from facecnn.models.registry import create_model, model_info
+from facecnn.models.catalog import create_model, model_info
 from facecnn.train.trainer import Trainer
 
-ATT = Path(__file__).resolve().parents[2] / "shared" / "data" / "att_faces"
+from datapath import ATT_FACES, ATT_FACES_HELP, require
+
 CASES = [("resnet18", 112), ("seed_face_cnn", 224)]
 BATCH = 128
 
 
-def make_jpegs(root: Path, count: int, side: int) -> Path:
+def make_jpegs(att: Path, root: Path, count: int, side: int) -> Path:
     """`count` colour JPEGs (side x side) of the 40 AT&T people, varied by flips and crops."""
     rng = np.random.default_rng(0)
-    sources = sorted(ATT.glob("s*/*.pgm"))
+    sources = sorted(att.glob("s*/*.pgm"))
     for i in range(count):
         src = sources[i % len(sources)]
         img = Image.open(src).convert("RGB")
@@ -114,15 +116,17 @@ def facecnn_run(root: Path, model_name: str, size: int, epochs: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ATT_FACES, help=ATT_FACES_HELP)
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--side", type=int, default=250, help="JPEG side in pixels")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_throughput.json"))
     args = parser.parse_args()
+    require(args.data, what=ATT_FACES_HELP)
 
     work = Path(tempfile.mkdtemp(prefix="facecnn-bench-"))
     try:
-        root = make_jpegs(work / "jpegs", args.images, args.side)
+        root = make_jpegs(args.data, work / "jpegs", args.images, args.side)
         results = []
         for model_name, size in CASES:
             plain = plain_loop(root, model_name, size, args.epochs)

@@ -1,21 +1,12 @@
-"""Shared fixtures: the real AT&T faces, small image trees made from them, a CLI runner."""
+"""Shared fixtures: the real AT&T faces and small image trees made from them. The helpers the
+tests share (the CLI runners, photos, servers) live in helpers.py."""
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
-import httpx
-
-import numpy as np
 import pytest
-from PIL import Image
 
 # Under xdist each worker process gets one core: PyTorch's and OpenMP's default of a thread per
 # core in every worker (and in every CLI process a test starts) oversubscribes the cores, and
@@ -23,8 +14,40 @@ from PIL import Image
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# The repository sits beside the team's shared/ folder (checkouts and CI alike).
-ATT_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "att_faces"
+from helpers import ATT_FACES, invoke_cli, make_jpeg_tree  # noqa: E402
+
+
+# The files that take longest, longest first (CPU seconds measured with `-n 2 --dist loadfile`
+# in brackets). A worker is handed the next file as it nears the end of one, so starting with
+# these leaves the short files to even out the end of the run instead of one worker idling
+# while the other is still in test_train_cli.py. Files not named keep their order, after these.
+LONGEST_FIRST = [
+    "test_train_cli.py",  # 107: the demo's 20 epochs, Ctrl-C and resume, torchrun
+    "test_studies.py",  # 95: every shipped study
+    "test_faces.py",  # 66: a 30-person gallery, 200 photos recognized
+    "test_objectives.py",  # 33
+    "test_serve.py",  # 31: two real server processes
+    "test_models.py",  # 27
+    "test_papercuts.py",  # 26
+    "test_native_crop.py",  # 25
+    "test_choices.py",  # 25
+    "test_dlib_port.py",  # 19
+    "test_file_safety.py",  # 17
+    "test_detectors.py",  # 17
+    "test_enroll_safety.py",  # 16
+    "test_open_set.py",  # 12
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist would otherwise hand out files with the most tests first, whatever they cost
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: same file order
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,64 +62,31 @@ def att_faces() -> Path:
     return ATT_FACES
 
 
-def make_jpeg_tree(root: Path, people: list[str], per_person: int, size: int = 96) -> Path:
-    """Copy AT&T faces into root/<person>/*.jpg as colour JPEGs (what users have)."""
-    for person in people:
-        (root / person).mkdir(parents=True, exist_ok=True)
-        for i in range(1, per_person + 1):
-            img = Image.open(ATT_FACES / person / f"{i}.pgm").convert("RGB").resize((size, size))
-            img.save(root / person / f"{i}.jpg", quality=90)
-    return root
-
-
 @pytest.fixture()
 def faces3(tmp_path: Path) -> Path:
     """Three people, ten JPEGs each."""
     return make_jpeg_tree(tmp_path / "faces", ["s1", "s2", "s3"], 10)
 
 
-def run_cli(*args: str, cwd: Path, timeout: int = 300,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the real `facecnn` command in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "facecnn", *args], cwd=cwd, timeout=timeout,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+@pytest.fixture()
+def no_auto_amp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What --no-amp pins, for the commands that have no such flag (demo, compare) run in
+    this process: no mixed precision unless asked for, so results do not depend on whether
+    the CPU (or a GPU) would have turned bf16 autocast on by itself."""
+    from facecnn import runtime
+
+    automatic = runtime.amp_dtype_for
+    monkeypatch.setattr(runtime, "amp_dtype_for", lambda device, wanted: automatic(
+        device, False if wanted is None else wanted))
 
 
-def tensor_files_equal(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
-
-
-@contextmanager
-def running_server(args: list[str], cwd: Path) -> Iterator[str]:
-    """A real `facecnn serve ARGS` process on a free 127.0.0.1 port; yields its base URL
-    (ending with /) once /healthz answers, and stops it afterwards."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "facecnn", "serve", *args, "--host", "127.0.0.1", "--port",
-         str(port)], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
-    with serving(proc, port, lambda: proc.communicate()[1]):
-        yield f"http://127.0.0.1:{port}/"
-
-
-@contextmanager
-def serving(proc: subprocess.Popen, port: int, stderr: Callable[[], str]) -> Iterator[None]:
-    """Wait until the server process answers /healthz on 127.0.0.1:PORT (failing with the end
-    of `stderr()` if it never does), and stop it afterwards."""
-    deadline = time.time() + 90
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail(f"server did not start: {stderr()[-2000:]}")
-    try:
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`facecnn train digits --model seed_mnist_cnn --epochs 2` (seed 0), trained once per
+    worker for the modules that each trained this same run; take it with helpers.copy_run, so
+    that what one test writes into its run no other test sees."""
+    root = tmp_path_factory.mktemp("digits_run")
+    result = invoke_cli("train", "digits", "--model", "seed_mnist_cnn", "--epochs", "2",
+                        "--no-amp", "--quiet", "--project", str(root), cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / "train" / "exp"

@@ -128,6 +128,7 @@ def test_importing_mtcnn_leaves_torchvision_unimported() -> None:
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 def test_cuda_matches_torchvisions_cuda_kernels() -> None:
     boxes = random_boxes(3000, 7, 500.0, dyadic=True)[0].cuda()

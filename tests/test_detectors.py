@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from helpers import canvas, invoke_cli, write_photos
 from facecnn.data.decode import read_image
 from facecnn.errors import FacecnnError
 from facecnn.faces.boxes import evaluate, iou, read_boxes
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.detectors import DETECTORS
-from test_faces import canvas, write_photos
 
 BOXES = Path(__file__).resolve().parents[2] / "shared" / "data" / "dlib_faces"
 # detector -> (upsample, box file, recall floor, precision floor at IoU 0.4), a little below
@@ -52,12 +51,12 @@ def test_mtcnn_gives_its_own_landmarks_and_dlib_chips_still_work(tmp_path: Path)
     assert np.abs(mtcnn.landmarks - hog.landmarks).max() < 8  # the same eyes, nose, mouth
     photos = write_photos(tmp_path / "photos", ["s1", "s2", "s3"], range(1, 4))
     db = tmp_path / "g.db"
-    enrolled = run_cli("enroll", str(photos), "--gallery", str(db), "--detector", "mtcnn",
-                       "--quiet", cwd=tmp_path)
+    enrolled = invoke_cli("enroll", str(photos), "--gallery", str(db), "--detector", "mtcnn",
+                          "--quiet", cwd=tmp_path)
     assert enrolled.returncode == 0, enrolled.stderr
     Image.fromarray(canvas("s2", 9)).save(tmp_path / "s2.jpg")
-    found = run_cli("recognize", str(tmp_path / "s2.jpg"), "--gallery", str(db), "--detector",
-                    "mtcnn", "--json", cwd=tmp_path)
+    found = invoke_cli("recognize", str(tmp_path / "s2.jpg"), "--gallery", str(db), "--detector",
+                       "mtcnn", "--json", cwd=tmp_path)
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)[0]["faces"][0]["name"] == "s2"
 
@@ -79,7 +78,7 @@ def test_unknown_detector_suggests_the_right_name() -> None:
 
 
 def test_detectors_command_lists_models_and_licences(tmp_path: Path) -> None:
-    listed = run_cli("detectors", "--json", cwd=tmp_path)
+    listed = invoke_cli("detectors", "--json", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
     assert list(rows) == DETECTORS.names()

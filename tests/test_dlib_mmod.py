@@ -15,7 +15,7 @@ from facecnn.errors import FacecnnError
 from facecnn.faces import dlib_models
 from facecnn.models import dlib_port
 from facecnn.models.dlib_mmod import MODEL_FILE, MMODDetector, load_mmod, tiled_layout
-from test_faces import canvas
+from helpers import canvas
 
 DLIB_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "dlib_faces"
 MIN_IOU, MAX_SCORE_DIFF = 0.9, 0.05  # the bounds a port box must keep to its dlib box
@@ -159,6 +159,7 @@ def test_images_it_cannot_take_are_a_clear_error(detector) -> None:
     assert detector([np.zeros((6, 9, 3), np.uint8)]) == [[]]  # too small for any window
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 def test_cuda_finds_what_the_cpu_finds(detector) -> None:
     images = [photo("2008_002506.jpg"), photo("2008_001322.jpg")]

@@ -11,18 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from helpers import canvas, invoke_cli, make_jpeg_tree, write_photos
 from facecnn.errors import FacecnnError
 from facecnn.faces import dlib_models
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import create_embedder
-from facecnn.models import create_model
 from facecnn.models import dlib_port
+from facecnn.models.catalog import create_model
 from facecnn.models.dlib_port import cache_path
 from facecnn.models.dlib_resnet import (DlibResNet, load_dlib_weights, padded_add,
                                         pretrained_dlib_resnet, to_input)
 from facecnn.models.freeze import apply_freeze
-from test_faces import canvas, write_photos
 
 TOLERANCE = 1e-4  # the bound on the largest absolute difference per vector
 
@@ -165,8 +164,8 @@ def test_embed_command_writes_files_boxes_and_vectors(tmp_path: Path) -> None:
     root = write_photos(tmp_path / "photos", ["s3", "s4"], range(1, 3))
     (root / "notes.txt").write_text("not an image")
     out = tmp_path / "vectors.npz"
-    result = run_cli("embed", str(root), "--embedder", "dlib_torch", "--out", str(out),
-                     "--json", "--workers", "1", cwd=tmp_path)
+    result = invoke_cli("embed", str(root), "--embedder", "dlib_torch", "--out", str(out),
+                        "--json", "--workers", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     records = json.loads(result.stdout)
     saved = np.load(out)
@@ -176,11 +175,11 @@ def test_embed_command_writes_files_boxes_and_vectors(tmp_path: Path) -> None:
     assert np.allclose(saved["vectors"], [r["vector"] for r in records], atol=1e-6)
     assert [Path(f).parent.name for f in saved["files"]] == ["s3", "s3", "s4", "s4"]
     assert "notes.txt" in result.stderr
-    no_device = run_cli("embed", str(root), "--embedder", "dlib_torch", "--device", "gpu",
-                        "--out", str(tmp_path / "other.npz"), cwd=tmp_path)
+    no_device = invoke_cli("embed", str(root), "--embedder", "dlib_torch", "--device", "gpu",
+                           "--out", str(tmp_path / "other.npz"), cwd=tmp_path)
     assert no_device.returncode == 2 and "unknown device 'gpu'" in no_device.stderr
     assert "Traceback" not in no_device.stderr and not (tmp_path / "other.npz").exists()
-    again = run_cli("embed", str(root), "--out", str(out), cwd=tmp_path)
+    again = invoke_cli("embed", str(root), "--out", str(out), cwd=tmp_path)
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert np.array_equal(np.load(out)["vectors"], saved["vectors"])  # left as it was
 
@@ -192,11 +191,11 @@ def test_dlib_and_dlib_torch_galleries_name_the_same_people(tmp_path: Path) -> N
     answers = {}
     for embedder in ("dlib", "dlib_torch"):
         db = tmp_path / f"{embedder}.db"
-        enrolled = run_cli("enroll", str(photos_dir), "--gallery", str(db), "--embedder",
-                           embedder, "--batch-size", "64", "--quiet", cwd=tmp_path)
+        enrolled = invoke_cli("enroll", str(photos_dir), "--gallery", str(db), "--embedder",
+                              embedder, "--batch-size", "64", "--quiet", cwd=tmp_path)
         assert enrolled.returncode == 0, enrolled.stderr
-        found = run_cli("recognize", str(queries), "--gallery", str(db), "--json", "--quiet",
-                        cwd=tmp_path)
+        found = invoke_cli("recognize", str(queries), "--gallery", str(db), "--json", "--quiet",
+                           cwd=tmp_path)
         assert found.returncode == 0, found.stderr
         answers[embedder] = {r["file"]: [f["name"] for f in r["faces"]]
                              for r in json.loads(found.stdout)}
@@ -205,8 +204,8 @@ def test_dlib_and_dlib_torch_galleries_name_the_same_people(tmp_path: Path) -> N
                 if Path(f).parent.name != "s39")
     assert right >= 10
     # a dlib gallery can be searched with the ported network: same vectors
-    cross = run_cli("recognize", str(queries), "--gallery", str(tmp_path / "dlib.db"),
-                    "--embedder", "dlib_torch", "--json", "--quiet", cwd=tmp_path)
+    cross = invoke_cli("recognize", str(queries), "--gallery", str(tmp_path / "dlib.db"),
+                       "--embedder", "dlib_torch", "--json", "--quiet", cwd=tmp_path)
     assert cross.returncode == 0, cross.stderr
     assert {r["file"]: [f["name"] for f in r["faces"]]
             for r in json.loads(cross.stdout)} == answers["dlib"]
@@ -225,13 +224,12 @@ def test_dlib_resnet_frozen_backbone_trains_only_the_head(tmp_path: Path) -> Non
 
 
 def test_training_dlib_resnet_pretrained_changes_only_the_head(tmp_path: Path) -> None:
-    from facecnn.inference import Predictor
-    from conftest import make_jpeg_tree
+    from facecnn.inference.pytorch import Predictor
 
     data = make_jpeg_tree(tmp_path / "faces", ["s1", "s2", "s3"], 6, size=150)
-    result = run_cli("train", str(data), "--model", "dlib_resnet", "--pretrained", "--freeze",
-                     "all-but-head", "--epochs", "2", "--batch-size", "8", "--lr", "0.01",
-                     "--quiet", "--project", str(tmp_path / "runs"), cwd=tmp_path)
+    result = invoke_cli("train", str(data), "--model", "dlib_resnet", "--pretrained", "--freeze",
+                        "all-but-head", "--epochs", "2", "--batch-size", "8", "--lr", "0.01",
+                        "--no-amp", "--quiet", "--project", str(tmp_path / "runs"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "runs" / "train" / "exp"
     trained = Predictor.load(run, "cpu").model.eval()
@@ -259,8 +257,8 @@ def test_server_searches_a_dlib_gallery_with_dlib_torch(tmp_path: Path) -> None:
     from facecnn.serve.app import create_app
 
     photos_dir = write_photos(tmp_path / "enroll", ["s5", "s6", "s7"], range(1, 4))
-    enrolled = run_cli("enroll", str(photos_dir), "--gallery", str(tmp_path / "g.db"),
-                       "--quiet", cwd=tmp_path)
+    enrolled = invoke_cli("enroll", str(photos_dir), "--gallery", str(tmp_path / "g.db"),
+                          "--quiet", cwd=tmp_path)
     assert enrolled.returncode == 0, enrolled.stderr
     app = create_app(tmp_path / "g.db", embedder=create_embedder("dlib_torch", device="cpu"))
     buffer = io.BytesIO()

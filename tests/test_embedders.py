@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import run_cli
 from facecnn.data.decode import read_image
 from facecnn.errors import FacecnnError
 from facecnn.faces import dlib_models
@@ -23,9 +22,10 @@ from facecnn.faces.embedders.dlib import DlibEmbedder
 from facecnn.faces.enroll import enroll
 from facecnn.faces.gallery import Gallery
 from facecnn.faces.landmarks import DLIB_68, create_landmarker
-from facecnn.faces.pipeline import FacePipeline, prepared_face
+from facecnn.faces.crops import crop_face
+from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.recognize import Recognizer
-from test_faces import canvas, write_photos
+from helpers import canvas, invoke_cli, write_photos
 
 
 @register("test_cells", help="mean colour of 4 x 4 cells (a test's embedder)")
@@ -120,7 +120,7 @@ def test_prepared_crops_are_their_own_alignment() -> None:
     """A crop `prepare` wrote is known to hold the template's points: aligning it again
     returns it unchanged, with no landmark model run."""
     crop = canvas("s7", 3, side=160)
-    face = prepared_face(160, 0.2)
+    face = crop_face({"size": 160, "margin": 0.2}, 160)
     assert np.abs(align_face(crop, face.landmarks, 160, 0.2).astype(int) - crop).max() <= 1
 
 
@@ -146,7 +146,7 @@ def test_galleries_keep_the_chips_they_were_made_with(tmp_path: Path) -> None:
 
 
 def test_embedders_command_lists_models_and_families(tmp_path: Path) -> None:
-    listed = run_cli("embedders", "--json", cwd=tmp_path)
+    listed = invoke_cli("embedders", "--json", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     rows: dict[str, Any] = {row["name"]: row for row in json.loads(listed.stdout)}
     assert list(rows)[:4] == ["dlib", "dlib_torch", "run:PATH", "onnx:PATH"]

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import run_cli
-from test_faces import write_photos
+from helpers import HANG_GUARD, invoke_cli, write_photos
 
 
 # These tests are about the gallery, not detection: dlib's HOG is the quickest detector for them
@@ -21,7 +20,7 @@ HOG = ("--detector", "hog")
 
 
 def listing(db: Path, cwd: Path) -> dict:
-    result = run_cli("gallery", "list", str(db), "--json", cwd=cwd)
+    result = invoke_cli("gallery", "list", str(db), "--json", cwd=cwd)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -33,17 +32,17 @@ def faces_of(db: Path, cwd: Path) -> dict[str, int]:
 def test_enrolling_a_folder_again_adds_nothing(tmp_path: Path) -> None:
     photos = write_photos(tmp_path / "photos", ["s1", "s2", "s3"], range(1, 5))
     db = tmp_path / "g.db"
-    first = run_cli("enroll", *HOG, str(photos), "--gallery", str(db), "--quiet", cwd=tmp_path)
+    first = invoke_cli("enroll", *HOG, str(photos), "--gallery", str(db), "--quiet", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     threshold = listing(db, tmp_path)["threshold"]
-    again = run_cli("enroll", *HOG, str(photos), "--gallery", str(db), "--quiet", cwd=tmp_path)
+    again = invoke_cli("enroll", *HOG, str(photos), "--gallery", str(db), "--quiet", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "enrolled 0 new faces" in again.stdout and "12 photos were already enrolled" in again.stdout
     assert faces_of(db, tmp_path) == {"s1": 4, "s2": 4, "s3": 4}
     assert listing(db, tmp_path)["threshold"] == pytest.approx(threshold) and threshold > 0.2
     # a copy of a photo under another name, even in another person's folder, is the same photo
     (photos / "s3" / "copy.jpg").write_bytes((photos / "s1" / "1.jpg").read_bytes())
-    third = run_cli("enroll", *HOG, str(photos), "--gallery", str(db), "--quiet", cwd=tmp_path)
+    third = invoke_cli("enroll", *HOG, str(photos), "--gallery", str(db), "--quiet", cwd=tmp_path)
     assert "13 photos were already enrolled" in third.stdout
     assert faces_of(db, tmp_path) == {"s1": 4, "s2": 4, "s3": 4}
 
@@ -56,7 +55,7 @@ def test_two_enrolls_of_one_folder_at_once(tmp_path: Path) -> None:
                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     for proc in procs:
-        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+        assert proc.wait(timeout=HANG_GUARD) == 0, proc.stderr.read()
     assert faces_of(db, tmp_path) == {"s4": 4, "s5": 4}
     assert listing(db, tmp_path)["threshold"] > 0.2
 
@@ -91,15 +90,16 @@ def test_killed_enroll_leaves_the_gallery_whole_and_a_rerun_completes_it(tmp_pat
     first = write_photos(tmp_path / "first", ["s1", "s2"], range(1, 4))
     more = write_photos(tmp_path / "more", ["s1", "s2", "s6", "s7"], range(1, 4))
     db = tmp_path / "g.db"
-    assert run_cli("enroll", *HOG, str(first), "--gallery", str(db), "--quiet",
+    assert invoke_cli("enroll", *HOG, str(first), "--gallery", str(db), "--quiet",
                    cwd=tmp_path).returncode == 0
     before = listing(db, tmp_path)
     for kill_at in (1, 5):  # the 6 photos not yet enrolled: after the first, near the end
         killed = subprocess.run([sys.executable, "-c", KILL_HALF_WAY, str(more), str(db),
-                                 str(kill_at)], cwd=tmp_path, capture_output=True, timeout=300)
+                                 str(kill_at)], cwd=tmp_path, capture_output=True,
+                                timeout=HANG_GUARD)
         assert killed.returncode == -9, killed.stderr.decode()[-2000:]
         assert listing(db, tmp_path) == before  # nothing, not some people without a threshold
-    rerun = run_cli("enroll", *HOG, str(more), "--gallery", str(db), "--quiet", cwd=tmp_path)
+    rerun = invoke_cli("enroll", *HOG, str(more), "--gallery", str(db), "--quiet", cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert "enrolled 6 new faces of 2 people" in rerun.stdout
     assert faces_of(db, tmp_path) == {"s1": 3, "s2": 3, "s6": 3, "s7": 3}
@@ -109,12 +109,12 @@ def test_a_threshold_set_by_hand_is_kept(tmp_path: Path) -> None:
     first = write_photos(tmp_path / "first", ["s1", "s2"], range(1, 4))
     more = write_photos(tmp_path / "more", ["s8", "s9"], range(1, 4))
     db = tmp_path / "g.db"
-    assert run_cli("enroll", *HOG, str(first), "--gallery", str(db), "--threshold", "0.55",
+    assert invoke_cli("enroll", *HOG, str(first), "--gallery", str(db), "--threshold", "0.55",
                    "--quiet", cwd=tmp_path).returncode == 0
-    kept = run_cli("enroll", *HOG, str(more), "--gallery", str(db), "--quiet", cwd=tmp_path)
+    kept = invoke_cli("enroll", *HOG, str(more), "--gallery", str(db), "--quiet", cwd=tmp_path)
     assert kept.returncode == 0 and "keeping the threshold 0.5500 set by hand" in kept.stdout
     assert listing(db, tmp_path)["threshold"] == 0.55
-    redo = run_cli("enroll", *HOG, str(more), "--gallery", str(db), "--calibrate", "--quiet",
+    redo = invoke_cli("enroll", *HOG, str(more), "--gallery", str(db), "--calibrate", "--quiet",
                    cwd=tmp_path)
     assert redo.returncode == 0 and "(calibrated)" in redo.stdout
     assert listing(db, tmp_path)["threshold"] != 0.55
@@ -125,16 +125,18 @@ def test_failed_enroll_leaves_no_gallery_and_names_what_it_skipped(tmp_path: Pat
     for person in ("a", "b"):
         (walls / person).mkdir(parents=True)
         Image.new("RGB", (120, 120), (90, 90, 90)).save(walls / person / "1.jpg")
-    failed = run_cli("enroll", *HOG, str(walls), "--gallery", str(tmp_path / "g.db"), cwd=tmp_path)
+    failed = invoke_cli("enroll", *HOG, str(walls), "--gallery", str(tmp_path / "g.db"),
+                        cwd=tmp_path)
     assert failed.returncode == 2 and "no face found" in failed.stderr
     assert "Traceback" not in failed.stderr and not (tmp_path / "g.db").exists()
     photos = write_photos(tmp_path / "photos", ["s1", "s2"], range(1, 3))
     (photos / "nobody").mkdir()
     (photos / "bad\u202ename").mkdir()
-    refused = run_cli("enroll", *HOG, str(photos), "--gallery", str(tmp_path / "g.db"), cwd=tmp_path)
+    refused = invoke_cli("enroll", *HOG, str(photos), "--gallery", str(tmp_path / "g.db"),
+                         cwd=tmp_path)
     assert refused.returncode == 2 and "invalid person name" in refused.stderr
     (photos / "bad\u202ename").rmdir()
-    ok = run_cli("enroll", *HOG, str(photos), "--gallery", str(tmp_path / "g.db"), "--quiet",
+    ok = invoke_cli("enroll", *HOG, str(photos), "--gallery", str(tmp_path / "g.db"), "--quiet",
                  cwd=tmp_path)
     assert ok.returncode == 0 and f"empty person folder skipped: {photos / 'nobody'}" in ok.stderr
 
@@ -142,15 +144,15 @@ def test_failed_enroll_leaves_no_gallery_and_names_what_it_skipped(tmp_path: Pat
 def test_recognize_reports_unreadable_files(tmp_path: Path) -> None:
     photos = write_photos(tmp_path / "photos", ["s1", "s2"], range(1, 3))
     db = tmp_path / "g.db"
-    assert run_cli("enroll", *HOG, str(photos), "--gallery", str(db), "--quiet",
+    assert invoke_cli("enroll", *HOG, str(photos), "--gallery", str(db), "--quiet",
                    cwd=tmp_path).returncode == 0
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
-    alone = run_cli("recognize", *HOG, str(text), "--gallery", str(db), cwd=tmp_path)
+    alone = invoke_cli("recognize", *HOG, str(text), "--gallery", str(db), cwd=tmp_path)
     assert alone.returncode == 2 and "unreadable" in alone.stdout
     assert "none of the 1 images could be read" in alone.stderr and "Traceback" not in alone.stderr
-    mixed = run_cli("recognize", *HOG, str(photos / "s1" / "1.jpg"), str(text), "--gallery", str(db),
-                    "--json", cwd=tmp_path)
+    mixed = invoke_cli("recognize", *HOG, str(photos / "s1" / "1.jpg"), str(text), "--gallery",
+                       str(db), "--json", cwd=tmp_path)
     assert mixed.returncode == 0, mixed.stderr
     records = {Path(r["file"]).name: r for r in json.loads(mixed.stdout)}
     assert records["1.jpg"]["faces"][0]["name"] == "s1"

@@ -16,13 +16,13 @@ from facecnn.config import TrainConfig
 from facecnn.data.datasets import ImageSet, load_folder_for
 from facecnn.data.heldout import untrained
 from facecnn.errors import FacecnnError
-from facecnn.inference import Predictor
+from facecnn.inference.pytorch import Predictor
 from facecnn.studies.ensemble import ensemble
 from facecnn.train.trainer import Trainer
 
 
 def _train(root: Path, name: str, data: str = "digits", **options: object) -> Path:
-    cfg = TrainConfig(data=data, model="seed_mlp", epochs=1, batch_size=128,
+    cfg = TrainConfig(data=data, model="seed_mlp", epochs=1, batch_size=128, amp=False,
                       project=str(root), name=name, quiet=True, **options)
     return Trainer(cfg).fit()
 

@@ -11,23 +11,20 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
-from facecnn.classify import OnnxClassifier
+from helpers import HANG_GUARD, copy_run, invoke_cli
 from facecnn.data.datasets import load_dataset
-from facecnn.inference import load_inference_model
+from facecnn.inference.onnx import OnnxClassifier
+from facecnn.inference.pytorch import load_inference_model
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("export")
-    result = run_cli("train", "digits", "--model", "seed_mnist_cnn", "--epochs", "2", "--quiet",
-                     "--project", str(root), cwd=root)
-    assert result.returncode == 0, result.stderr
-    return root / "train" / "exp"
+def run(tmp_path_factory: pytest.TempPathFactory, digits_run: Path) -> Path:
+    """`facecnn train digits --model seed_mnist_cnn --epochs 2`, this module's own copy."""
+    return copy_run(digits_run, tmp_path_factory.mktemp("export") / "train" / "exp")
 
 
 def test_export_matches_pytorch_with_any_batch(run: Path) -> None:
-    result = run_cli("export", str(run), cwd=run)
+    result = invoke_cli("export", str(run), cwd=run)
     assert result.returncode == 0, result.stderr
     assert "latency ms" in result.stdout and "file MB" in result.stdout
     sidecar = json.loads((run / "model.onnx.json").read_text())
@@ -43,7 +40,7 @@ def test_export_matches_pytorch_with_any_batch(run: Path) -> None:
 
 def test_predict_with_onnx_never_imports_torch(run: Path, tmp_path: Path) -> None:
     if not (run / "model.onnx").exists():
-        assert run_cli("export", str(run), cwd=run).returncode == 0
+        assert invoke_cli("export", str(run), cwd=run).returncode == 0
     image = tmp_path / "digit.png"
     from PIL import Image
 
@@ -53,12 +50,12 @@ def test_predict_with_onnx_never_imports_torch(run: Path, tmp_path: Path) -> Non
             f"sys.argv = ['facecnn', 'predict', {str(run / 'model.onnx')!r}, {str(image)!r}, "
             "'--json']\nmain()")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+                            timeout=HANG_GUARD)
     assert result.returncode == 0, result.stderr
     prediction = json.loads(result.stdout)[0]
     assert prediction["label"] in [str(d) for d in range(10)] and prediction["score"] > 0
 
 
 def test_export_refuses_other_formats(run: Path) -> None:
-    result = run_cli("export", str(run), "--format", "tflite", cwd=run)
+    result = invoke_cli("export", str(run), "--format", "tflite", cwd=run)
     assert result.returncode == 2 and "onnx" in result.stderr

@@ -1,11 +1,11 @@
 """Issue 11: killed commands leave no workers, no half-written files and nothing overwritten.
 
-Every test drives the real CLI (or a real process tree) and kills what it must for real.
+Every test drives the CLI, and what must be killed (the command, a real process tree) runs
+as a real process and is killed for real.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
-from test_faces import _digest, canvas, write_photos
+from helpers import HANG_GUARD, canvas, digest, invoke_cli, read_rows, write_photos
 
 
 # ---- A: workers die with their parent --------------------------------------------------------
@@ -48,7 +47,8 @@ def _alive(pids: list[int]) -> list[int]:
     return alive
 
 
-def _kill_and_watch(proc: subprocess.Popen, workers: int, timeout: float = 120) -> list[int]:
+def _kill_and_watch(proc: subprocess.Popen, workers: int,
+                    timeout: float = HANG_GUARD) -> list[int]:
     """Wait for `workers` children of `proc`, SIGKILL it, and return those still alive 5 s on."""
     deadline = time.time() + timeout
     children: list[int] = []
@@ -109,8 +109,8 @@ def test_embed_with_no_face_leaves_existing_out_untouched(tmp_path: Path) -> Non
     (photos / "notes.jpg").write_text("not an image")
     out = tmp_path / "vectors.npz"
     out.write_bytes(b"the user's earlier vectors")
-    result = run_cli("embed", str(photos), "--out", str(out), "--overwrite", "--workers", "1",
-                     cwd=tmp_path)
+    result = invoke_cli("embed", str(photos), "--out", str(out), "--overwrite", "--workers",
+                        "1", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: no face found")
@@ -121,8 +121,8 @@ def test_embed_with_no_face_leaves_existing_out_untouched(tmp_path: Path) -> Non
 def test_embed_checks_the_destination_before_any_work(tmp_path: Path) -> None:
     photos = write_photos(tmp_path / "photos", ["s1"], range(1, 2))
     (photos / "s1" / "notes.jpg").write_text("not an image")
-    result = run_cli("embed", str(photos), "--out", str(tmp_path / "nodir" / "x.npz"),
-                     cwd=tmp_path)
+    result = invoke_cli("embed", str(photos), "--out", str(tmp_path / "nodir" / "x.npz"),
+                        cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"error: cannot write {tmp_path / 'nodir' / 'x.npz'}: folder {tmp_path / 'nodir'} "
@@ -144,11 +144,11 @@ def test_prepare_refuses_out_whose_person_folders_reach_raw(tmp_path: Path,
         out = tmp_path / "y"
         raw = out / "a" / "photos"
         write_photos(raw, ["s1", "s2"], range(1, 3)).joinpath("s2").rename(raw / "a")
-    before = _digest(out)
-    result = run_cli("prepare", str(raw), str(out), "--quiet", cwd=tmp_path)
+    before = digest(out)
+    result = invoke_cli("prepare", str(raw), str(out), "--quiet", cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "error: OUT/" in result.stderr
-    assert _digest(out) == before  # nothing written anywhere, RAW untouched
+    assert digest(out) == before  # nothing written anywhere, RAW untouched
 
 
 def _two_faces() -> np.ndarray:
@@ -163,15 +163,15 @@ def test_prepare_gives_every_photo_its_own_crops(tmp_path: Path) -> None:
     Image.fromarray(_two_faces()).save(raw / "s1" / "pair.jpg")
     Image.fromarray(canvas("s1", 3)).save(raw / "s1" / "pair_0.png")  # pair.jpg's 1st face?
     out = tmp_path / "out"
-    result = run_cli("prepare", str(raw), str(out), "--multi", "all", "--size", "64",
-                     "--quiet", cwd=tmp_path)
+    result = invoke_cli("prepare", str(raw), str(out), "--multi", "all", "--size", "64",
+                        "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     crops = sorted(p.name for p in (out / "s1").iterdir())
     assert crops == sorted(["pair__0.jpg", "pair__1.jpg", "pair_0.jpg", "photo.jpg.jpg",
                             "photo.png.jpg"])
     first = {name: (out / "s1" / name).read_bytes() for name in crops}
-    again = run_cli("prepare", str(raw), str(out), "--multi", "all", "--size", "64",
-                    "--quiet", cwd=tmp_path)
+    again = invoke_cli("prepare", str(raw), str(out), "--multi", "all", "--size", "64",
+                       "--quiet", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert {p.name: p.read_bytes() for p in (out / "s1").iterdir()} == first
     assert "0 face crops written" in again.stdout and "5 existing kept" in again.stdout
@@ -192,13 +192,13 @@ def test_killed_prepare_leaves_no_truncated_crop(tmp_path: Path) -> None:
     args = ["prepare", str(raw), str(out), "--size", "2500", "--quiet"]  # slow to write
     proc = subprocess.Popen([sys.executable, "-m", "facecnn", *args], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    deadline = time.time() + HANG_GUARD
     while time.time() < deadline and proc.poll() is None and not list(out.glob("s1/*.jpg")):
         time.sleep(0.001)
     proc.kill()
     proc.wait()
     assert all(_complete(crop) for crop in out.glob("s1/*.jpg"))
-    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    assert invoke_cli(*args, cwd=tmp_path).returncode == 0
     assert sorted(p.name for p in (out / "s1").iterdir()) == ["1.jpg", "2.jpg", "3.jpg"]
     assert all(_complete(crop) for crop in out.glob("s1/*.jpg"))
 
@@ -209,7 +209,7 @@ def test_prepare_with_no_crop_fails_and_names_empty_folders(tmp_path: Path) -> N
     (raw / "s2").mkdir()
     Image.new("RGB", (200, 200), (90, 90, 90)).save(raw / "s1" / "wall.jpg")
     out = tmp_path / "out"
-    result = run_cli("prepare", str(raw), str(out), "--quiet", cwd=tmp_path)
+    result = invoke_cli("prepare", str(raw), str(out), "--quiet", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: no face crop written")
@@ -219,29 +219,24 @@ def test_prepare_with_no_crop_fails_and_names_empty_folders(tmp_path: Path) -> N
 
 
 # ---- D: training resumes after a kill that left no last.pt ---------------------------------------
-def _rows(run: Path) -> list[dict[str, str]]:
-    with (run / "results.csv").open() as handle:
-        return list(csv.DictReader(handle))
-
-
 def test_resume_continues_from_best_when_last_is_missing(tmp_path: Path) -> None:
     args = ["train", "digits", "--model", "seed_mnist_cnn", "--epochs", "2", "--batch-size",
-            "64", "--quiet", "--project", str(tmp_path), "--name", "cut"]
+            "64", "--no-amp", "--quiet", "--project", str(tmp_path), "--name", "cut"]
     proc = subprocess.Popen([sys.executable, "-m", "facecnn", *args], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run = tmp_path / "train" / "cut"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (run / "results.csv").exists():
+    deadline = time.time() + HANG_GUARD
+    while time.time() < deadline and proc.poll() is None and not (run / "results.csv").exists():
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)  # saves last.pt in epoch 2; deleting it below stands for a
-    proc.communicate(timeout=120)   # kill -9 during its first write, which leaves only a temp
-    first = _rows(run)[0]
+    proc.communicate(timeout=HANG_GUARD)  # kill -9 during its first write: only a temp is left
+    first = read_rows(run)[0]
     (run / "weights" / "last.pt").unlink()
     stale = run / "weights" / f".last.pt.{proc.pid}.0123abcd.tmp"
     stale.write_bytes(b"half a checkpoint")
-    resumed = run_cli("train", "--resume", str(run), "--quiet", cwd=tmp_path)
+    resumed = invoke_cli("train", "--resume", str(run), "--quiet", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "last.pt is missing: continuing from" in resumed.stdout + resumed.stderr
-    rows = _rows(run)
+    rows = read_rows(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2] and rows[0] == first
     assert not stale.exists() and (run / "weights" / "last.pt").is_file()

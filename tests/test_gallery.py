@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from facecnn.errors import FacecnnError
+from helpers import HANG_GUARD
 from facecnn.faces.calibration import calibrate_threshold, open_set_threshold
 from facecnn.faces.gallery import UNKNOWN, Gallery
 
@@ -50,7 +51,7 @@ def _people_in_new_process(path: Path) -> list:
     code = ("import json, sys; from facecnn.faces.gallery import Gallery; "
             "print(json.dumps(Gallery.open(sys.argv[1]).people()))")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                         text=True, timeout=60, check=True)
+                         text=True, timeout=HANG_GUARD, check=True)
     return json.loads(out.stdout)
 
 

@@ -13,6 +13,7 @@ import faiss
 import numpy as np
 import pytest
 
+from helpers import invoke_cli
 from facecnn.errors import FacecnnError
 from facecnn.faces import index as index_module
 from facecnn.faces.detect import FaceDetector
@@ -214,13 +215,11 @@ def test_ann_index_takes_appends_until_it_doubles(tmp_path: Path, builds: list[i
 
 def test_gallery_index_command(tmp_path: Path) -> None:
     """`facecnn gallery index` builds the cache beside the database from the CLI."""
-    from conftest import run_cli
-
     db = tmp_path / "cli.db"
     with Gallery.create(db, "dlib", 128) as g:
         g.add("ann", np.eye(128, dtype=np.float32)[:3])
         g.add("bob", np.eye(128, dtype=np.float32)[3:5])
-    result = run_cli("gallery", "index", str(db), cwd=tmp_path)
+    result = invoke_cli("gallery", "index", str(db), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "flat index of 5 faces" in result.stdout
     assert (tmp_path / "cli.db.faiss").is_file() and (tmp_path / "cli.db.faiss.json").is_file()

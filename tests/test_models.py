@@ -7,9 +7,8 @@ import torch
 from torch import nn
 
 from facecnn.errors import FacecnnError
-from facecnn.models import count_parameters, create_model, list_models, model_info
+from facecnn.models.catalog import ZOO, count_parameters, create_model, list_models, model_info
 from facecnn.models.init import INITIALIZERS, initialize
-from facecnn.models.registry import ZOO
 
 SEED_MODELS = [name for name in list_models() if name not in ZOO]
 

@@ -18,7 +18,7 @@ from facecnn.errors import FacecnnError
 from facecnn.faces.boxes import iou, read_boxes
 from facecnn.models import dlib_port, mtcnn
 from facecnn.models.mtcnn import MTCNNDetector, pyramid_scales, weights_dir
-from test_faces import canvas
+from helpers import canvas
 
 DLIB_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "dlib_faces"
 MATCH_IOU = 0.4  # the truth boxes are dlib's tight squares; MTCNN's reach the forehead
@@ -198,6 +198,7 @@ def test_without_the_mtcnn_package_the_error_says_what_to_install(monkeypatch) -
         MTCNNDetector("cpu")
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 def test_cuda_finds_what_the_cpu_finds(images, found) -> None:
     """Each GPU face is a CPU face (IoU >= 0.9, score within 0.01, points within 1 px)."""

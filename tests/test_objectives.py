@@ -16,12 +16,12 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from conftest import run_cli
+from helpers import invoke_cli, write_photos
 from facecnn import cli
 from facecnn.config import TrainConfig
 from facecnn.data.datasets import ImageSet
 from facecnn.errors import FacecnnError, Interrupted
-from facecnn.inference import load_inference_model
+from facecnn.inference.pytorch import load_inference_model
 from facecnn.models.classifier import Classifier
 from facecnn.train.checkpoint import load_checkpoint
 from facecnn.train.loader import PKBatchLoader
@@ -29,7 +29,6 @@ from facecnn.train.objectives import (OBJECTIVES, ArcFace, arcface_logits,
                                       batch_hard_triplet_loss, cosine_similarity, hardest_pairs,
                                       resolve_objective)
 from facecnn.train.trainer import Trainer
-from test_faces import write_photos
 
 PEOPLE = [f"s{i}" for i in range(1, 9)]
 
@@ -212,8 +211,8 @@ def test_bad_values_are_refused(values: dict, message: str) -> None:
 ])
 def test_bad_objective_is_one_line_exit_2(tmp_path: Path, args: list[str],
                                           expected: str) -> None:
-    result = run_cli("train", "digits", *args, "--quiet", "--project", str(tmp_path),
-                     cwd=tmp_path)
+    result = invoke_cli("train", "digits", *args, "--no-amp", "--quiet", "--project",
+                        str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {expected}"
     assert not (tmp_path / "train").exists()
@@ -223,8 +222,8 @@ def test_bad_objective_is_one_line_exit_2(tmp_path: Path, args: list[str],
 def _digits(tmp_path: Path, name: str, objective: str) -> TrainConfig:
     extra = {"scale": 16.0} if objective == "arcface" else {}
     return TrainConfig(data="digits", model="seed_mnist_cnn", epochs=3, batch_size=16,
-                       objective=objective, margin=0.3, seed=5, project=str(tmp_path),
-                       name=name, quiet=True, **extra)
+                       objective=objective, margin=0.3, seed=5, amp=False,
+                       project=str(tmp_path), name=name, quiet=True, **extra)
 
 
 @pytest.mark.parametrize("objective", ["arcface", "triplet"])
@@ -260,8 +259,8 @@ def faces8(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("objectives")
     write_photos(work / "enroll", PEOPLE, range(1, 7))
     write_photos(work / "held_out", PEOPLE, range(7, 11))
-    prepared = run_cli("prepare", str(work / "enroll"), str(work / "crops"), "--size", "64",
-                       "--quiet", cwd=work)
+    prepared = invoke_cli("prepare", str(work / "enroll"), str(work / "crops"), "--size", "64",
+                          "--quiet", cwd=work)
     assert prepared.returncode == 0, prepared.stderr
     return work
 
@@ -269,9 +268,10 @@ def faces8(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("objective", ["arcface", "triplet"])
 def test_trained_embedding_names_held_out_photos(faces8: Path, objective: str) -> None:
     work, name = faces8, f"{objective}8"
-    trained = run_cli("train", str(work / "crops"), "--model", "seed_face_cnn3", "--img-size",
-                      "64", "--epochs", "6", "--batch-size", "16", "--objective", objective,
-                      "--quiet", "--project", str(work / "runs"), "--name", name, cwd=work)
+    trained = invoke_cli("train", str(work / "crops"), "--model", "seed_face_cnn3", "--img-size",
+                         "64", "--epochs", "6", "--batch-size", "16", "--objective", objective,
+                         "--no-amp", "--quiet", "--project", str(work / "runs"), "--name", name,
+                         cwd=work)
     assert trained.returncode == 0, trained.stderr
     run = work / "runs" / "train" / name
     config = yaml.safe_load((run / "config.yaml").read_text())
@@ -283,12 +283,12 @@ def test_trained_embedding_names_held_out_photos(faces8: Path, objective: str) -
     assert losses[-1] < 0.7 * losses[0]
 
     db = work / f"{name}.db"
-    enrolled = run_cli("enroll", str(work / "enroll"), "--gallery", str(db), "--embedder",
-                       f"run:{run}", "--quiet", cwd=work)
+    enrolled = invoke_cli("enroll", str(work / "enroll"), "--gallery", str(db), "--embedder",
+                          f"run:{run}", "--quiet", cwd=work)
     assert enrolled.returncode == 0, enrolled.stderr
     # threshold 2 (the largest distance of unit vectors): always the nearest enrolled person
-    result = run_cli("recognize", str(work / "held_out"), "--gallery", str(db), "--threshold",
-                     "2", "--json", cwd=work)
+    result = invoke_cli("recognize", str(work / "held_out"), "--gallery", str(db), "--threshold",
+                        "2", "--json", cwd=work)
     assert result.returncode == 0, result.stderr
     records = json.loads(result.stdout)
     named = sum(bool(r["faces"]) and r["faces"][0]["name"] == Path(r["file"]).parent.name

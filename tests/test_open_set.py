@@ -15,7 +15,7 @@ from facecnn.faces.cohort import load_cohort
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders.dlib_torch import DlibTorchEmbedder
 from facecnn.faces.gallery import UNKNOWN, Gallery
-from test_faces import canvas
+from helpers import canvas
 
 JOHNS = Path(__file__).resolve().parents[2] / "shared" / "data" / "johns"
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from facecnn.errors import FacecnnError
 from facecnn.train.optim import DEFAULT_CLIP_FOR, OPTIMIZERS, build_optimizer
-from facecnn.train.schedules import SCHEDULES, build_scheduler, schedule_values
+from facecnn.train.schedules import SCHEDULE_CHOICES, build_scheduler, schedule_values
 
 
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -103,7 +103,7 @@ def test_cosine_decreases_to_floor() -> None:
     assert lrs[-1] >= 0.1 * 0.01
 
 
-@pytest.mark.parametrize("name", SCHEDULES)
+@pytest.mark.parametrize("name", list(SCHEDULE_CHOICES))
 def test_scheduler_state_dict_resumes(name: str) -> None:
     epochs, steps, stop = 6, 5, 13
 

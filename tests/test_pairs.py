@@ -173,7 +173,7 @@ def test_pairs_take_the_face_nearest_the_centre(tmp_path: Path) -> None:
     from facecnn.faces.detect import FaceDetector
     from facecnn.faces.embedders.dlib import DlibEmbedder
     from facecnn.faces.pipeline import FacePipeline
-    from test_faces import ATT_FACES
+    from helpers import ATT_FACES
 
     photo = np.full((260, 420, 3), 90, np.uint8)
     side = Image.open(ATT_FACES / "s3" / "1.pgm").convert("RGB").resize((138, 168))

@@ -11,7 +11,7 @@ import pytest
 import timm
 import torch
 
-from conftest import make_jpeg_tree, run_cli
+from helpers import invoke_cli, make_jpeg_tree
 from facecnn.config import TrainConfig
 from facecnn.errors import FacecnnError
 from facecnn.evaluate import evaluate_run
@@ -33,17 +33,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             src = data / "train" / person / f"{i - 7}.jpg"
             (data / ("val" if i < 10 else "test") / person / f"{i}.jpg").write_bytes(
                 src.read_bytes())
-    result = run_cli("train", str(data), "--model", "seed_face_cnn3", "--img-size", "48",
-                     "--epochs", "6", "--batch-size", "8", "--quiet", "--project",
-                     str(root / "runs"), cwd=root)
+    result = invoke_cli("train", str(data), "--model", "seed_face_cnn3", "--img-size", "48",
+                        "--epochs", "6", "--batch-size", "8", "--no-amp", "--quiet", "--project",
+                        str(root / "runs"), cwd=root)
     assert result.returncode == 0, result.stderr
     return root / "runs" / "train" / "exp", data
 
 
 def test_evaluate_writes_metrics(trained: tuple[Path, Path], tmp_path: Path) -> None:
     run, data = trained
-    result = run_cli("evaluate", str(run), str(data), "--quiet", "--project", str(tmp_path),
-                     cwd=tmp_path)
+    result = invoke_cli("evaluate", str(run), str(data), "--quiet", "--project", str(tmp_path),
+                        cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "evaluate" / "exp"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -58,8 +58,8 @@ def test_evaluate_writes_metrics(trained: tuple[Path, Path], tmp_path: Path) -> 
 
 def test_evaluate_refuses_training_images(trained: tuple[Path, Path], tmp_path: Path) -> None:
     run, data = trained
-    result = run_cli("evaluate", str(run), str(data / "train"), "--quiet", "--project",
-                     str(tmp_path), cwd=tmp_path)
+    result = invoke_cli("evaluate", str(run), str(data / "train"), "--quiet", "--project",
+                        str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0
     assert f"every image of {data / 'train'} was trained on by {run}" in result.stderr
@@ -68,13 +68,13 @@ def test_evaluate_refuses_training_images(trained: tuple[Path, Path], tmp_path: 
 
 def test_evaluate_without_val_scores_the_recorded_held_out_split(faces3: Path,
                                                                  tmp_path: Path) -> None:
-    cfg = TrainConfig(data=str(faces3), model="seed_mlp", epochs=1, project=str(tmp_path),
-                      name="flat", quiet=True)
+    cfg = TrainConfig(data=str(faces3), model="seed_mlp", epochs=1, amp=False,
+                      project=str(tmp_path), name="flat", quiet=True)
     run = Trainer(cfg).fit()
     held_out = json.loads((run / "split.json").read_text())["val"]
     assert len(held_out) == 6  # 20% of each person's ten photos
-    result = run_cli("evaluate", str(run), str(faces3), "--quiet", "--project", str(tmp_path),
-                     cwd=tmp_path)
+    result = invoke_cli("evaluate", str(run), str(faces3), "--quiet", "--project", str(tmp_path),
+                        cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "evaluate" / "exp" / "metrics.json").read_text())
     assert metrics["images"] == 6
@@ -90,7 +90,7 @@ def test_evaluate_without_val_scores_the_recorded_held_out_split(faces3: Path,
 def test_evaluate_refuses_unknown_classes(trained: tuple[Path, Path], tmp_path: Path) -> None:
     run, _ = trained
     other = make_jpeg_tree(tmp_path / "other", ["s1", "s9"], 2)
-    result = run_cli("evaluate", str(run), str(other), "--quiet", cwd=tmp_path)
+    result = invoke_cli("evaluate", str(run), str(other), "--quiet", cwd=tmp_path)
     assert result.returncode == 2 and "s9" in result.stderr
 
 
@@ -98,9 +98,9 @@ def test_predict_json_and_csv(trained: tuple[Path, Path], tmp_path: Path) -> Non
     run, data = trained
     files = sorted((data / "train" / "s2").glob("*.jpg"))[:3]
     (tmp_path / "note.jpg").write_text("not an image")
-    result = run_cli("predict", str(run), *map(str, files), str(tmp_path / "note.jpg"),
-                     "--top-k", "2", "--json", "--csv", str(tmp_path / "preds.csv"),
-                     cwd=tmp_path)
+    result = invoke_cli("predict", str(run), *map(str, files), str(tmp_path / "note.jpg"),
+                        "--top-k", "2", "--json", "--csv", str(tmp_path / "preds.csv"),
+                        cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     predictions = json.loads(result.stdout)
     assert [p["file"] for p in predictions] == [str(f) for f in files]
@@ -122,8 +122,8 @@ def test_csv_ids_are_unique_across_class_folders(trained: tuple[Path, Path],
     """s1/1.jpg and s2/1.jpg share a name: their ids are their paths below the folder given."""
     run, data = trained
     folders = [data / "train" / "s1", data / "train" / "s2"]
-    result = run_cli("predict", str(run), *map(str, folders), "--csv", str(tmp_path / "p.csv"),
-                     cwd=tmp_path)
+    result = invoke_cli("predict", str(run), *map(str, folders), "--csv", str(tmp_path / "p.csv"),
+                        cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     with (tmp_path / "p.csv").open() as handle:
         rows = list(csv.reader(handle))
@@ -138,7 +138,7 @@ def test_predict_never_overwrites_a_csv(trained: tuple[Path, Path], tmp_path: Pa
     existing = tmp_path / "keep.csv"
     existing.write_text("precious\n")
     image = next((data / "train" / "s1").glob("*.jpg"))
-    result = run_cli("predict", str(run), str(image), "--csv", str(existing), cwd=tmp_path)
+    result = invoke_cli("predict", str(run), str(image), "--csv", str(existing), cwd=tmp_path)
     assert result.returncode == 2 and existing.read_text() == "precious\n"
 
 
@@ -146,9 +146,10 @@ def test_checkpoint_as_pretrained_with_frozen_backbone(trained: tuple[Path, Path
                                                        tmp_path: Path) -> None:
     """A facecnn checkpoint reloaded as --weights: only the head trains, backbone unchanged."""
     run, data = trained
-    result = run_cli("train", str(data), "--model", "seed_face_cnn3", "--img-size", "48",
-                     "--weights", str(run / "weights" / "best.pt"), "--freeze", "backbone",
-                     "--epochs", "1", "--quiet", "--project", str(tmp_path), cwd=tmp_path)
+    result = invoke_cli("train", str(data), "--model", "seed_face_cnn3", "--img-size", "48",
+                        "--weights", str(run / "weights" / "best.pt"), "--freeze", "backbone",
+                        "--epochs", "1", "--no-amp", "--quiet", "--project", str(tmp_path),
+                        cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "train" / "exp" / "metrics.json").read_text())
     head = 64 * 6 * 6 * len(PEOPLE) + len(PEOPLE)  # Linear(64 * (48/8)^2 -> classes)
@@ -166,9 +167,9 @@ def test_timm_state_dict_as_pretrained(faces3: Path, tmp_path: Path) -> None:
     """A plain timm state dict (with its 1000-class fc) loads; all-but-head trains only fc."""
     weights = tmp_path / "resnet18.pth"
     torch.save(timm.create_model("resnet18").state_dict(), weights)
-    result = run_cli("train", str(faces3), "--model", "resnet18", "--img-size", "32",
-                     "--weights", str(weights), "--freeze", "all-but-head", "--epochs", "1",
-                     "--quiet", "--project", str(tmp_path), cwd=tmp_path)
+    result = invoke_cli("train", str(faces3), "--model", "resnet18", "--img-size", "32",
+                        "--weights", str(weights), "--freeze", "all-but-head", "--epochs", "1",
+                        "--no-amp", "--quiet", "--project", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "tensors loaded" in result.stdout
     metrics = json.loads((tmp_path / "train" / "exp" / "metrics.json").read_text())
@@ -176,9 +177,9 @@ def test_timm_state_dict_as_pretrained(faces3: Path, tmp_path: Path) -> None:
 
 
 def test_freeze_stage_list_on_resnet(faces3: Path, tmp_path: Path) -> None:
-    result = run_cli("train", str(faces3), "--model", "resnet18", "--img-size", "32",
-                     "--freeze", "layer1-3", "--epochs", "1", "--quiet", "--project",
-                     str(tmp_path), cwd=tmp_path)
+    result = invoke_cli("train", str(faces3), "--model", "resnet18", "--img-size", "32",
+                        "--freeze", "layer1-3", "--epochs", "1", "--no-amp", "--quiet",
+                        "--project", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     model = timm.create_model("resnet18", num_classes=3)
     frozen = sum(p.numel() for name, p in model.named_parameters()
@@ -190,6 +191,7 @@ def test_freeze_stage_list_on_resnet(faces3: Path, tmp_path: Path) -> None:
 def test_weights_for_another_model_is_an_error(faces3: Path, tmp_path: Path) -> None:
     weights = tmp_path / "mobilenet.pth"
     torch.save(timm.create_model("mobilenetv3_small_100").state_dict(), weights)
-    result = run_cli("train", str(faces3), "--model", "resnet18", "--img-size", "32",
-                     "--weights", str(weights), "--epochs", "1", "--quiet", cwd=tmp_path)
+    result = invoke_cli("train", str(faces3), "--model", "resnet18", "--img-size", "32",
+                        "--weights", str(weights), "--epochs", "1", "--no-amp", "--quiet",
+                        cwd=tmp_path)
     assert result.returncode == 2 and "does not fit this model" in result.stderr

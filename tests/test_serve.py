@@ -1,6 +1,7 @@
-"""The REST API through a real uvicorn process on 127.0.0.1: every endpoint, keys, limits,
-bad uploads, names, concurrent enrol + recognize, two worker processes, a keyless server's
-origin checks, and the OpenAPI schemas."""
+"""The REST API: every endpoint, keys, limits, bad uploads, names, concurrent enrol +
+recognize and the OpenAPI schemas, on the app `facecnn serve` builds, answered in this process;
+two worker processes and a keyless server's origin checks through a real uvicorn process on
+127.0.0.1 (test_serve_robust.py starts one as a user would)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import run_cli, running_server
+from facecnn.serve.settings import ServeSettings
+from helpers import canvas, copy_run, invoke_cli, running_server, write_photos
 from test_decode import png_claiming
-from test_faces import canvas, write_photos
 
 HOG = ("--detector", "hog")  # the server's work, not detection, is under test: the quickest
 ADMIN, READER = "admin-key-0123456789abcdef", "read-key-0123456789abcdef"
@@ -29,21 +31,20 @@ def jpeg(person: str, index: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
+def server(tmp_path_factory: pytest.TempPathFactory, digits_run: Path):
     root = tmp_path_factory.mktemp("serve")
     photos = write_photos(root / "photos", ["s1", "s2", "s3"], range(1, 4))
-    assert run_cli("enroll", str(photos), "--gallery", str(root / "g.db"), "--quiet", *HOG,
-                   cwd=root).returncode == 0
-    trained = run_cli("train", "digits", "--model", "seed_mnist_cnn", "--epochs", "1",
-                      "--quiet", "--project", str(root), cwd=root)
-    assert trained.returncode == 0, trained.stderr
+    assert invoke_cli("enroll", str(photos), "--gallery", str(root / "g.db"), "--quiet", *HOG,
+                      cwd=root).returncode == 0
+    copy_run(digits_run, root / "train" / "exp")  # a digits classifier for /v1/classify
     (root / "keys.txt").write_text(f"{ADMIN} admin\n{READER} read  # dashboards\n")
-    with running_server([*HOG, "--gallery", str(root / "g.db"), "--model",
-                         str(root / "train" / "exp"),
-                         "--api-key-file", str(root / "keys.txt"), "--max-upload-mb", "1",
-                         "--max-pixels", "4000000"], root) as base:
-        with httpx.Client(base_url=base, timeout=60) as client:
-            yield client
+    # The app `facecnn serve --detector hog --gallery G --model RUN --api-key-file KEYS
+    # --max-upload-mb 1 --max-pixels 4000000` hands uvicorn (cli_faces.serve, one process).
+    settings = ServeSettings(gallery=str(root / "g.db"), model=str(root / "train" / "exp"),
+                             api_key_file=str(root / "keys.txt"), max_upload_mb=1.0,
+                             max_pixels=4_000_000, detector="hog", embedder=None, max_queue=32)
+    with TestClient(settings.app(), raise_server_exceptions=False) as client:  # 500s, as served
+        yield client
 
 
 def post(client: httpx.Client, url: str, key: str | None, **files: object) -> httpx.Response:
@@ -149,8 +150,8 @@ def keyless(tmp_path_factory: pytest.TempPathFactory):
     """`--workers 2` without keys: two server processes on 127.0.0.1, everyone admin."""
     root = tmp_path_factory.mktemp("keyless")
     photos = write_photos(root / "photos", ["s1", "s2"], range(1, 4))
-    assert run_cli("enroll", str(photos), "--gallery", str(root / "g.db"), "--quiet", *HOG,
-                   cwd=root).returncode == 0
+    assert invoke_cli("enroll", str(photos), "--gallery", str(root / "g.db"), "--quiet", *HOG,
+                      cwd=root).returncode == 0
     with running_server([*HOG, "--gallery", str(root / "g.db"), "--workers", "2"],
                         root) as base:
         with httpx.Client(base_url=base, timeout=60) as client:

@@ -4,7 +4,6 @@ gallery locked by another process, a threshold calibrated after start, a crash l
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,10 +18,9 @@ from typing import Iterator
 import httpx
 import pytest
 
-from conftest import run_cli, serving
 from facecnn.faces.embedders.dlib import DlibEmbedder
 from facecnn.faces.gallery import UNKNOWN, Gallery, match
-from test_faces import write_photos
+from helpers import free_port, invoke_cli, serving, write_photos
 from test_serve import ADMIN, READER, jpeg
 
 MAX_QUEUE = 1
@@ -44,9 +42,7 @@ class Server:
 def serve_as_user(args: list[str], cwd: Path) -> Iterator[tuple[int, Path, Path]]:
     """`facecnn serve ARGS` on a free port and whatever host it picks itself; yields the port
     and the files its stdout and stderr go to, once /healthz answers on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        port = sock.getsockname()[1]
+    port = free_port("")
     out, err = cwd / "serve.out", cwd / "serve.err"
     with out.open("w") as stdout, err.open("w") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "facecnn", "serve", *args, "--port",
@@ -106,7 +102,7 @@ def endless_file(count: int, sent: list[int]) -> tuple[Iterator[bytes], str]:
 
 
 def test_serve_help_shows_the_key_file_format(tmp_path: Path) -> None:
-    shown = run_cli("serve", "--help", cwd=tmp_path, env={"COLUMNS": "200"})
+    shown = invoke_cli("serve", "--help", cwd=tmp_path, env={"COLUMNS": "200"})
     assert shown.returncode == 0 and "KEY [read|admin]" in shown.stdout
 
 
@@ -223,9 +219,9 @@ def test_the_threshold_follows_the_gallery_after_start(server: Server) -> None:
     face, before = score_and_threshold("s1")
     assert before == DlibEmbedder.default_threshold and scored_at(face, before)
     photos = write_photos(server.root / "photos", ["s4", "s5"], range(1, 4))
-    enrolled = run_cli("enroll", "--detector", "hog", str(photos), "--gallery",
-                       str(server.gallery), "--threshold",
-                       "0.45", "--quiet", cwd=server.root)
+    enrolled = invoke_cli("enroll", "--detector", "hog", str(photos), "--gallery",
+                          str(server.gallery), "--threshold", "0.45", "--quiet",
+                          cwd=server.root)
     assert enrolled.returncode == 0, enrolled.stderr
     with Gallery.open(server.gallery) as gallery:
         calibrated = gallery.threshold

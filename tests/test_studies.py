@@ -11,13 +11,15 @@ import pytest
 import timm
 import torch
 
-from conftest import make_jpeg_tree, run_cli
+from helpers import copy_run, invoke_cli, make_jpeg_tree
 from facecnn.data.datasets import load_dataset
 from facecnn.studies.study import Study
 from facecnn.studies.summary import write_comparison
 from facecnn.train.report import write_results_csv
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
+# `compare` has no --no-amp: pin it as --no-amp would (see conftest.no_auto_amp)
+pytestmark = pytest.mark.usefixtures("no_auto_amp")
 
 
 def rows(study_dir: Path) -> list[dict[str, str]]:
@@ -26,8 +28,8 @@ def rows(study_dir: Path) -> list[dict[str, str]]:
 
 
 def compare(tmp_path: Path, *args: str) -> Path:
-    result = run_cli("compare", *args, "--epochs", "1", "--quiet", "--project", str(tmp_path),
-                     cwd=tmp_path, timeout=600)
+    result = invoke_cli("compare", *args, "--epochs", "1", "--quiet", "--project",
+                        str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -37,6 +39,7 @@ def faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_jpeg_tree(tmp_path_factory.mktemp("studies") / "faces", ["s1", "s2", "s3"], 5)
 
 
+@pytest.mark.slow
 def test_optimizers_study(tmp_path: Path) -> None:
     compare(tmp_path, str(STUDIES / "optimizers.yaml"), "--data", "digits", "--seeds", "0")
     out = tmp_path / "compare" / "optimizers"
@@ -98,6 +101,7 @@ def test_pretrained_study_says_what_it_needs(tmp_path: Path, faces: Path) -> Non
         float(table["resnet18_pretrained"]["total"])  # layer1-3 frozen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,size", [("mobile_size", "32"), ("architectures", "96")])
 def test_size_and_architecture_studies(tmp_path: Path, faces: Path, name: str,
                                        size: str) -> None:
@@ -151,24 +155,25 @@ def test_a_row_is_one_epoch_the_kept_checkpoint(tmp_path: Path, best: int, kept:
 
 def test_bad_study_file(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("name: x\naxes: {colour: [red]}\ndata: digits\n")
-    result = run_cli("compare", str(tmp_path / "bad.yaml"), "--quiet", cwd=tmp_path)
+    result = invoke_cli("compare", str(tmp_path / "bad.yaml"), "--quiet", cwd=tmp_path)
     assert result.returncode == 2 and "unknown axis 'colour'" in result.stderr
 
 
 @pytest.fixture(scope="module")
-def digit_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+def digit_runs(tmp_path_factory: pytest.TempPathFactory, digits_run: Path) -> list[Path]:
+    """Two seed_mnist_cnn runs of two epochs: seed 0 (conftest's digits_run) and seed 1."""
     root = tmp_path_factory.mktemp("digit_runs")
-    for seed in ("0", "1"):
-        result = run_cli("train", "digits", "--model", "seed_mnist_cnn", "--epochs", "2",
-                         "--seed", seed, "--quiet", "--project", str(root), "--name", "d",
-                         cwd=root)
-        assert result.returncode == 0, result.stderr
+    copy_run(digits_run, root / "train" / "d")
+    result = invoke_cli("train", "digits", "--model", "seed_mnist_cnn", "--epochs", "2",
+                        "--seed", "1", "--no-amp", "--quiet", "--project", str(root),
+                        "--name", "d", cwd=root)
+    assert result.returncode == 0, result.stderr
     return [root / "train" / "d", root / "train" / "d2"]
 
 
 def test_ensemble_cli(tmp_path: Path, digit_runs: list[Path]) -> None:
-    result = run_cli("ensemble", *map(str, digit_runs), "--data", "digits", "--weights", "1,1",
-                     "--quiet", "--project", str(tmp_path), cwd=tmp_path)
+    result = invoke_cli("ensemble", *map(str, digit_runs), "--data", "digits", "--weights", "1,1",
+                        "--quiet", "--project", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "ensemble" / "exp"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -190,8 +195,8 @@ def test_every_visualize_command(tmp_path: Path, digit_runs: list[Path], att_fac
     expected = {"schedule": 1, "kernels": 1, "feature-maps": 3, "gradcam": 1,
                 "predictions": 1}  # seed_mnist_cnn has three conv layers
     for command, args in commands.items():
-        result = run_cli("visualize", command, *args, "--project", str(tmp_path), "--name",
-                         command, cwd=tmp_path)
+        result = invoke_cli("visualize", command, *args, "--project", str(tmp_path), "--name",
+                            command, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         pngs = sorted((tmp_path / "visualize" / command).glob("*.png"))
         assert len(pngs) == expected[command], command

@@ -11,20 +11,19 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import run_cli
+from helpers import canvas, invoke_cli, write_photos
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.gallery import Gallery
 from facecnn.faces.recognize import Recognizer
 from facecnn.serve.app import create_app
-from test_faces import canvas, write_photos
 
 
 @pytest.fixture(scope="module")
 def enrolled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("threshold")
     photos = write_photos(root / "photos", ["s1", "s2", "s3"], range(1, 4))
-    result = run_cli("enroll", str(photos), "--gallery", str(root / "g.db"), "--detector",
-                     "hog", "--quiet", cwd=root)
+    result = invoke_cli("enroll", str(photos), "--gallery", str(root / "g.db"), "--detector",
+                        "hog", "--quiet", cwd=root)
     assert result.returncode == 0, result.stderr
     for name, index in (("a", 8), ("b", 10)):
         Image.fromarray(canvas("s2", index)).save(root / f"{name}.jpg", quality=95)
@@ -47,13 +46,13 @@ def test_every_door_resolves_the_same_threshold(enrolled: Path, stored, given,
     threshold = Recognizer(gallery=db, detector=hog, threshold=given).current_threshold()
     assert (threshold.value, threshold.source) == expected
     flag = [] if given is None else ["--threshold", str(given)]
-    verified = run_cli("verify", str(enrolled / "a.jpg"), str(enrolled / "b.jpg"), "--gallery",
-                       str(db), "--detector", "hog", "--json", *flag, cwd=enrolled)
+    verified = invoke_cli("verify", str(enrolled / "a.jpg"), str(enrolled / "b.jpg"), "--gallery",
+                          str(db), "--detector", "hog", "--json", *flag, cwd=enrolled)
     assert verified.returncode == 0, verified.stderr
     answer = json.loads(verified.stdout)
     assert (answer["threshold"], answer["threshold_source"]) == expected
-    recognized = run_cli("recognize", str(enrolled / "a.jpg"), "--gallery", str(db),
-                         "--detector", "hog", "--json", *flag, cwd=enrolled)
+    recognized = invoke_cli("recognize", str(enrolled / "a.jpg"), "--gallery", str(db),
+                            "--detector", "hog", "--json", *flag, cwd=enrolled)
     assert recognized.returncode == 0, recognized.stderr
     assert f"unknown beyond threshold {value:.4f} ({source})" in recognized.stderr
     if given is None:  # the server has no per-request threshold: the gallery's rule alone
@@ -64,8 +63,8 @@ def test_every_door_resolves_the_same_threshold(enrolled: Path, stored, given,
 
 
 def test_verify_without_a_gallery_uses_the_embedders_default(enrolled: Path) -> None:
-    verified = run_cli("verify", str(enrolled / "a.jpg"), str(enrolled / "b.jpg"),
-                       "--detector", "hog", "--json", cwd=enrolled)
+    verified = invoke_cli("verify", str(enrolled / "a.jpg"), str(enrolled / "b.jpg"),
+                          "--detector", "hog", "--json", cwd=enrolled)
     assert verified.returncode == 0, verified.stderr
     answer = json.loads(verified.stdout)
     assert (answer["threshold"], answer["threshold_source"]) == (0.6, "embedder")

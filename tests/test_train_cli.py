@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,23 +15,19 @@ from safetensors.torch import load_file
 
 from facecnn.data.datasets import load_dataset
 
-from conftest import run_cli, tensor_files_equal
+from helpers import HANG_GUARD, free_port, invoke_cli, read_rows, tensor_files_equal
 
 RUN_FILES = ["config.yaml", "results.csv", "curves.png", "confusion_matrix.png", "metrics.json",
              "report.md", "weights/best.pt", "weights/last.pt", "model.safetensors", "train.log"]
 
 
-def read_rows(run: Path) -> list[dict[str, str]]:
-    with (run / "results.csv").open() as handle:
-        return list(csv.DictReader(handle))
-
-
+@pytest.mark.slow
 def test_att_faces_seed_cnn_reaches_accuracy(att_faces: Path, tmp_path: Path) -> None:
     """Seed C's CNN on the 40 AT&T people (8 train / 2 val photos each)."""
-    result = run_cli("train", str(att_faces), "--model", "seed_face_cnn3", "--img-size", "64",
-                     "--epochs", "12", "--batch-size", "16", "--lr", "1e-3",
-                     "--augment", "seed_b_faces", "--quiet", "--project", str(tmp_path),
-                     cwd=tmp_path)
+    result = invoke_cli("train", str(att_faces), "--model", "seed_face_cnn3", "--img-size",
+                        "64", "--epochs", "12", "--batch-size", "16", "--lr", "1e-3",
+                        "--augment", "seed_b_faces", "--no-amp", "--quiet", "--project",
+                        str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "train" / "exp"
     for name in RUN_FILES:
@@ -48,8 +42,9 @@ def test_att_faces_seed_cnn_reaches_accuracy(att_faces: Path, tmp_path: Path) ->
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
 
 
-def test_demo_reaches_97_percent_on_held_out_test(tmp_path: Path) -> None:
-    result = run_cli("demo", "--quiet", "--project", str(tmp_path), cwd=tmp_path)
+@pytest.mark.slow
+def test_demo_reaches_97_percent_on_held_out_test(tmp_path: Path, no_auto_amp: None) -> None:
+    result = invoke_cli("demo", "--quiet", "--project", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "train" / "demo" / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] >= 0.97
@@ -59,30 +54,31 @@ def test_demo_reaches_97_percent_on_held_out_test(tmp_path: Path) -> None:
 
 def _train_digits(tmp_path: Path, name: str, *extra: str) -> list[str]:
     return ["train", "digits", "--model", "seed_mnist_cnn", "--epochs", "4", "--batch-size", "8",
-            "--augment", "seed_c", "--seed", "3", "--quiet", "--project", str(tmp_path),
-            "--name", name, *extra]
+            "--augment", "seed_c", "--seed", "3", "--no-amp", "--quiet", "--project",
+            str(tmp_path), "--name", name, *extra]
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_exactly(tmp_path: Path) -> None:
     """Ctrl-C mid-run, then --resume: consecutive epochs and the very same final weights."""
-    full = run_cli(*_train_digits(tmp_path, "full"), cwd=tmp_path)
+    full = invoke_cli(*_train_digits(tmp_path, "full"), cwd=tmp_path)
     assert full.returncode == 0, full.stderr
 
     proc = subprocess.Popen([sys.executable, "-m", "facecnn", *_train_digits(tmp_path, "cut")],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     cut = tmp_path / "train" / "cut"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (
+    deadline = time.time() + HANG_GUARD
+    while time.time() < deadline and proc.poll() is None and not (
             (cut / "results.csv").exists() and len(read_rows(cut)) >= 2):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=HANG_GUARD)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "--resume" in err
     assert len(read_rows(cut)) < 4
 
-    resumed = run_cli("train", "--resume", str(cut), "--quiet", cwd=tmp_path)
+    resumed = invoke_cli("train", "--resume", str(cut), "--quiet", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert [int(r["epoch"]) for r in read_rows(cut)] == [1, 2, 3, 4]
     full_rows, cut_rows = read_rows(tmp_path / "train" / "full"), read_rows(cut)
@@ -92,16 +88,16 @@ def test_interrupted_run_resumes_exactly(tmp_path: Path) -> None:
                               load_file(cut / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with socket.socket() as sock:  # a free port, so parallel test runs never collide
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
+    port = str(free_port())  # so parallel test runs never collide
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
          port, "-m", "facecnn", "train", "digits", "--model", "seed_mnist_cnn", "--epochs",
-         "2", "--batch-size", "32", "--quiet", "--project", str(tmp_path), "--name", "ddp"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+         "2", "--batch-size", "32", "--no-amp", "--quiet", "--project", str(tmp_path),
+         "--name", "ddp"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=HANG_GUARD)
     assert result.returncode == 0, result.stderr[-8000:]
     runs = sorted(p.name for p in (tmp_path / "train").iterdir())
     assert runs == ["ddp"]  # rank 0 alone creates the folder
@@ -124,9 +120,9 @@ def test_bad_data_is_one_line_exit_2(tmp_path: Path, faces3: Path, layout: str) 
             for f in (faces3 / person).iterdir():
                 f.unlink()
             (faces3 / person).rmdir()
-    result = run_cli("train", str(data), "--model", "seed_face_cnn3", "--img-size", "32",
-                     "--epochs", "1", "--quiet", "--project", str(tmp_path / "runs"),
-                     cwd=tmp_path)
+    result = invoke_cli("train", str(data), "--model", "seed_face_cnn3", "--img-size", "32",
+                        "--epochs", "1", "--no-amp", "--quiet", "--project",
+                        str(tmp_path / "runs"), cwd=tmp_path)
     expected = {"missing": "data folder not found", "empty_class": "s4 is empty",
                 "one_class": "only one class", "file": "got a file"}[layout]
     assert result.returncode == 2
@@ -138,9 +134,9 @@ def test_unreadable_files_are_skipped_and_listed(tmp_path: Path, faces3: Path) -
     (faces3 / "s1" / "notes.jpg").write_text("this is text, not a JPEG")
     good = (faces3 / "s2" / "1.jpg").read_bytes()
     (faces3 / "s2" / "broken.jpg").write_bytes(good[: len(good) // 3])
-    result = run_cli("train", str(faces3), "--model", "seed_face_cnn3", "--img-size", "32",
-                     "--epochs", "1", "--quiet", "--project", str(tmp_path / "runs"),
-                     cwd=tmp_path)
+    result = invoke_cli("train", str(faces3), "--model", "seed_face_cnn3", "--img-size", "32",
+                        "--epochs", "1", "--no-amp", "--quiet", "--project",
+                        str(tmp_path / "runs"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "runs" / "train" / "exp"
     skipped = {Path(s["file"]).name: s["reason"]
@@ -153,5 +149,6 @@ def test_unreadable_files_are_skipped_and_listed(tmp_path: Path, faces3: Path) -
 
 
 def test_unknown_choice_lists_valid_names(tmp_path: Path, faces3: Path) -> None:
-    result = run_cli("train", str(faces3), "--optimizer", "adamm", "--quiet", cwd=tmp_path)
+    result = invoke_cli("train", str(faces3), "--optimizer", "adamm", "--no-amp", "--quiet",
+                        cwd=tmp_path)
     assert result.returncode == 2 and "adamw" in result.stderr and "Traceback" not in result.stderr

@@ -70,6 +70,7 @@ def test_unknown_name_lists_valid_names() -> None:
         build_augmentation("mixup")
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", RANDOM_PRESETS)
 def test_cpu_generator_drives_cuda_batch_like_cpu(name: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -11,10 +12,10 @@ from PIL import Image
 from torch import nn
 
 from facecnn.errors import FacecnnError
-from facecnn.models import create_model
+from facecnn.models.catalog import create_model
 from facecnn.viz.feature_maps import feature_maps
 from facecnn.viz.gradcam import gradcam, overlay_figure
-from facecnn.viz.kernels import kernel_figure
+from facecnn.viz.kernels import kernel_figure, kernel_panels
 from facecnn.viz.predictions import parse_grid, predictions_grid
 
 
@@ -39,6 +40,28 @@ def test_kernel_figure(face_rgb: np.ndarray, tmp_path: Path) -> None:
     path = kernel_figure(face_rgb, tmp_path / "sub" / "kernels.png")
     assert path == tmp_path / "sub" / "kernels.png"
     assert _png_size(path)[0] > 500
+
+
+def test_kernel_channel_panels_show_each_channel_in_its_colour() -> None:
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[:, :4] = (255, 0, 0)  # left: pure red; right: white
+    image[:, 4:] = 255
+    fig = kernel_panels(image)
+    panels = {ax.get_title(): ax.images[0] for ax in fig.axes if ax.images}
+    plt.close(fig)
+    expected = {"red channel": [(255, 0, 0), (255, 0, 0)],
+                "green channel": [(0, 0, 0), (0, 255, 0)],
+                "blue channel": [(0, 0, 0), (0, 0, 255)]}
+    for title, (left, right) in expected.items():
+        shown = panels[title].to_rgba(panels[title].get_array(), bytes=True)[..., :3]
+        assert tuple(shown[0, 0]) == left and tuple(shown[0, 7]) == right, title
+
+
+def test_feature_maps_leave_out_1x1_layers(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Conv2d(4, 2, 1))
+    paths = feature_maps(model, torch.randn(1, 3, 16, 16), tmp_path)
+    assert [p.name for p in paths] == ["01_0.png"]  # 03_2 would be blank squares
+    assert [p.name for p in tmp_path.iterdir()] == ["01_0.png"]
 
 
 @pytest.mark.parametrize("name, chans, names", [

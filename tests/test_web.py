@@ -17,8 +17,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from conftest import run_cli, running_server
-from test_faces import write_photos
+from helpers import invoke_cli, running_server, write_photos
+
+pytestmark = pytest.mark.web
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 KEY = "web-admin-key-0123456789"
@@ -38,8 +39,8 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def url(photos: Path) -> Iterator[str]:
     """A real `facecnn serve` with an admin key, so the page must send it."""
-    enrolled = run_cli("enroll", str(photos / "gallery"), "--gallery", str(photos / "g.db"),
-                       "--quiet", cwd=photos)
+    enrolled = invoke_cli("enroll", str(photos / "gallery"), "--gallery", str(photos / "g.db"),
+                          "--quiet", cwd=photos)
     assert enrolled.returncode == 0, enrolled.stderr
     (photos / "keys.txt").write_text(f"{KEY} admin\n")
     with running_server(["--gallery", str(photos / "g.db"), "--api-key-file",
@@ -62,7 +63,7 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 def wait_for(browser: webdriver.Chrome, condition: Callable[[Any], Any],
-             timeout: float = 30) -> Any:
+             timeout: float = 120) -> Any:  # generous for a busy machine; fails, not hangs
     return WebDriverWait(browser, timeout).until(condition)
 
 

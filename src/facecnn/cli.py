@@ -2,92 +2,81 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
+from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional, get_type_hints
 
 import typer
 from rich.table import Table
 
 from facecnn import cli_faces, cli_studies
 from facecnn.cli_options import BATCH_SIZE, DEVICE, NAME, PROJECT, QUIET
+from facecnn.config import TrainConfig
 from facecnn.errors import FacecnnError, Interrupted
 from facecnn.fileio import write_csv_atomic
-from facecnn.terminal import console, err_console, reporter_for
+from facecnn.terminal import configure_logging, console, debugging, err_console, reporter_for
+from facecnn.train.objective_choices import OBJECTIVE_CHOICES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Face recognition with convolutional networks: train, evaluate, predict.")
-# Choices are listed here (not imported) so `--help` stays instant; a test checks they match
-# the registries.
-OPTIMIZER_NAMES = "sgd, sgd_clip, momentum, nesterov, adagrad, adadelta, rmsprop, adam, adamw"
-SCHEDULE_NAMES = "constant, step, rampup_expdecay, cosine, onecycle"
-INIT_NAMES = "default, zeros, normal, glorot, he"
-AUGMENT_NAMES = "none, seed_b_flowers, seed_b_faces, seed_c, faces, digits"
-OBJECTIVE_NAMES = "softmax, arcface, triplet"
+# Option help comes from the registries (TrainConfig's fields); tests/test_objectives.py reads this.
+OBJECTIVE_NAMES = ", ".join(OBJECTIVE_CHOICES)
+
+
+def _print_version(value: bool) -> None:
+    """Read the installed package's metadata, so `--version` never imports torch."""
+    if value:
+        from importlib.metadata import version
+
+        print(version("facecnn"))
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version,
+                                          is_eager=True, help="Print the version and exit.")
+             ) -> None:
+    """Options that come before any command."""
+
+
+def _config_parameters(command: Callable[..., None]) -> Callable[..., None]:
+    """Give `command` a parameter per TrainConfig field, its default, help and limits read
+    from the field (a field without a default becomes an optional argument, as --resume needs
+    none), ahead of the command's own keyword-only parameters."""
+    hints = get_type_hints(TrainConfig)
+    params = []
+    for f in fields(TrainConfig):
+        meta = f.metadata
+        help, choices = meta["help"], meta["choices"]
+        if choices is not None:
+            help = help.format(choices=choices.describe())
+        if f.default is MISSING:
+            default, annotation = typer.Argument(None, help=help), Optional[hints[f.name]]
+        else:
+            default = typer.Option(f.default, help=help, min=meta["min"], max=meta["max"])
+            annotation = hints[f.name]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                        default=default, annotation=annotation))
+    own = [p for p in inspect.signature(command).parameters.values()
+           if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    command.__signature__ = inspect.Signature(params + own)  # type: ignore[attr-defined]
+    return command
 
 
 @app.command()
-def train(
-    data: Optional[str] = typer.Argument(None, help="Folder of class folders (or with train/ "
-                                         "val/ [test/]), or a built-in: mnist5k, digits."),
-    model: str = typer.Option("seed_face_cnn", help="Model name (see `facecnn models`)."),
-    epochs: int = typer.Option(10, min=1),
-    batch_size: int = typer.Option(32, min=1),
-    img_size: Optional[int] = typer.Option(None, help="Input size (default: the model's)."),
-    head: Optional[str] = typer.Option(None, help="Head spec, e.g. gap-dense512-dropout0.5."),
-    pretrained: bool = typer.Option(False, help="Pretrained weights: ImageNet from the hub "
-                                    "(online); dlib_resnet: dlib's face weights (offline)."),
-    weights: Optional[Path] = typer.Option(None, help="Local weights: timm/torchvision state "
-                                           "dict or a facecnn checkpoint."),
-    freeze: str = typer.Option("none", help="none, backbone, all-but-head, or stages such as "
-                               "layer1-3."),
-    optimizer: str = typer.Option("adam", help=OPTIMIZER_NAMES),
-    lr: Optional[float] = typer.Option(None, help="Learning rate (default: the optimizer's)."),
-    weight_decay: float = typer.Option(0.0),
-    schedule: str = typer.Option("constant", help=SCHEDULE_NAMES),
-    step_size: Optional[int] = typer.Option(None, help="step schedule: epochs per decay "
-                                            "(default: seed B's table)."),
-    gamma: float = typer.Option(0.1, help="step schedule: decay factor."),
-    init: str = typer.Option("default", help=INIT_NAMES),
-    augment: str = typer.Option("none", help=AUGMENT_NAMES),
-    label_smoothing: float = typer.Option(0.0, min=0.0, max=0.99),
-    objective: str = typer.Option("softmax", help=f"Loss: {OBJECTIVE_NAMES} (the last two "
-                                  "train the embedding; docs/objectives.md)."),
-    margin: Optional[float] = typer.Option(None, help="arcface: angular margin in radians "
-                                           "(default 0.5); triplet: distance margin (0.2)."),
-    scale: Optional[float] = typer.Option(None, help="arcface: logit scale (default 30)."),
-    patience: Optional[int] = typer.Option(None, help="Early stop after this many epochs "
-                                           "without a better val loss."),
-    clip_grad: Optional[float] = typer.Option(None, help="Clip the gradient norm."),
-    val_split: float = typer.Option(0.2, help="Validation fraction when DATA has no val/."),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps."),
-    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="Mixed precision "
-                                       "(default: on for CUDA and for CPUs with bf16 instructions)."),
-    project: str = typer.Option("runs", help="Runs are saved under PROJECT/train/NAME."),
-    name: str = typer.Option("exp"),
-    quiet: bool = typer.Option(False, help="No progress bars."),
-    resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder."),
-) -> None:
+@_config_parameters
+def train(*, resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder."),
+          **settings: Any) -> None:
     """Train a classifier on a folder of photos; leaves a run folder with curves and a report."""
-    from facecnn.config import TrainConfig
     from facecnn.train.trainer import Trainer
 
-    if resume is None and data is None:
+    if resume is None and settings["data"] is None:
         raise FacecnnError("give DATA (a folder or mnist5k/digits) or --resume RUN_DIR")
-    cfg = None
-    if resume is None:
-        cfg = TrainConfig(data=data, model=model, epochs=epochs, batch_size=batch_size,
-                          img_size=img_size, head=head, pretrained=pretrained,
-                          weights=str(weights) if weights else None, freeze=freeze,
-                          optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                          schedule=schedule, step_size=step_size, gamma=gamma, init=init,
-                          augment=augment, label_smoothing=label_smoothing,
-                          objective=objective, margin=margin, scale=scale, patience=patience,
-                          clip_grad=clip_grad, val_split=val_split, seed=seed, device=device,
-                          amp=amp, project=project, name=name, quiet=quiet)
-    trainer = Trainer(cfg, reporter_for(quiet), resume=resume)
+    cfg = TrainConfig(**settings) if resume is None else None
+    trainer = Trainer(cfg, reporter_for(settings["quiet"]), resume=resume)
     trainer.fit(resume)
 
 
@@ -127,7 +116,7 @@ def predict(
     device: str = typer.Option("auto"),
 ) -> None:
     """Name the class of each image."""
-    from facecnn.classify import load_classifier
+    from facecnn.inference import load_classifier
     from facecnn.data.folders import expand_inputs, relative_ids
 
     paths = expand_inputs(files)
@@ -159,7 +148,7 @@ def export(
     opset: int = typer.Option(17, help="ONNX opset version."),
 ) -> None:
     """Export a trained model for programs without PyTorch (checked against PyTorch)."""
-    from facecnn.export import export_onnx
+    from facecnn.inference.export import export_onnx
 
     if format != "onnx":
         raise FacecnnError(f"unknown format {format!r}; the one format is onnx")
@@ -181,7 +170,7 @@ def models(
     num_classes: int = typer.Option(1000, help="Class count used for the parameter column."),
 ) -> None:
     """List every model name with its input size and parameter count."""
-    from facecnn.models.registry import list_models, model_info, parameter_count
+    from facecnn.models.catalog import list_models, model_info, parameter_count
 
     table = Table("model", "input", f"parameters ({num_classes} classes)", "description")
     for name in list_models():
@@ -199,7 +188,6 @@ def demo(
     quiet: bool = typer.Option(False),
 ) -> None:
     """Offline demo: seed D's MNIST CNN on MNIST-5k, scored on a held-out test part."""
-    from facecnn.config import TrainConfig
     from facecnn.train.trainer import Trainer
 
     cfg = TrainConfig(data="mnist5k", model="seed_mnist_cnn", epochs=epochs, batch_size=32,
@@ -217,10 +205,15 @@ cli_studies.register(app)
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and an exit code."""
+    """Console entry point: user errors become one line on stderr and an exit code, and so
+    does a bug (exit 1); `FACECNN_DEBUG=1` adds the traceback to either."""
+    debug = debugging()
+    configure_logging()
     try:
         app()
     except FacecnnError as exc:
+        if debug:
+            err_console.print_exception()
         err_console.print(f"error: {exc}", highlight=False, markup=False)
         sys.exit(exc.exit_code)
     except Interrupted as exc:
@@ -230,3 +223,9 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except Exception as exc:  # a bug, not the user's doing: say so in one line
+        if debug:
+            err_console.print_exception()
+        err_console.print(f"error: unexpected {type(exc).__name__}: {exc} (a facecnn bug; "
+                          "FACECNN_DEBUG=1 shows where)", highlight=False, markup=False)
+        sys.exit(1)

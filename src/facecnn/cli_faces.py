@@ -55,28 +55,48 @@ def prepare(
     landmarks: str = LANDMARKS,
     upsample: int = typer.Option(1, min=0, help="Detector upsampling (finds smaller faces)."),
     min_size: int = typer.Option(20, min=1, help="Smallest face side kept, in pixels."),
-    size: int = typer.Option(160, min=16, help="Crop side in pixels."),
-    margin: float = typer.Option(0.2, min=0.0, max=1.0, help="Room around the face."),
+    crop: Optional[str] = typer.Option(
+        None, help="Cut faces as this model or run takes them: a model name (dlib_resnet: "
+        "dlib's 150 px chips) or a run folder. Default: the ArcFace template, margin 0.2."),
+    size: Optional[int] = typer.Option(None, min=16, help="Crop side in pixels [default: 160]."),
+    margin: Optional[float] = typer.Option(None, min=0.0, max=1.0,
+                                           help="Room around the face [default: 0.2]."),
     multi: str = typer.Option("largest", help="Photos with several faces: largest, all, skip."),
     overwrite: bool = typer.Option(False, help="Replace crops that already exist in OUT."),
     quiet: bool = typer.Option(False),
 ) -> None:
     """Find, align and crop every face; lists photos with no face or several faces."""
+    from facecnn.faces.crops import describe
     from facecnn.faces.prepare import REPORT
     from facecnn.faces.prepare import prepare as run_prepare
 
+    layout = _prepare_crop(crop, size, margin)
     report = run_prepare(raw, out, _detector(detector, upsample, min_size, landmarks=landmarks),
-                         size=size, margin=margin, multi=multi, overwrite=overwrite,
+                         crop=layout, multi=multi, overwrite=overwrite,
                          reporter=reporter_for(quiet))
     for name in report.empty_folders:
         err_console.print(f"empty person folder skipped: {escape(name)}", highlight=False)
     console.print(f"{report.faces_written} face crops written to {out} from {report.images} "
                   f"images; {len(report.no_face)} with no face, {len(report.multiple_faces)} "
                   f"with several, {len(report.unreadable)} unreadable, "
-                  f"{len(report.kept_existing)} existing kept (see {out / REPORT})")
+                  f"{len(report.kept_existing)} existing kept (see {out / REPORT}); "
+                  f"{describe(layout)}")
     if not report.crops:
         raise FacecnnError(f"no face crop written or kept: nothing to train or enroll on "
                            f"(why in {out / REPORT})")
+
+
+def _prepare_crop(crop: str | None, size: int | None, margin: float | None) -> dict:
+    """prepare's layout: a model's or run's (--crop), else the template with --size/--margin."""
+    from facecnn.faces.crops import crop_for
+    from facecnn.faces.prepare import DEFAULT_CROP
+
+    if crop is None:
+        return {"size": size or DEFAULT_CROP["size"],
+                "margin": DEFAULT_CROP["margin"] if margin is None else margin}
+    if size is not None or margin is not None:
+        raise FacecnnError("--crop sets the size and layout: drop --size/--margin")
+    return crop_for(crop)
 
 
 def enroll(

@@ -8,8 +8,14 @@ from typing import Any, List, Optional
 import typer
 
 from facecnn.cli_options import BATCH_SIZE, DEVICE, NAME, PROJECT, QUIET
+from facecnn.data.augment_presets import AUGMENT_CHOICES
 from facecnn.errors import FacecnnError
+from facecnn.models.freeze import FREEZE_CHOICES
+from facecnn.models.init import INIT_CHOICES
+from facecnn.registry import Registry
 from facecnn.terminal import console, reporter_for
+from facecnn.train.optim import OPTIMIZER_CHOICES
+from facecnn.train.schedules import SCHEDULE_CHOICES
 
 
 def _split(text: Optional[str], cast: Any = str) -> Optional[list[Any]]:
@@ -21,16 +27,22 @@ def _split(text: Optional[str], cast: Any = str) -> Optional[list[Any]]:
         raise FacecnnError(f"cannot read the list {text!r}") from None
 
 
+def _some_of(choices: Registry, also: str = "") -> str:
+    """Help for a comma-separated list of a registry's names."""
+    return f"Comma-separated: {', '.join(choices)}{also}."
+
+
 def compare(
     study_file: Optional[Path] = typer.Argument(None, help="Study YAML (see studies/)."),
     data: Optional[str] = typer.Option(None, help="Folder or built-in name (mnist5k, digits)."),
     models: Optional[str] = typer.Option(None, help="Comma-separated model names."),
-    optimizers: Optional[str] = typer.Option(None),
+    optimizers: Optional[str] = typer.Option(None, help=_some_of(OPTIMIZER_CHOICES)),
     lrs: Optional[str] = typer.Option(None),
-    schedules: Optional[str] = typer.Option(None),
-    inits: Optional[str] = typer.Option(None),
-    freezes: Optional[str] = typer.Option(None, help="e.g. none,layer1-3"),
-    augments: Optional[str] = typer.Option(None),
+    schedules: Optional[str] = typer.Option(None, help=_some_of(SCHEDULE_CHOICES)),
+    inits: Optional[str] = typer.Option(None, help=_some_of(INIT_CHOICES)),
+    freezes: Optional[str] = typer.Option(None, help=_some_of(FREEZE_CHOICES, " or a stage "
+                                                               "such as layer1-3")),
+    augments: Optional[str] = typer.Option(None, help=_some_of(AUGMENT_CHOICES)),
     seeds: Optional[str] = typer.Option(None, help="e.g. 0,1,2 (mean and std per row)"),
     epochs: Optional[int] = typer.Option(None, min=1),
     img_size: Optional[int] = typer.Option(None, min=8),
@@ -110,7 +122,7 @@ def _model_input(run: Path, photo: Path) -> tuple[Any, dict, Any, Any]:
     import torch
 
     from facecnn.data.decode import decode_image
-    from facecnn.inference import Predictor
+    from facecnn.inference.pytorch import Predictor
 
     predictor = Predictor.load(run, "cpu")
     meta = predictor.meta
@@ -123,7 +135,8 @@ def _model_input(run: Path, photo: Path) -> tuple[Any, dict, Any, Any]:
 
 
 @visualize_app.command("schedule")
-def visualize_schedule(schedule: str = typer.Option("rampup_expdecay"),
+def visualize_schedule(schedule: str = typer.Option("rampup_expdecay",
+                                                    help=SCHEDULE_CHOICES.describe()),
                        epochs: int = typer.Option(25, min=1),
                        lr: float = typer.Option(5e-5, help="Base (peak) learning rate."),
                        step_size: Optional[int] = typer.Option(None),
@@ -191,7 +204,7 @@ def visualize_predictions(run: Path, data: str, grid: str = typer.Option("4x8"),
     import numpy as np
 
     from facecnn.data.datasets import load_folder_for
-    from facecnn.inference import Predictor
+    from facecnn.inference.pytorch import Predictor
     from facecnn.viz.predictions import parse_grid, predictions_grid
 
     rows, cols = parse_grid(grid)

@@ -7,7 +7,7 @@ from typing import Any
 
 from facecnn.data.datasets import load_folder_for
 from facecnn.data.heldout import untrained
-from facecnn.inference import Predictor
+from facecnn.inference.pytorch import Predictor
 from facecnn.progress import Reporter
 from facecnn.runs import new_run_dir
 from facecnn.train.evaluation import evaluate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -15,6 +16,23 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+def debugging() -> bool:
+    """FACECNN_DEBUG=1: every error comes with its traceback."""
+    return os.environ.get("FACECNN_DEBUG") == "1"
+
+
+def configure_logging() -> None:
+    """The `facecnn` loggers' warnings and errors on stderr through rich (the server's
+    failures among them); the lines a command prints as output go through the reporter."""
+    from rich.logging import RichHandler
+
+    root = logging.getLogger("facecnn")
+    if not any(isinstance(h, RichHandler) for h in root.handlers):
+        handler = RichHandler(console=err_console, show_time=False, show_path=False)
+        handler.setLevel(logging.WARNING)
+        root.addHandler(handler)
+
+
 class RichReporter(Reporter):
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
@@ -24,7 +42,9 @@ class RichReporter(Reporter):
 
     @contextmanager
     def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
-        if self.quiet:
+        # Off a terminal (a pipe, nohup, TERM=dumb) a bar shows nothing, and rich's Progress
+        # would still end each one with a blank line: piped logs came out double-spaced.
+        if self.quiet or not console.is_interactive:
             yield lambda n: None
             return
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

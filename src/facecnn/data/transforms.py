@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from facecnn.errors import FacecnnError
+from facecnn.data.augment_presets import AUGMENT_CHOICES
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision's rgb_to_grayscale
 
@@ -123,32 +123,12 @@ class Augment:
         return x
 
 
-_PRESETS: dict[str, Augment] = {
-    "none": Augment(),
-    # Seed B level 1: random crop, quarter turns, both flips and transpose (flowers, no upright).
-    "seed_b_flowers": Augment(crop_scale=(0.8, 1.0), rot90_p=0.2, hflip_p=0.5, vflip_p=0.5,
-                              transpose_p=0.25),
-    # Seed B level 2: Keras ImageDataGenerator(rotation 10, zoom 0.1, shifts 0.1, hflip).
-    "seed_b_faces": Augment(rotate_deg=10, zoom=(0.9, 1.1), shift=0.1, hflip_p=0.5),
-    # Seed C: RandomRotation(10), RandomHorizontalFlip, ColorJitter(0.2, 0.2, 0.2).
-    "seed_c": Augment(rotate_deg=10, hflip_p=0.5, brightness=0.2, contrast=0.2, saturation=0.2),
-    # Recommended for aligned face crops: mild geometry (alignment already did the work), no
-    # vertical flips, stronger lighting changes, occasional grayscale.
-    "faces": Augment(hflip_p=0.5, rotate_deg=8, zoom=(0.95, 1.1), shift=0.05, brightness=0.3,
-                     contrast=0.3, saturation=0.2, grayscale_p=0.1),
-    # Handwritten digits (the demo): small shifts, turns and zooms; a flipped digit is another.
-    "digits": Augment(rotate_deg=10, zoom=(0.9, 1.1), shift=0.08),
-}
-AUGMENTATIONS: tuple[str, ...] = tuple(_PRESETS)
+AUGMENTATIONS: tuple[str, ...] = tuple(AUGMENT_CHOICES)
 
 
 def build_augmentation(name: str) -> Augment:
-    """The preset called `name`; an unknown name is a user error that lists the valid ones."""
-    try:
-        return _PRESETS[name]
-    except KeyError:
-        raise FacecnnError(f"unknown augmentation {name!r}; "
-                           f"choose one of: {', '.join(AUGMENTATIONS)}") from None
+    """The preset called `name` (augment_presets.py); an unknown name is a one-line error."""
+    return Augment(**AUGMENT_CHOICES.get(name))
 
 
 def _uniform(g: torch.Generator, size: int | tuple[int, ...], lo: float,

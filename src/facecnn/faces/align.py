@@ -43,14 +43,3 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112,
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
 
-
-def crop_box(size: int, margin: float) -> tuple[float, float, float, float]:
-    """Where the face is inside an aligned crop: the box a detector would have drawn, used
-    to find landmarks again in crops that `prepare` wrote."""
-    points = template(size, margin)
-    eye_to_mouth = points[3:, 1].mean() - points[:2, 1].mean()
-    cx = points[:, 0].mean()
-    half = 0.98 * eye_to_mouth  # the proportions of dlib's HOG boxes around real faces
-    top = points[:2, 1].mean() - 0.56 * eye_to_mouth
-    return (max(cx - half, 0.0), max(top, 0.0), min(cx + half, size - 1.0),
-            min(top + 2 * half, size - 1.0))

@@ -68,8 +68,9 @@ class Dlib68Landmarker(Landmarker):
         dlib_models.shape_predictor(DLIB_68.name)  # a missing file fails now, not per face
 
     def points(self, images: list[np.ndarray], boxes: list[list[Box]]) -> list[np.ndarray]:
-        return [np.stack([five_points(dlib_points(image, box)) for box in image_boxes])
-                .reshape(-1, 5, 2) for image, image_boxes in zip(images, boxes)]
+        return [np.array([five_points(dlib_points(image, box)) for box in image_boxes],
+                         np.float32).reshape(-1, 5, 2)
+                for image, image_boxes in zip(images, boxes)]
 
 
 def chip_shape(landmarks: str) -> str:

@@ -19,9 +19,9 @@ import numpy as np
 
 from facecnn.data.decode import read_image
 from facecnn.errors import FacecnnError
-from facecnn.faces.align import crop_box, template
+from facecnn.faces.crops import crop_face, make_chips, resized, same_layout
 from facecnn.faces.detect import Face, FaceDetector
-from facecnn.faces.embedders import Embedder, make_chips
+from facecnn.faces.embedders import Embedder
 from facecnn.workers import worker_pool
 
 MIN_FILES_PER_WORKER = 8  # below this a pool's start-up costs more than it saves
@@ -77,10 +77,20 @@ class _Worker:
                                                             self.spec.landmarks)))
         for k, image in images.items():
             file, pick, crop = jobs[k]
-            if crop is not None:
-                faces[k] = [prepared_face(image.shape[1], crop["margin"])]
-            results[k] = self._result(file, image, picked(faces[k], image.shape, pick))
+            results[k] = (self._result(file, image, picked(faces[k], image.shape, pick))
+                          if crop is None else self._prepared(file, image, crop))
         return results
+
+    def _prepared(self, file: Path, image: Any, crop: dict[str, Any]) -> FileFaces:
+        """A crop `prepare` cut: its face is where its layout puts it, and one cut in the
+        embedder's own layout is embedded as it is (resized), not cut a second time."""
+        face = crop_face(crop, image.shape[1])
+        if not same_layout(crop, self.spec.crop):
+            return self._result(file, image, [face])
+        chips = resized(self.spec.crop, image)[None]
+        if self.spec.embedder is None:
+            return FileFaces(file, [face.box], chips=chips)
+        return FileFaces(file, [face.box], self.embedder.vectors_of(chips))
 
     def _result(self, file: Path, image: Any, faces: list[Face]) -> FileFaces:
         if not faces:
@@ -101,11 +111,6 @@ def picked(faces: list[Face], shape: tuple[int, ...], pick: str | None) -> list[
     middle = np.array([shape[1], shape[0]]) / 2
     return [min(faces, key=lambda f: float(np.hypot(*((np.add(f.box[:2], f.box[2:]) / 2)
                                                       - middle))))]
-
-
-def prepared_face(size: int, margin: float) -> Face:
-    """The face of a crop `prepare` wrote: where its template put the box and the points."""
-    return Face(crop_box(size, margin), 1.0, template(size, margin).astype(np.float32))
 
 
 _worker: _Worker | None = None

@@ -22,7 +22,8 @@ from PIL import Image
 from facecnn.data.decode import read_image
 from facecnn.data.folders import class_folders, files_of
 from facecnn.errors import FacecnnError
-from facecnn.faces.align import align_face
+from facecnn.faces.crops import (PREPARE_MARGIN, PREPARE_SIZE, Crop, describe, is_chip,
+                                 make_chips, same_layout)
 from facecnn.faces.detect import FaceDetector
 from facecnn.fileio import remove_stale_temps, write_bytes_atomic, write_text_atomic
 from facecnn.progress import Reporter
@@ -115,17 +116,21 @@ def check_out(raw: Path, out: Path, people: list[Path]) -> None:
                                "it: prepare never writes into your photos; choose another OUT")
 
 
-def prepare(raw: Path, out: Path, detector: FaceDetector, *, size: int = 160,
-            margin: float = 0.2, multi: str = "largest", overwrite: bool = False,
+DEFAULT_CROP: Crop = {"size": PREPARE_SIZE, "margin": PREPARE_MARGIN}
+
+
+def prepare(raw: Path, out: Path, detector: FaceDetector, *, crop: Crop = DEFAULT_CROP,
+            multi: str = "largest", overwrite: bool = False,
             reporter: Reporter | None = None) -> PrepareReport:
-    """Detect, align and crop every face of RAW/<person>/* into OUT/<person>/."""
+    """Detect, align and crop every face of RAW/<person>/* into OUT/<person>/, in layout
+    `crop` (faces/crops.py), which the report records for train, enroll and recognize."""
     if multi not in MULTI:
         raise FacecnnError(f"--multi must be one of {', '.join(MULTI)}")
     raw, out = raw.resolve(), out.resolve()
     people = class_folders(raw)
     check_out(raw, out, people)
     reporter = reporter or Reporter()
-    report = PrepareReport({"size": size, "margin": margin}, detector.name)
+    report = PrepareReport(dict(crop), detector.name)
     jobs = []
     for person in people:
         files = files_of(person)
@@ -138,8 +143,8 @@ def prepare(raw: Path, out: Path, detector: FaceDetector, *, size: int = 160,
     with reporter.task("finding faces", len(jobs)) as advance:
         for person, file, names in jobs:
             report.images += 1
-            _prepare_one(raw, out, person, file, names, detector, size, margin, multi,
-                         overwrite, report)
+            _prepare_one(raw, out, person, file, names, detector, crop, multi, overwrite,
+                         report)
             advance(1)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / REPORT, json.dumps(report.to_dict(), indent=2) + "\n")
@@ -147,15 +152,15 @@ def prepare(raw: Path, out: Path, detector: FaceDetector, *, size: int = 160,
 
 
 def _prepare_one(raw: Path, out: Path, person: Path, file: Path, names: CropNames,
-                 detector: FaceDetector, size: int, margin: float, multi: str,
-                 overwrite: bool, report: PrepareReport) -> None:
+                 detector: FaceDetector, crop: Crop, multi: str, overwrite: bool,
+                 report: PrepareReport) -> None:
     name = str(file.relative_to(raw))
     try:
         image = read_image(file)
     except ValueError as exc:
         report.unreadable.append({"file": name, "reason": str(exc)})
         return
-    faces = detector(image)
+    faces = detector.detect_batch([image], landmarks=not is_chip(crop))[0]
     if not faces:
         report.no_face.append(name)
         return
@@ -164,12 +169,12 @@ def _prepare_one(raw: Path, out: Path, person: Path, file: Path, names: CropName
         if multi == "skip":
             return
         faces = faces if multi == "all" else faces[:1]
-    for face, crop in zip(faces, names(file, len(faces))):
-        target = out / person.name / crop
+    for face, crop_path in zip(faces, names(file, len(faces))):
+        target = out / person.name / crop_path
         if target.exists() and not overwrite:
             report.kept_existing.append(str(target.relative_to(out)))
             continue
-        _write_crop(target, align_face(image, face.landmarks, size, margin), raw)
+        _write_crop(target, make_chips(crop, [(image, face)])[0], raw)
         report.faces_written += 1
 
 
@@ -183,8 +188,8 @@ def _write_crop(target: Path, pixels: np.ndarray, raw: Path) -> None:
     write_bytes_atomic(target, buffer.getvalue())
 
 
-def crop_settings(folder: Path) -> dict[str, Any] | None:
-    """The crop size/margin of a folder `prepare` wrote, or None for any other folder."""
+def crop_settings(folder: Path) -> Crop | None:
+    """The crop layout of a folder `prepare` wrote, or None for any other folder."""
     report = folder / REPORT
     if not report.is_file():
         return None
@@ -192,3 +197,23 @@ def crop_settings(folder: Path) -> dict[str, Any] | None:
         return json.loads(report.read_text())["crop"]
     except (ValueError, KeyError):
         return None
+
+
+def crop_mismatch(model: str, data: Path) -> str | None:
+    """Why `model`'s pretrained weights would be fed faces unlike those they learnt on (a
+    folder `prepare` cut in another layout, or not cut by `prepare`), or None."""
+    from facecnn.faces.prepare import crop_settings
+    from facecnn.models.catalog import model_info
+
+    native = model_info(model).crop
+    if native is None:
+        return None
+    fix = f"cut the photos with `facecnn prepare PHOTOS OUT --crop {model}`"
+    found = crop_settings(data)
+    if found is None:
+        return (f"{model}'s pretrained weights expect {describe(native)}; {data} was not "
+                f"cut by `facecnn prepare`, so they may see other crops: {fix}")
+    if not same_layout(found, native):
+        return (f"{model}'s pretrained weights expect {describe(native)}, but {data} holds "
+                f"{describe(found)}; accuracy suffers: {fix}")
+    return None

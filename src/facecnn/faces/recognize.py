@@ -18,8 +18,8 @@ import numpy as np
 
 from facecnn.errors import FacecnnError
 from facecnn.faces.detect import Face, FaceDetector
-from facecnn.faces.embedders import Embedder, create_embedder, make_chips
-from facecnn.faces.embedders.run import run_crop
+from facecnn.faces.crops import make_chips, run_crop
+from facecnn.faces.embedders import Embedder, create_embedder
 from facecnn.faces.gallery import UNKNOWN, Gallery
 from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.threshold import Threshold, resolve_threshold
@@ -77,7 +77,7 @@ class Recognizer:
                 self.index = GalleryIndex.for_gallery(self.gallery, must_save=False)
                 self._index_lock = threading.Lock()  # a sync may append to the index
         else:
-            from facecnn.classify import load_classifier
+            from facecnn.inference import load_classifier
 
             self.classifier = load_classifier(Path(model), device)
 

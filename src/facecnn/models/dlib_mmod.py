@@ -272,7 +272,7 @@ class MMODDetector:
 
     def __init__(self, device: str = "auto", batch_size: int = 8,
                  source: Path | None = None) -> None:
-        from facecnn.train.runtime import flush_denormals, select_device
+        from facecnn.runtime import flush_denormals, select_device
 
         flush_denormals()
         self.device = select_device(device)

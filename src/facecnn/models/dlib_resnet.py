@@ -197,9 +197,12 @@ def as_batchnorm(state: dict[str, torch.Tensor], eps: float = 1e-5) -> dict[str,
     return out
 
 
+# crop: dlib's face chip, faces/crops.py's DLIB_CHIP, spelt out since models/ is below faces/
+# (importing it made a cycle; tests/test_imports.py checks the two agree)
 @register_model("dlib_resnet", img_size=INPUT_SIZE,
                 mean=tuple(m / 255 for m in TRAINING_MEAN_RGB),
                 std=(INPUT_SCALE / 255,) * 3, pretrained=True,
+                crop={"size": INPUT_SIZE, "padding": 0.25, "landmarks": "dlib5"},
                 description="dlib's 29-conv face ResNet (128-D embedding) + a new head; "
                             "--pretrained: dlib's face weights (offline)")
 def dlib_resnet(num_classes: int, in_chans: int = 3, img_size: int = INPUT_SIZE,

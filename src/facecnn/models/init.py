@@ -2,36 +2,40 @@
 
 `initialize(model, name)` re-draws every conv and linear weight so the same architecture
 can be trained from each starting point; BatchNorm keeps its own (1, 0) initialization.
+Torch loads when a model is initialized, so `--help` lists the names without it.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+from facecnn.registry import Registry
 
-from facecnn.errors import FacecnnError
+if TYPE_CHECKING:
+    from torch import nn
 
-_WEIGHT_INIT: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "zeros": nn.init.zeros_,
-    "normal": lambda w: nn.init.normal_(w, mean=0.0, std=0.01),  # Keras RandomNormal(0.01)
-    "glorot": nn.init.xavier_uniform_,
-    "he": lambda w: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu"),
-}
-INITIALIZERS = ("default", *_WEIGHT_INIT)  # "default": keep the layers' own initialization
-_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+# name -> (torch.nn.init function, its keyword arguments); None keeps the layers' own
+INIT_CHOICES: Registry[tuple[str, dict[str, Any]] | None] = Registry("initializer")
+INIT_CHOICES.add("default", None, "keep each layer's own initialization")
+INIT_CHOICES.add("zeros", ("zeros_", {}), "every weight 0, which cannot break symmetry")
+INIT_CHOICES.add("normal", ("normal_", {"mean": 0.0, "std": 0.01}),
+                 "normal with std 0.01, as Keras' RandomNormal")
+INIT_CHOICES.add("glorot", ("xavier_uniform_", {}), "Glorot/Xavier uniform")
+INIT_CHOICES.add("he", ("kaiming_normal_", {"mode": "fan_in", "nonlinearity": "relu"}),
+                 "He/Kaiming normal for ReLU, fan-in")
+INITIALIZERS: tuple[str, ...] = tuple(INIT_CHOICES)
 
 
 def initialize(module: nn.Module, name: str) -> None:
     """Re-initialize all conv/linear weights in `module` with initializer `name`, biases to 0."""
-    if name not in INITIALIZERS:
-        raise FacecnnError(f"unknown initializer {name!r}; choose one of: "
-                           f"{', '.join(INITIALIZERS)}")
-    if name == "default":
+    spec = INIT_CHOICES.get(name)
+    if spec is None:
         return
+    from torch import nn
+
+    function, options = getattr(nn.init, spec[0]), spec[1]
     for layer in module.modules():
-        if isinstance(layer, _LAYERS):
-            _WEIGHT_INIT[name](layer.weight)
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            function(layer.weight, **options)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)

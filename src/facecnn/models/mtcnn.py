@@ -221,7 +221,7 @@ class MTCNNDetector:
     def __init__(self, device: str = "auto", min_face: int = 20,
                  thresholds: Sequence[float] = (0.6, 0.7, 0.7),
                  weights: Path | None = None) -> None:
-        from facecnn.train.runtime import flush_denormals, select_device
+        from facecnn.runtime import flush_denormals, select_device
 
         if min_face < 1:
             raise FacecnnError(f"min_face must be 1 px or more, not {min_face}")

@@ -23,11 +23,11 @@ import numpy as np
 from facecnn.serve.security import KeyStore, UploadError, decode_upload
 
 if TYPE_CHECKING:
-    from facecnn.classify import Prediction
     from facecnn.faces.detect import Face
     from facecnn.faces.embedders import Embedder
     from facecnn.faces.gallery import Gallery
     from facecnn.faces.recognize import FaceResult
+    from facecnn.inference.base import Prediction
 
 MODEL_THREADS = 2  # one per model stage: a detection and an embedding run at once
 BUSY_TIMEOUT_S = 2.0  # the most a request waits for the gallery's write lock (then 503)
@@ -88,7 +88,7 @@ class Service:
                 detector=self.detector, workers=1, embedder=embedder)
             self.store = Gallery.open(gallery, busy_timeout=BUSY_TIMEOUT_S)
         if model is not None:
-            from facecnn.classify import load_classifier
+            from facecnn.inference import load_classifier
 
             self.classifier = load_classifier(model)
 

@@ -16,7 +16,7 @@ from facecnn.data.datasets import ImageSet, load_folder_for
 from facecnn.data.heldout import untrained
 from facecnn.errors import FacecnnError
 from facecnn.fileio import atomic_write, write_csv_atomic
-from facecnn.inference import Predictor
+from facecnn.inference.pytorch import Predictor
 from facecnn.progress import Reporter
 from facecnn.runs import new_run_dir
 from facecnn.train.metrics import accuracy_f1, confusion_matrix

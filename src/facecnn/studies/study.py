@@ -9,7 +9,9 @@ runs:                                                       # or / and explicit 
   - {name: transfer, weights: "{digits}/weights/best.pt", freeze: all-but-head}
 ```
 
-Run settings are TrainConfig fields. `{other_run}` in a string is that earlier run's folder,
+Run settings are TrainConfig fields, and any of them but project, name and quiet (which the
+study sets) may be an axis; each run's settings are coerced and checked before any run trains.
+`{other_run}` in a string is that earlier run's folder,
 and `{weights}` the file given with `--weights`: runs that need it are skipped, with a note,
 when it is absent. Finished runs (metrics.json present) are never trained again, so an
 interrupted study resumes where it stopped.
@@ -26,12 +28,12 @@ from typing import Any
 
 import yaml
 
-from facecnn.config import TrainConfig
+from facecnn.config import TrainConfig, coerce_fields
+from facecnn.data.builtin import BUILTIN
 from facecnn.errors import FacecnnError
 
-AXES = ("model", "optimizer", "lr", "schedule", "init", "freeze", "augment", "seed", "head",
-        "img_size", "weights", "pretrained", "batch_size", "epochs", "label_smoothing", "data",
-        "objective", "margin", "scale")
+# Every run of a study is saved under the study's folder, named for its settings (see _train).
+AXES = tuple(f.name for f in fields(TrainConfig) if f.name not in ("project", "name", "quiet"))
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.-]+)\}")
 
 
@@ -58,7 +60,10 @@ class Study:
             raise FacecnnError(f"{path}: unknown keys {', '.join(unknown)}; use "
                                f"{', '.join(sorted(known))}")
         raw.setdefault("name", path.stem)
-        return cls(**raw)
+        try:
+            return cls(**coerce_fields(cls, raw))
+        except FacecnnError as exc:
+            raise FacecnnError(f"{path}: {exc}") from None
 
     def override(self, data: str | None = None, axes: dict[str, list[Any]] | None = None,
                  base: dict[str, Any] | None = None) -> "Study":
@@ -70,7 +75,7 @@ class Study:
         """(run name, settings) for every run, explicit runs first (later ones may use them)."""
         planned = []
         for spec in self.runs:
-            spec = dict(spec)
+            spec = dict(self._checked("runs", spec))
             name = spec.pop("name", None) or f"run{len(planned) + 1}"
             planned.append((name, {**self.base, **spec}))
         keys = list(self.axes)
@@ -78,13 +83,20 @@ class Study:
             raise FacecnnError(f"unknown axis {unknown!r}; axes are {', '.join(AXES)}")
         for values in itertools.product(*(self._values(k) for k in keys)) if keys else []:
             combo = dict(zip(keys, values))
-            planned.append((run_name(combo), {**self.base, **combo}))
+            planned.append((run_name(combo), {**self.base, **combo}))  # named as written
+        planned = [(name, self._checked(f"run {name}", settings)) for name, settings in planned]
         if not planned:
             raise FacecnnError(f"study {self.name} has no axes and no runs")
         names = [n for n, _ in planned]
         if len(set(names)) != len(names):
             raise FacecnnError(f"study {self.name} names two runs the same")
         return planned
+
+    def _checked(self, where: str, settings: Any) -> dict[str, Any]:
+        try:
+            return TrainConfig.check(settings)
+        except FacecnnError as exc:
+            raise FacecnnError(f"study {self.name}, {where}: {exc}") from None
 
     def _values(self, key: str) -> list[Any]:
         values = self.axes[key]
@@ -120,11 +132,14 @@ def resolve(settings: dict[str, Any], folders: dict[str, Path],
 def run_study(study: Study, *, project: str = "runs", weights: str | None = None,
               quiet: bool = True, reporter: Any = None) -> tuple[Path, list[dict[str, Any]]]:
     """Train every planned run that has not finished; returns (study folder, run records)."""
+    root = Path(project) / "compare" / study.name
+    planned = study.plan()
+    _check_data(study, [(name, settings) for name, settings in planned
+                        if not (root / "train" / name / "metrics.json").is_file()])
     from facecnn.train.trainer import Trainer
 
-    root = Path(project) / "compare" / study.name
     records, folders = [], {}
-    for name, settings in study.plan():
+    for name, settings in planned:
         folder = root / "train" / name
         resolved = resolve(settings, folders, weights)
         if isinstance(resolved, str):
@@ -137,6 +152,18 @@ def run_study(study: Study, *, project: str = "runs", weights: str | None = None
     return root, records
 
 
+def _check_data(study: Study, to_train: list[tuple[str, dict[str, Any]]]) -> None:
+    """Refuse before any run trains (and before torch loads) when a run's data is missing: the
+    shipped face studies name the team's ../shared folder, which a fresh clone lacks."""
+    for name, settings in to_train:
+        data = settings.get("data", study.data)
+        if data is None:
+            raise FacecnnError(f"run {name} has no data: give the study `data:` or --data")
+        if data not in BUILTIN and not Path(data).expanduser().exists():
+            raise FacecnnError(f"study {study.name}: data folder {data} not found; pass --data "
+                               "FOLDER (one folder of photos per person)")
+
+
 def _train(folder: Path, name: str, settings: dict[str, Any], data: str | None, root: Path,
            quiet: bool, reporter: Any, trainer_cls: Any) -> None:
     """Resume an interrupted run, or start it afresh (a folder with no checkpoint is ours to
@@ -147,6 +174,4 @@ def _train(folder: Path, name: str, settings: dict[str, Any], data: str | None, 
     if folder.exists():
         shutil.rmtree(folder)
     values = {"data": data, **settings, "project": str(root), "name": name, "quiet": quiet}
-    if values["data"] is None:
-        raise FacecnnError(f"run {name} has no data: give the study `data:` or --data")
     trainer_cls(TrainConfig.from_dict(values), reporter).fit()

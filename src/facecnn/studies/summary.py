@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from facecnn.fileio import write_text_atomic
 from facecnn.studies.study import Study
-from facecnn.viz.plots import save_figure
+from facecnn.viz.plots import epoch_axis, label_points, save_figure
 
 METRICS = ["epoch", "epochs", "val_loss", "val_acc", "val_f1", "train_seconds", "trainable",
            "total", "size_mb", "latency_ms"]
@@ -77,7 +78,7 @@ def write_comparison(root: Path, study: Study, records: list[dict[str, Any]]) ->
     writer.writerows(rows)
     write_text_atomic(root / "comparison.csv", table.getvalue())
     write_text_atomic(root / "comparison.md", _markdown(study, rows, skipped))
-    _plot(rows, root / "comparison.png", study.name)
+    save_figure(comparison_figure(rows, study.name), root / "comparison.png")
     return [root / "comparison.csv", root / "comparison.md", root / "comparison.png"]
 
 
@@ -111,10 +112,9 @@ def _markdown(study: Study, rows: list[dict[str, Any]], skipped: list[dict[str, 
     return "\n".join(lines + ["", "![comparison](comparison.png)", ""])
 
 
-def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def comparison_figure(rows: list[dict[str, Any]], title: str) -> Figure:
+    """Validation curves per row (integer epochs) beside accuracy against model size, each
+    point named (runs of one size and accuracy share a label)."""
     import matplotlib.pyplot as plt
 
     fig, (curves, scatter) = plt.subplots(1, 2, figsize=(13, 5))
@@ -122,13 +122,13 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         epochs = range(1, len(row["curve"]) + 1)
         curves.plot(epochs, row["curve"], marker="o", markersize=3, label=row["run"])
         scatter.scatter(row["size_mb"], row["val_acc"], s=40)
-        scatter.annotate(row["run"], (row["size_mb"], row["val_acc"]), fontsize=7,
-                         xytext=(4, 2), textcoords="offset points")
-    curves.set(xlabel="epoch", ylabel="validation accuracy", title=f"{title}: validation curves")
+    curves.set(ylabel="validation accuracy", title=f"{title}: validation curves")
+    epoch_axis(curves, 1, max((len(row["curve"]) for row in rows), default=1))
     curves.legend(fontsize=7)
     curves.grid(alpha=0.3)
     scatter.set(xlabel="model file (MB)", ylabel="validation accuracy (kept epoch)",
                 title="accuracy vs size")
     scatter.grid(alpha=0.3)
     fig.tight_layout()
-    save_figure(fig, path)
+    label_points(scatter, [(row["size_mb"], row["val_acc"], row["run"]) for row in rows])
+    return fig

@@ -21,13 +21,14 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 def resume_checkpoint(run_dir: Path) -> tuple[dict[str, Any], str | None]:
     """(checkpoint, note) that `--resume` continues from: weights/last.pt, or weights/best.pt
-    when a kill left none (a full checkpoint too, of its epoch), with a line saying so."""
+    when a kill left none (its weights and progress; the optimizer starts afresh), with a
+    line saying so."""
     last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
     if last.is_file() or not best.is_file():
         return load_checkpoint(last), None
     ckpt = load_checkpoint(best)
     return ckpt, (f"{last} is missing: continuing from {best} (after epoch "
-                  f"{ckpt['state']['epoch']})")
+                  f"{ckpt['state']['epoch']}; the optimizer's state starts afresh)")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

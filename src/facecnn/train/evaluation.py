@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facecnn.runtime import Runtime
 from facecnn.train.distributed import DistContext
 from facecnn.train.loader import BatchLoader
-from facecnn.train.runtime import Runtime
 
 
 @dataclass

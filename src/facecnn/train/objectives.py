@@ -16,7 +16,8 @@ the penultimate features - the vector `run:` embedders use - so that distances m
 
 Each objective wraps the model instead of sitting beside it: DDP then synchronises every
 parameter the loss touches, and the model itself stays an ordinary `Classifier` that predict,
-evaluate, export and `run:` embedders load unchanged.
+evaluate, export and `run:` embedders load unchanged. A new objective is a class here and its
+entry in objective_choices.py, which `--help` reads without loading torch.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from torch import nn
 from facecnn.config import TrainConfig
 from facecnn.errors import FacecnnError
 from facecnn.models.classifier import Classifier
+from facecnn.train.objective_choices import OBJECTIVE_CHOICES as OBJECTIVES
 
 TRIPLET_PER_PERSON = 4  # K of the P x K batches; P = batch size // K
 
@@ -209,20 +211,13 @@ class Triplet(Softmax):
         return loss, logits
 
 
-OBJECTIVES: dict[str, type[Softmax]] = {"softmax": Softmax, "arcface": ArcFace,
-                                        "triplet": Triplet}
-
-
 def resolve_objective(cfg: TrainConfig) -> dict[str, float | None]:
     """{margin, scale} for `cfg.objective`, defaults filled in, or one line on what is wrong."""
-    if cfg.objective not in OBJECTIVES:
-        raise FacecnnError(f"unknown objective {cfg.objective!r}; choose one of: "
-                           f"{', '.join(OBJECTIVES)}")
     cls = OBJECTIVES[cfg.objective]
     values = {"margin": cfg.margin, "scale": cfg.scale}
     for key, value in values.items():
         if value is not None and key not in cls.defaults:
-            takers = " or ".join(n for n, c in OBJECTIVES.items() if key in c.defaults)
+            takers = " or ".join(n for n in OBJECTIVES if key in OBJECTIVES[n].defaults)
             raise FacecnnError(f"--{key} is for --objective {takers}, not {cfg.objective}")
         if key in cls.defaults and value is None:
             values[key] = cls.defaults[key]

@@ -54,6 +54,12 @@ def render_report(title: str, metrics: dict[str, Any], history: list[dict[str, f
                   f"trainable {params['trainable']:,}, frozen {params['frozen']:,}, "
                   f"total {params['total']:,} ({params['total_with_bn_stats']:,} counting "
                   "BatchNorm statistics, as Keras does)", ""]
+    if "model_file_mb" in metrics:  # training runs measure what deploying the model costs
+        device = overview.get("device", "the training device")
+        lines += ["## Size and latency", "",
+                  f"model file {metrics['model_file_mb']:.3f} MB; latency "
+                  f"{metrics['latency_ms']:.2f} ms per image (batch of one, median, on "
+                  f"{device})", ""]
     if history:
         lines += ["## Epochs", "", "| " + " | ".join(RESULT_COLUMNS) + " |",
                   "|" + "---|" * len(RESULT_COLUMNS)]

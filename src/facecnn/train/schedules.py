@@ -3,19 +3,32 @@
 A schedule is a pure function of t = step / steps_per_epoch, so a LambdaLR wrapping it keeps
 only `last_epoch` as state and a resumed run continues on exactly the same curve. "step" and
 "rampup_expdecay" change once per whole epoch (they reproduce seed B's Keras callbacks);
-"cosine" and "onecycle" change every optimizer step.
+"cosine" and "onecycle" change every optimizer step. Torch loads when a scheduler is built, so
+`--help` lists the names without it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from facecnn.errors import FacecnnError
+from facecnn.registry import Registry
 
-SCHEDULES = ("constant", "step", "rampup_expdecay", "cosine", "onecycle")
+if TYPE_CHECKING:
+    import torch
+
+
+class Span(NamedTuple):
+    """What a schedule may depend on besides t."""
+
+    epochs: int
+    step_size: int | None
+    gamma: float
+
+
+# name -> (t, span) -> multiplier of the base lr, t clamped to [0, epochs]
+SCHEDULE_CHOICES: Registry[Callable[[float, Span], float]] = Registry("lr schedule")
 
 # Seed B level 3's step table as multipliers of its base lr 5e-4: 5e-4, 2e-4, 1e-4, 5e-5, 2e-5, 1e-5.
 _SEED_STEP_EPOCHS = 4
@@ -37,46 +50,57 @@ def _cos_interp(start: float, end: float, fraction: float) -> float:
     return end + (start - end) * 0.5 * (1 + math.cos(math.pi * fraction))
 
 
-def _seed_step(epoch: int) -> float:
+@SCHEDULE_CHOICES.register("constant", help="the base lr throughout")
+def _constant(t: float, span: Span) -> float:
+    return 1.0
+
+
+@SCHEDULE_CHOICES.register("step", help="per epoch: x --gamma every --step-size epochs; without "
+                           f"it seed B's table, x {_SEED_STEP_MULTIPLIERS} in turn, "
+                           f"{_SEED_STEP_EPOCHS} epochs each")
+def _step(t: float, span: Span) -> float:
+    epoch = int(t)
+    if span.step_size:
+        return span.gamma ** (epoch // span.step_size)
     return _SEED_STEP_MULTIPLIERS[min(epoch // _SEED_STEP_EPOCHS, len(_SEED_STEP_MULTIPLIERS) - 1)]
 
 
-def _rampup_expdecay(epoch: int) -> float:
+@SCHEDULE_CHOICES.register("rampup_expdecay", help=f"per epoch, seed B's: from lr x {_RAMP_START} "
+                           f"up to lr over {_RAMP_EPOCHS} epochs, then decaying x {_RAMP_DECAY} "
+                           f"per epoch back towards lr x {_RAMP_START}")
+def _rampup_expdecay(t: float, span: Span) -> float:
+    epoch = int(t)
     if epoch < _RAMP_EPOCHS:
         return (1 - _RAMP_START) / _RAMP_EPOCHS * epoch + _RAMP_START
     return (1 - _RAMP_START) * _RAMP_DECAY ** (epoch - _RAMP_EPOCHS) + _RAMP_START
 
 
-def _onecycle(t: float, epochs: int) -> float:
-    peak = _ONECYCLE_WARMUP * epochs
+@SCHEDULE_CHOICES.register("cosine", help=f"per step: half-cosine from lr down to lr x "
+                           f"{_COSINE_FLOOR}")
+def _cosine(t: float, span: Span) -> float:
+    return _cos_interp(1.0, _COSINE_FLOOR, t / span.epochs)
+
+
+@SCHEDULE_CHOICES.register("onecycle", help=f"per step: from lr x {_ONECYCLE_START} up to lr "
+                           f"over the first {_ONECYCLE_WARMUP:.0%} of the run, then down to lr x "
+                           f"{_ONECYCLE_END:g}")
+def _onecycle(t: float, span: Span) -> float:
+    peak = _ONECYCLE_WARMUP * span.epochs
     if t < peak:
         return _cos_interp(_ONECYCLE_START, 1.0, t / peak)
-    return _cos_interp(1.0, _ONECYCLE_END, (t - peak) / (epochs - peak))
+    return _cos_interp(1.0, _ONECYCLE_END, (t - peak) / (span.epochs - peak))
 
 
 def _multiplier(name: str, epochs: int, step_size: int | None, gamma: float) -> Callable[[float], float]:
     """The schedule `name` as t -> multiplier of the base lr, after checking the arguments."""
-    if name not in SCHEDULES:
-        raise FacecnnError(f"unknown lr schedule {name!r}; choose one of: {', '.join(SCHEDULES)}")
+    shape = SCHEDULE_CHOICES.get(name)
     if epochs < 1:
         raise FacecnnError(f"epochs must be at least 1, got {epochs}")
     if step_size is not None and step_size < 1:
         raise FacecnnError(f"step size must be at least 1 epoch, got {step_size}")
-
-    def multiplier(t: float) -> float:
-        t = min(max(t, 0.0), float(epochs))  # the step after the last one lands exactly on `epochs`
-        epoch = int(t)
-        if name == "step":
-            return gamma ** (epoch // step_size) if step_size else _seed_step(epoch)
-        if name == "rampup_expdecay":
-            return _rampup_expdecay(epoch)
-        if name == "cosine":
-            return _cos_interp(1.0, _COSINE_FLOOR, t / epochs)
-        if name == "onecycle":
-            return _onecycle(t, epochs)
-        return 1.0  # constant
-
-    return multiplier
+    span = Span(epochs, step_size, gamma)
+    # the step after the last one lands exactly on `epochs`
+    return lambda t: shape(min(max(t, 0.0), float(epochs)), span)
 
 
 def build_scheduler(
@@ -92,7 +116,9 @@ def build_scheduler(
     if steps_per_epoch < 1:
         raise FacecnnError(f"steps per epoch must be at least 1, got {steps_per_epoch}")
     multiplier = _multiplier(name, epochs, step_size, gamma)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: multiplier(step / steps_per_epoch))
+    from torch.optim.lr_scheduler import LambdaLR
+
+    return LambdaLR(optimizer, lambda step: multiplier(step / steps_per_epoch))
 
 
 def schedule_values(

@@ -51,11 +51,16 @@ def feature_maps(model: nn.Module, x: torch.Tensor, out_dir: Path,
     """Write `NN_<layer>.png` for each conv that ran on `x` (a normalised (1, C, H, W) input).
 
     Each map is scaled to its own range, so weak channels are as readable as strong ones.
+    Layers with a 1x1 output (squeeze-excitation convs, heads after global pooling) are
+    left out: one value per channel draws as a blank square. NN stays the conv's place among
+    those that ran, so a gap in the numbers shows where one was left out.
     """
     layers = _activations(model, x)
     width = max(2, len(str(len(layers))))
     paths = []
     for index, (name, act) in enumerate(layers, 1):
+        if act.shape[-2:].numel() == 1:
+            continue
         shown = act[:max_channels]
         cols = math.ceil(math.sqrt(len(shown)))
         rows = math.ceil(len(shown) / cols)

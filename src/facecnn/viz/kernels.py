@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from facecnn.viz.plots import save_figure  # noqa: E402
 
@@ -24,11 +25,16 @@ KERNELS = (
     ("sharpen", np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]]), False),
     ("outline", np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]]), False),
 )
-_CHANNELS = (("red", "Reds"), ("green", "Greens"), ("blue", "Blues"))
+_CHANNELS = ("red", "green", "blue")
 
 
 def kernel_figure(image_rgb: np.ndarray, path: Path) -> Path:
-    """The (H, W, 3) uint8 image, its gray version through each kernel, and its R, G, B channels."""
+    """Write `kernel_panels` of the (H, W, 3) uint8 image to `path`."""
+    return save_figure(kernel_panels(image_rgb), path)
+
+
+def kernel_panels(image_rgb: np.ndarray) -> Figure:
+    """The image, its gray version through each kernel, and its R, G, B channels."""
     gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
     fig, axes = plt.subplots(2, 4, figsize=(12, 6.6))
     panels = iter(axes.flat)
@@ -44,11 +50,15 @@ def kernel_figure(image_rgb: np.ndarray, path: Path) -> Path:
         else:
             ax.imshow(np.clip(response, 0, 255), cmap="gray", vmin=0, vmax=255)
         ax.set_title(title)
-    for channel, ((name, cmap), ax) in enumerate(zip(_CHANNELS, panels)):
-        ax.imshow(image_rgb[..., channel], cmap=cmap, vmin=0, vmax=255)
+    for channel, (name, ax) in enumerate(zip(_CHANNELS, panels)):
+        # the channel alone, black to full colour; matplotlib's Reds/Greens/Blues run from white
+        # to dark, which drew bright parts dark, like a negative
+        alone = np.zeros_like(image_rgb)
+        alone[..., channel] = image_rgb[..., channel]
+        ax.imshow(alone)
         ax.set_title(f"{name} channel")
 
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig

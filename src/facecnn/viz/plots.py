@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
@@ -20,11 +21,32 @@ MAX_ANNOTATED_CLASSES = 30
 _CURVE_PANELS = (("loss", "Loss"), ("acc", "Accuracy"), ("f1", "Macro-F1"))
 
 
-def _epoch_axis(ax, first: int, last: int) -> None:
+def epoch_axis(ax: Axes, first: int, last: int) -> None:
     """Integer epoch ticks; half an epoch of padding keeps them integer even for a single epoch."""
     ax.set_xlabel("epoch")
     ax.set_xlim(first - 0.5, last + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def label_points(ax: Axes, points: list[tuple[float, float, str]], fontsize: float = 7) -> None:
+    """Name each point without labels on top of each other: points at the same spot share one
+    label ("a, b"), and a label that would cover an earlier one moves down a line until clear.
+    Call it once the figure's layout is final: it places labels in display coordinates."""
+    merged: dict[tuple[float, float], list[str]] = {}
+    for x, y, name in points:
+        merged.setdefault((x, y), []).append(name)
+    ax.get_xlim(), ax.get_ylim()  # settle autoscaling: data-to-display must be final
+    renderer = ax.figure.canvas.get_renderer()
+    placed = []
+    for (x, y), names in sorted(merged.items(), key=lambda item: (-item[0][1], item[0][0])):
+        label = ax.annotate(", ".join(names), (x, y), fontsize=fontsize, xytext=(4, 2),
+                            textcoords="offset points")
+        box = label.get_window_extent(renderer)
+        while any(box.overlaps(other) for other in placed):
+            dx, dy = label.xyann
+            label.xyann = (dx, dy - fontsize * 1.3)
+            box = label.get_window_extent(renderer)
+        placed.append(box)
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
@@ -47,7 +69,7 @@ def plot_curves(rows: list[dict], path: Path) -> Path:
                 ax.plot(epochs, [np.nan if v is None else v for v in values],
                         marker=marker, markersize=4, label=split)
         ax.set_title(title)
-        _epoch_axis(ax, min(epochs), max(epochs))
+        epoch_axis(ax, min(epochs), max(epochs))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -91,7 +113,7 @@ def plot_lr_schedule(lrs: list[float], path: Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(range(len(lrs)), lrs, marker="o", markersize=4)
     ax.set_title(title)
-    _epoch_axis(ax, 0, len(lrs) - 1)
+    epoch_axis(ax, 0, len(lrs) - 1)
     ax.set_ylabel("learning rate")
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     ax.grid(alpha=0.3)

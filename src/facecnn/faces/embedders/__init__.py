@@ -5,7 +5,7 @@ is built, so listing them stays instant.
 | embedder | crop | default threshold |
 |---|---|---|
 | dlib, dlib_torch | dlib's 150 px chip, padding 0.25, from dlib's 5 points | 0.6 (dlib's) |
-| run:PATH | the run's input size, ArcFace template, margin 0.2 | 1.0 (unit vectors) |
+| run:PATH | its training crops' layout at its input size (faces/crops.py) | 1.0 (unit vectors) |
 | onnx:PATH | 112 px ArcFace template, no margin | 1.2 (unit vectors; cosine 0.28) |
 
 `facecnn enroll` calibrates a better threshold from the enrolled people and stores it.
@@ -25,7 +25,8 @@ from facecnn.faces.embedders import dlib_torch  # noqa: F401
 from facecnn.faces.embedders import run  # noqa: F401
 from facecnn.faces.embedders import onnx  # noqa: F401
 from facecnn.errors import FacecnnError
-from facecnn.faces.embedders.base import EMBEDDERS, Embedder, FaceItem, make_chips
+from facecnn.faces.crops import make_chips
+from facecnn.faces.embedders.base import EMBEDDERS, Embedder, FaceItem
 
 __all__ = ["DEFAULT_EMBEDDER", "EMBEDDERS", "Embedder", "FaceItem", "create_embedder",
            "embed_faces", "make_chips", "same_vectors"]

@@ -14,30 +14,12 @@ from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
-from facecnn.faces.align import align_face
+from facecnn.faces.crops import is_chip, make_chips
 from facecnn.faces.detect import Face
-from facecnn.faces.landmarks import LEGACY_CHIP_SHAPE, dlib_shape
 from facecnn.faces.model_files import ModelFile
 from facecnn.registry import Registry
 
 FaceItem = tuple[np.ndarray, Face]  # (RGB image, a face in it)
-
-
-def make_chips(crop: dict[str, Any], items: list[FaceItem]) -> np.ndarray:
-    """Aligned uint8 crops (N, H, W, 3): dlib's own chip when `crop` has a padding (cut from
-    the dlib shape its `landmarks` names, as dlib's network was trained on), else the ArcFace
-    template with a margin. A plain function of a dict, so worker processes cut chips without
-    any network."""
-    if "padding" not in crop:
-        return np.stack([align_face(image, face.landmarks, crop["size"], crop["margin"])
-                         for image, face in items])
-    from facecnn.faces import dlib_models
-
-    dlib = dlib_models.import_dlib()
-    shape = crop.get("landmarks", LEGACY_CHIP_SHAPE)
-    return np.stack([dlib.get_face_chip(image, dlib_shape(image, face.box, shape),
-                                        size=crop["size"], padding=crop["padding"])
-                     for image, face in items])
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
@@ -79,7 +61,7 @@ class Embedder(ABC):
     @property
     def needs_landmarks(self) -> bool:
         """Whether its chips are cut from the five ArcFace points (dlib's are not)."""
-        return "padding" not in self.crop
+        return not is_chip(self.crop)
 
     def match_gallery(self, crop: dict[str, Any]) -> None:
         """Cut chips as the faces of a gallery with this `crop` were cut (plug-ins whose crop

@@ -9,6 +9,7 @@ import numpy as np
 
 from facecnn.errors import FacecnnError
 from facecnn.faces import dlib_models
+from facecnn.faces.crops import DLIB_CHIP
 from facecnn.faces.embedders.base import Embedder, register
 from facecnn.faces.landmarks import CHIP_SHAPES, LEGACY_CHIP_SHAPE
 from facecnn.faces.model_files import DLIB_5, FRM, ModelFile
@@ -36,7 +37,7 @@ class DlibEmbedder(Embedder):
             raise FacecnnError(f"dlib chips are cut from {' or '.join(CHIP_SHAPES)} landmarks, "
                                f"not {landmarks!r}")
         self.jitter = jitter
-        self.crop = {"size": 150, "padding": 0.25, "landmarks": landmarks}
+        self.crop = {**DLIB_CHIP, "landmarks": landmarks}
         self.model = self._network()
 
     def _network(self) -> Any:

@@ -29,7 +29,7 @@ class DlibTorchEmbedder(DlibEmbedder):
 
     def _network(self) -> Any:
         from facecnn.models.dlib_resnet import pretrained_dlib_resnet
-        from facecnn.train.runtime import flush_denormals, select_device
+        from facecnn.runtime import flush_denormals, select_device
 
         dlib_models.import_dlib()  # for the chips
         flush_denormals()

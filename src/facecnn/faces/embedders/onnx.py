@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facecnn.errors import FacecnnError
 from facecnn.faces.embedders.base import Embedder, normalize, register
+from facecnn.inference.onnx import onnx_session
 
 
 @register("onnx", help="an ArcFace-style ONNX model (onnx:PATH), run with onnxruntime")
@@ -17,17 +17,7 @@ class OnnxEmbedder(Embedder):
 
     def __init__(self, path: Path, flip: bool = False, batch_size: int = 32) -> None:
         super().__init__(flip, batch_size)
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise FacecnnError("onnx embedders need onnxruntime: pip install onnxruntime") \
-                from None
-        if not Path(path).is_file():
-            raise FacecnnError(f"ONNX model not found: {path}")
-        try:
-            self.session = ort.InferenceSession(str(path), providers=ort.get_available_providers())
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise FacecnnError(f"cannot load ONNX model {path}: {type(exc).__name__}") from None
+        self.session = onnx_session(Path(path))
         self.input = self.session.get_inputs()[0]
         size = self.input.shape[-1]
         self.crop = {"size": size if isinstance(size, int) else 112, "margin": 0.0}

@@ -1,23 +1,13 @@
-"""Any facecnn training run as an embedder: its penultimate features, L2-normalised, of crops
-cut as `facecnn prepare` cuts them (the run's input size, ArcFace template, margin 0.2)."""
+"""Any facecnn training run as an embedder: its penultimate features, L2-normalised, of faces
+cut as the run's training crops were (faces/crops.run_crop)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 
+from facecnn.faces.crops import run_crop
 from facecnn.faces.embedders.base import Embedder, normalize, register
-
-PREPARE_MARGIN = 0.2  # the margin `facecnn prepare` crops with, and runs trained on them expect
-
-
-def run_crop(meta: dict[str, Any]) -> dict[str, Any]:
-    """The crop a run's faces are cut as: its input size, with the margin of the crops it was
-    trained on (runs from before that was recorded: prepare's default)."""
-    margin = (meta.get("crop") or {}).get("margin", PREPARE_MARGIN)
-    return {"size": meta["img_size"], "margin": margin}
 
 
 @register("run", help="a facecnn training run (run:PATH): its penultimate features")
@@ -27,7 +17,7 @@ class RunEmbedder(Embedder):
     def __init__(self, path: Path, flip: bool = False, batch_size: int = 32,
                  device: str = "auto") -> None:
         super().__init__(flip, batch_size)
-        from facecnn.inference import Predictor
+        from facecnn.inference.pytorch import Predictor
 
         self.predictor = Predictor.load(Path(path), device)
         meta = self.predictor.meta

@@ -1,9 +1,8 @@
-"""Classifying image files with a trained model, whatever runs it: PyTorch (a run folder or
-its model.safetensors) or onnxruntime (an exported model.onnx, no torch imported)."""
+"""What every backend shares (torch-free): classifying image files with a model that turns
+decoded images into class probabilities, and timing it."""
 
 from __future__ import annotations
 
-import json
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -13,9 +12,6 @@ from typing import Any, Callable
 import numpy as np
 
 from facecnn.data.decode import decode_image
-from facecnn.errors import FacecnnError
-
-SIDECAR = ".json"  # model.onnx -> model.onnx.json: classes and preprocessing
 
 
 @dataclass
@@ -74,49 +70,6 @@ class ImageClassifier(ABC):
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-class OnnxClassifier(ImageClassifier):
-    """An exported model on onnxruntime: numpy preprocessing, no PyTorch needed."""
-
-    def __init__(self, path: Path) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise FacecnnError("ONNX models need onnxruntime: pip install onnxruntime") from None
-        sidecar = path.with_name(path.name + SIDECAR)
-        if not path.is_file() or not sidecar.is_file():
-            raise FacecnnError(f"need {path} and its {sidecar.name} (written by facecnn export)")
-        self.meta = json.loads(sidecar.read_text())
-        try:
-            self.session = ort.InferenceSession(str(path),
-                                                providers=ort.get_available_providers())
-        except Exception as exc:  # onnxruntime has its own exception types
-            raise FacecnnError(f"cannot load {path}: {type(exc).__name__}") from None
-        shape = (1, -1, 1, 1)
-        self.mean = np.asarray(self.meta["mean"], np.float32).reshape(shape)
-        self.std = np.asarray(self.meta["std"], np.float32).reshape(shape)
-        self.input = self.session.get_inputs()[0].name
-
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input: x})[0]
-
-    def prepare(self, images: np.ndarray) -> np.ndarray:
-        """uint8 NHWC -> the float32 NCHW input the PyTorch model was trained on."""
-        x = images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-        return np.ascontiguousarray((x - self.mean) / self.std, dtype=np.float32)
-
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        return softmax(self.logits(self.prepare(images)))
-
-
-def load_classifier(path: Path, device: str = "auto") -> ImageClassifier:
-    """A run folder / model.safetensors (PyTorch) or a model.onnx (onnxruntime)."""
-    if path.suffix == ".onnx":
-        return OnnxClassifier(path)
-    from facecnn.inference import Predictor
-
-    return Predictor.load(path, device)
 
 
 def median_ms(run: Callable[[], Any], repeats: int = 20, warmup: int = 3) -> float:

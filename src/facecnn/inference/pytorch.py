@@ -1,4 +1,5 @@
-"""Trained models as files: save the bare inference model, load it back, predict, time it.
+"""Trained models as files on PyTorch: save the bare inference model, load it back, predict,
+time it.
 
 `model.safetensors` holds the weights and, in its metadata, everything needed to rebuild and
 feed the model (architecture, head, input size, channels, mean/std, class names), so a run
@@ -14,12 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from facecnn.classify import ImageClassifier, median_ms
 from facecnn.errors import FacecnnError
 from facecnn.fileio import atomic_write
+from facecnn.inference.base import ImageClassifier, median_ms
+from facecnn.models.catalog import create_model
 from facecnn.models.classifier import Classifier
-from facecnn.models.registry import create_model
-from facecnn.train.runtime import Runtime, select_device
+from facecnn.runtime import Runtime, select_device
 
 MODEL_FILE = "model.safetensors"
 
@@ -43,17 +44,27 @@ def resolve_model_file(path: Path) -> Path:
     return path
 
 
-def load_inference_model(path: Path) -> tuple[Classifier, dict[str, Any]]:
-    """Rebuild the model saved by `save_inference_model` from a run folder or the file."""
+def read_meta(path: Path) -> dict[str, Any]:
+    """What a saved model says about itself (classes, input, crop), without its weights."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     file = resolve_model_file(path)
     try:
         with safe_open(str(file), framework="pt") as handle:
-            meta = json.loads((handle.metadata() or {})["facecnn"])
-        state = load_file(str(file))
+            return json.loads((handle.metadata() or {})["facecnn"])
     except Exception as exc:  # damaged file or another program's safetensors
+        raise FacecnnError(f"{file} is not a facecnn model ({type(exc).__name__})") from None
+
+
+def load_inference_model(path: Path) -> tuple[Classifier, dict[str, Any]]:
+    """Rebuild the model saved by `save_inference_model` from a run folder or the file."""
+    from safetensors.torch import load_file
+
+    meta = read_meta(path)
+    file = resolve_model_file(path)
+    try:
+        state = load_file(str(file))
+    except Exception as exc:
         raise FacecnnError(f"{file} is not a facecnn model ({type(exc).__name__})") from None
     model = create_model(meta["model"], len(meta["classes"]), in_chans=meta["in_chans"],
                          img_size=meta["img_size"], head=meta.get("head"))

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from facecnn.classify import SIDECAR, OnnxClassifier, median_ms, softmax
 from facecnn.errors import FacecnnError
-from facecnn.inference import latency_ms, load_inference_model, resolve_model_file
-from facecnn.train.runtime import Runtime
+from facecnn.inference.base import median_ms, softmax
+from facecnn.inference.onnx import SIDECAR, OnnxClassifier
+from facecnn.inference.pytorch import latency_ms, load_inference_model, resolve_model_file
+from facecnn.runtime import Runtime
 
 OPSET = 17
 TOLERANCE = 1e-4

@@ -1,4 +1,5 @@
-"""Where and how tensors run: device, normalisation, mixed precision, memory format."""
+"""Where and how tensors run, for training and inference alike: device, normalisation, mixed
+precision, memory format, denormal flushing."""
 
 from __future__ import annotations
 

@@ -1,0 +1,127 @@
+"""What a new user of a fresh clone hit first (issue 14, item 7): studies and benchmarks that
+read the team's ../shared data ask for --data in one line, `--version`, single-spaced piped
+output, size and latency in report.md, integer epochs and readable labels in comparison.png."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from importlib.metadata import version
+from itertools import combinations
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+from rich.console import Console
+
+from helpers import run_cli
+from facecnn import terminal
+from facecnn.data.builtin import BUILTIN
+from facecnn.errors import FacecnnError
+from facecnn.studies.study import Study, run_study
+from facecnn.studies.summary import comparison_figure
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
+NO_DATA = {"datapath.py", "gallery_search.py"}  # the helper; random vectors, no photos
+BENCHMARKS = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if p.name not in NO_DATA)
+
+
+@pytest.fixture(scope="module")
+def piped_train(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A real two-epoch `facecnn train`, its stdout captured through a pipe."""
+    tmp = tmp_path_factory.mktemp("piped")
+    result = run_cli("train", "digits", "--model", "seed_mlp", "--epochs", "2", "--project",
+                     str(tmp), cwd=tmp)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout, tmp / "train" / "exp"
+
+
+def test_piped_output_has_one_line_per_message(piped_train: tuple[str, Path]) -> None:
+    out, _ = piped_train
+    lines = out.splitlines()
+    assert len(lines) == 4, out  # the run, two epochs, the result
+    assert lines[1].startswith("epoch 1/2") and lines[2].startswith("epoch 2/2")
+    assert "" not in lines
+
+
+def test_terminal_still_gets_progress_bars(monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = io.StringIO()
+    monkeypatch.setattr(terminal, "console", Console(file=screen, force_terminal=True,
+                                                     force_interactive=True, width=80))
+    with terminal.RichReporter().task("decoding", 3) as advance:
+        advance(3)
+    assert "decoding" in screen.getvalue()
+
+
+def test_report_gives_size_and_latency(piped_train: tuple[str, Path]) -> None:
+    _, run = piped_train
+    metrics = json.loads((run / "metrics.json").read_text())
+    report = (run / "report.md").read_text()
+    assert f"model file {metrics['model_file_mb']:.3f} MB" in report
+    assert f"latency {metrics['latency_ms']:.2f} ms per image" in report
+
+
+def test_version_without_torch(tmp_path: Path) -> None:
+    code = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = ['facecnn', "
+            "'--version']; runpy.run_module('facecnn', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == version("facecnn") + "\n"
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_every_study_uses_built_in_data_or_asks_for_data(
+        path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    study = Study.load(path)
+    if all(settings.get("data", study.data) in BUILTIN for _, settings in study.plan()):
+        return  # runs anywhere
+    monkeypatch.chdir(tmp_path)  # no ../shared here, as in a fresh clone
+    with pytest.raises(FacecnnError, match="not found; pass --data FOLDER"):
+        run_study(study, project=str(tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()  # refused before anything trained
+
+
+def test_study_without_its_data_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("compare", str(ROOT / "studies" / "mobile_size.yaml"), "--project",
+                     str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: study mobile_size: data folder ../shared/data/att_faces not found; pass "
+        "--data FOLDER (one folder of photos per person)"]
+
+
+@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.stem)
+def test_benchmark_without_its_data_is_one_line(script: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    result = subprocess.run([sys.executable, str(script), "--data", str(missing)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {missing}"), result.stderr
+    assert "pass --data" in lines[0]
+
+
+def _row(run: str, size_mb: float, val_acc: float, epochs: int) -> dict:
+    return {"run": run, "size_mb": size_mb, "val_acc": val_acc,
+            "curve": [0.5 + 0.1 * e for e in range(epochs)]}
+
+
+def test_comparison_plot_epochs_are_whole_and_labels_apart() -> None:
+    rows = [_row("optimizer-adam", 1.0, 0.9, 4), _row("optimizer-sgd", 1.0, 0.9, 4),
+            _row("optimizer-adamw", 1.0, 0.9001, 3), _row("optimizer-rmsprop", 1.0, 0.8999, 4)]
+    fig = comparison_figure(rows, "optimizers")
+    curves, scatter = fig.axes
+    low, high = curves.get_xlim()
+    ticks = [t for t in curves.get_xticks() if low <= t <= high]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    fig.canvas.draw()
+    labels = {text.get_text(): text.get_window_extent() for text in scatter.texts}
+    assert set(labels) == {"optimizer-adam, optimizer-sgd", "optimizer-adamw",
+                           "optimizer-rmsprop"}  # the same point has one label
+    plt.close(fig)
+    for a, b in combinations(labels.values(), 2):
+        assert not a.overlaps(b)

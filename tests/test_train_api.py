@@ -1,0 +1,103 @@
+"""`facecnn.train(...)` from Python, the trainer's callbacks, and what a run folder keeps."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import facecnn
+from facecnn.train.callbacks import Callback
+from helpers import invoke_cli
+
+
+def digits(tmp_path: Path, **options: object) -> facecnn.train.Run:
+    settings = {"model": "seed_mlp", "epochs": 2, "batch_size": 128, "amp": False,
+                "project": str(tmp_path), **options}
+    return facecnn.train("digits", **settings)
+
+
+class Recorder(Callback):
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def on_fit_start(self, trainer) -> None:
+        self.events.append("fit_start")
+
+    def on_epoch_end(self, trainer, row) -> None:
+        self.events.append(f"epoch_end {row['epoch']}")
+
+    def on_interrupt(self, trainer) -> None:
+        self.events.append("interrupt")
+
+    def on_fit_end(self, trainer, metrics) -> None:
+        self.events.append(f"fit_end {metrics['best']['epoch']}")
+
+
+def test_train_from_python_returns_the_run(tmp_path: Path) -> None:
+    recorder = Recorder()
+    run = digits(tmp_path, callbacks=[recorder])
+    assert run.dir == tmp_path / "train" / "exp" and run.model_file.is_file()
+    assert [row["epoch"] for row in run.history] == [1, 2]
+    assert run.metrics["val"]["accuracy"] > 0.5
+    assert recorder.events == ["fit_start", "epoch_end 1", "epoch_end 2",
+                               f"fit_end {run.metrics['best']['epoch']}"]
+    config = yaml.safe_load((run.dir / "config.yaml").read_text())
+    assert config["lr"] == 0.001 and config["backbone_lr_scale"] == 1.0  # what ran
+
+
+def test_a_callback_can_stop_the_run(tmp_path: Path) -> None:
+    class StopAfterOne(Callback):
+        def on_epoch_end(self, trainer, row) -> None:
+            trainer.should_stop = True
+
+    run = digits(tmp_path, epochs=5, callbacks=[StopAfterOne()])
+    assert len(run.history) == 1
+    assert len((run.dir / "results.csv").read_text().splitlines()) == 2
+
+
+def test_a_failing_fit_releases_its_log(tmp_path: Path) -> None:
+    class Broken(Callback):
+        def on_epoch_end(self, trainer, row) -> None:
+            raise RuntimeError("disk full")
+
+    recorder = Recorder()
+    with pytest.raises(RuntimeError, match="disk full"):
+        digits(tmp_path, name="broken", callbacks=[recorder, Broken()])
+    assert recorder.events == ["fit_start", "epoch_end 1", "interrupt"]
+    assert not logging.getLogger("facecnn.train").handlers
+    later = digits(tmp_path, name="later", epochs=1)
+    broken_log = (tmp_path / "train" / "broken" / "train.log").read_text()
+    assert str(later.dir) not in broken_log and "epoch 1/2" in broken_log
+
+
+def test_best_checkpoint_keeps_no_optimizer_state(tmp_path: Path) -> None:
+    run = digits(tmp_path, optimizer="adam")
+    best = torch.load(run.dir / "weights" / "best.pt", weights_only=True)
+    last = torch.load(run.dir / "weights" / "last.pt", weights_only=True)
+    assert "optimizer" not in best and "best_model" not in best
+    assert best["state"]["epoch"] == run.metrics["best"]["epoch"]
+    assert last["optimizer"]["state"]  # last.pt still resumes exactly
+    size = (run.dir / "weights" / "best.pt").stat().st_size
+    assert size < 0.5 * (run.dir / "weights" / "last.pt").stat().st_size
+
+
+def test_a_bug_is_one_line_unless_debugging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected exception is a bug: one line and exit 1; FACECNN_DEBUG=1 shows where."""
+    import facecnn.faces.prepare
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(facecnn.faces.prepare, "prepare", broken)
+    (tmp_path / "raw" / "alice").mkdir(parents=True)
+    args = ("prepare", str(tmp_path / "raw"), str(tmp_path / "out"))
+    plain = invoke_cli(*args, cwd=tmp_path)
+    debug = invoke_cli(*args, cwd=tmp_path, env={"FACECNN_DEBUG": "1"})
+    assert plain.returncode == debug.returncode == 1
+    assert plain.stderr.strip().splitlines() == [
+        "error: unexpected ZeroDivisionError: boom (a facecnn bug; FACECNN_DEBUG=1 shows where)"]
+    assert "Traceback" in debug.stderr and "broken" in debug.stderr
