@@ -29,8 +29,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from facecnn.faces.embedders.dlib import DlibEmbedder  # noqa: E402
 from datapath import SHARED, require  # noqa: E402
+from facecnn.faces.embedders.dlib import DlibEmbedder  # noqa: E402
 
 DATASETS = {"att_faces": "AT&T (40 people)", "johns": "Johns (5 people, dlib chips)"}
 RUNS = (  # (crop, freeze, backbone lr scale)

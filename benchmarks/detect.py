@@ -17,12 +17,11 @@ import json
 import time
 from pathlib import Path
 
+from datapath import SHARED, require
 from facecnn.data.decode import read_image
 from facecnn.faces.boxes import evaluate, read_boxes
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.detectors import DETECTORS
-
-from datapath import SHARED, require
 
 BOXES_HELP = "a box file (imglab XML or text), repeatable"
 
@@ -70,7 +69,7 @@ def main() -> None:
     base = {r["detector"]: r["seconds_per_photo"] for r in rows}.get("cnn")
     print(f"\n{len(photos)} photos, {rows[0]['faces']} faces, IoU {args.iou}, upsample "
           f"{args.upsample}, device {args.device}\n")
-    print(f"| detector | recall | precision | AP | s/photo | x cnn |\n|---|---|---|---|---|---|")
+    print("| detector | recall | precision | AP | s/photo | x cnn |\n|---|---|---|---|---|---|")
     for r in rows:
         ratio = f"{base / r['seconds_per_photo']:.1f}" if base else "-"
         print(f"| {r['detector']} | {r['recall']:.3f} | {r['precision']:.3f} | {r['ap']:.3f} | "

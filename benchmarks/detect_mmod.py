@@ -32,13 +32,11 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_dlib_mmod import iou  # noqa: E402  (the tests' box overlap)
-
+from datapath import SHARED, require  # noqa: E402
 from facecnn.faces import dlib_models  # noqa: E402
 from facecnn.models.dlib_mmod import MODEL_FILE, MMODDetector  # noqa: E402
 from facecnn.models.dlib_port import model_file  # noqa: E402
-from datapath import SHARED, require  # noqa: E402
-
+from test_dlib_mmod import iou  # noqa: E402  (the tests' box overlap)
 
 
 def best_passes(systems: dict, repeats: int) -> dict:

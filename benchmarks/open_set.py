@@ -22,12 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from datapath import SHARED, require  # noqa: E402
 from facecnn.faces.cohort import load_cohort  # noqa: E402
 from facecnn.faces.detect import FaceDetector  # noqa: E402
 from facecnn.faces.embedders.dlib_torch import DlibTorchEmbedder  # noqa: E402
 from facecnn.faces.gallery import UNKNOWN, Gallery  # noqa: E402
 from facecnn.faces.pipeline import FacePipeline  # noqa: E402
-from datapath import SHARED, require  # noqa: E402
 
 RULES = ("own people (old)", "with cohort (new)", "fixed 0.6")
 DATA_HELP = "a folder holding att_faces/ (s1..s40) and johns/ (a folder per John)"

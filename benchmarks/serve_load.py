@@ -7,7 +7,8 @@ Retry-After says after a 503), one thread enrolling a person and removing them a
 over, and one thread probing /healthz every 50 ms. Reports answered requests/s, their p50/p99
 latency, /healthz p99, non-2xx answers with 503 (queue full: by design, with Retry-After)
 apart from other 5xx (errors), enrol/remove calls, and the server's resident memory (all its
-processes) after a warm-up and after the run (growth would mean a leak). With `--workers 1,2` the whole table is repeated for each server process count, speed
+processes) after a warm-up and after the run (growth would mean a leak). With `--workers 1,2`
+the whole table is repeated for each server process count, speed
 given against one process. Targets: no 5xx, /healthz p99 under 100 ms, recognize p99 bounded
 by the queue (--max-queue), memory flat.
 

@@ -29,12 +29,11 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
+from datapath import ATT_FACES, ATT_FACES_HELP, require
 from facecnn.config import TrainConfig
 from facecnn.data.datasets import load_dataset
 from facecnn.models.catalog import create_model, model_info
 from facecnn.train.trainer import Trainer
-
-from datapath import ATT_FACES, ATT_FACES_HELP, require
 
 CASES = [("resnet18", 112), ("seed_face_cnn", 224)]
 BATCH = 128
@@ -120,7 +119,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--side", type=int, default=250, help="JPEG side in pixels")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_throughput.json"))
+    parser.add_argument("--out", type=Path,
+                        default=Path("benchmarks/results/train_throughput.json"))
     args = parser.parse_args()
     require(args.data, what=ATT_FACES_HELP)
 

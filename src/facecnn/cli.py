@@ -116,8 +116,8 @@ def predict(
     device: str = typer.Option("auto"),
 ) -> None:
     """Name the class of each image."""
-    from facecnn.inference import load_classifier
     from facecnn.data.folders import expand_inputs, relative_ids
+    from facecnn.inference import load_classifier
 
     paths = expand_inputs(files)
     named = dict(zip(relative_ids(files, paths), paths))  # a file given twice is one row

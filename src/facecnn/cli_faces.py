@@ -376,7 +376,10 @@ def serve(
         raise FacecnnError("without API keys the server only listens on 127.0.0.1; give "
                            "--api-key-file to serve other machines")
     host = host or ("0.0.0.0" if keys else "127.0.0.1")
-    text = (lambda p: str(p.resolve()) if p is not None else None)
+
+    def text(path: Path | None) -> str | None:
+        return str(path.resolve()) if path is not None else None
+
     settings = ServeSettings(text(gallery), text(model), text(api_key_file), max_upload_mb,
                              max_pixels, detector, embedder, max_queue)
     if gallery is not None and not gallery.exists():

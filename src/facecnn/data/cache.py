@@ -52,7 +52,8 @@ def _decode_all(jobs: list[tuple[str, int, int]],
 
 def load_cached(root: Path, paths: list[Path], size: int, channels: int,
                 cache_dir: Path | None = None,
-                advance: Callable[[int], None] = lambda n: None) -> tuple[np.ndarray, list[str | None]]:
+                advance: Callable[[int], None] = lambda n: None
+                ) -> tuple[np.ndarray, list[str | None]]:
     """Return (images, reasons): images[i] is paths[i] decoded; reasons[i] is None if it was read,
     else why it was skipped (its row is then zeros and must not be used)."""
     mode = "L" if channels == 1 else "RGB"

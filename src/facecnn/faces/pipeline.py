@@ -128,7 +128,8 @@ def _run_job(job: Job) -> FileFaces:
 class FacePipeline:
     """`FacePipeline(detector, embedder).run(files)` yields `FileFaces` in file order."""
 
-    def __init__(self, detector: FaceDetector, embedder: Embedder, workers: int | None = None) -> None:
+    def __init__(self, detector: FaceDetector, embedder: Embedder,
+                 workers: int | None = None) -> None:
         self.spec = PipelineSpec(detector.options,
                                  embedder if embedder.embeds_in_workers else None,
                                  embedder.crop, embedder.needs_landmarks)

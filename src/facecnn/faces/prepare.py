@@ -22,8 +22,15 @@ from PIL import Image
 from facecnn.data.decode import read_image
 from facecnn.data.folders import class_folders, files_of
 from facecnn.errors import FacecnnError
-from facecnn.faces.crops import (PREPARE_MARGIN, PREPARE_SIZE, Crop, describe, is_chip,
-                                 make_chips, same_layout)
+from facecnn.faces.crops import (
+    PREPARE_MARGIN,
+    PREPARE_SIZE,
+    Crop,
+    describe,
+    is_chip,
+    make_chips,
+    same_layout,
+)
 from facecnn.faces.detect import FaceDetector
 from facecnn.fileio import remove_stale_temps, write_bytes_atomic, write_text_atomic
 from facecnn.progress import Reporter

@@ -17,8 +17,8 @@ import cv2  # noqa: E402  (reads the variable above when it first opens a video)
 import numpy as np
 
 from facecnn.errors import FacecnnError
-from facecnn.faces.detect import Face, FaceDetector
 from facecnn.faces.crops import make_chips, run_crop
+from facecnn.faces.detect import Face, FaceDetector
 from facecnn.faces.embedders import Embedder, create_embedder
 from facecnn.faces.gallery import UNKNOWN, Gallery
 from facecnn.faces.pipeline import FacePipeline

@@ -14,8 +14,7 @@ from facecnn.data.folders import expand_inputs
 from facecnn.errors import FacecnnError
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.pipeline import NO_FACE
-from facecnn.faces.recognize import (FaceResult, Recognizer, draw, is_video, open_video,
-                                     video_frames)
+from facecnn.faces.recognize import FaceResult, Recognizer, draw, is_video, open_video, video_frames
 from facecnn.progress import Reporter
 
 WINDOW = "facecnn (q quits)"

@@ -12,8 +12,8 @@ import numpy as np
 from facecnn.errors import FacecnnError
 from facecnn.faces.embedders import Embedder
 from facecnn.faces.gallery import Gallery
-from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.pairs import parse_pairs, plot_roc, verification_report
+from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.threshold import Threshold, resolve_threshold
 from facecnn.progress import Reporter
 from facecnn.runs import new_run_dir

@@ -40,8 +40,13 @@ from torch import nn
 
 from facecnn.data.decode import as_rgb
 from facecnn.errors import FacecnnError
-from facecnn.models.dlib_port import (PYRAMID_INPUTS, DlibFormatError, cached_conversion,
-                                      model_file, read_dlib_net)
+from facecnn.models.dlib_port import (
+    PYRAMID_INPUTS,
+    DlibFormatError,
+    cached_conversion,
+    model_file,
+    read_dlib_net,
+)
 from facecnn.models.dlib_resnet import Affine, state_dict_from, to_input
 
 MODEL_FILE = "mmod_human_face_detector.dat"
@@ -169,10 +174,10 @@ def tile_pyramid(x: torch.Tensor, tiling: Tiling) -> torch.Tensor:
     out = x.new_zeros((*x.shape[:2], *tiling.size))
     left, top, right, bottom = tiling.rects[0]
     out[..., top:bottom + 1, left:right + 1] = x
-    for (pl, pt, pr, pb), (l, t, r, b) in zip(tiling.rects, tiling.rects[1:]):
-        out[..., t:b + 1, l:r + 1] = F.interpolate(out[..., pt:pb + 1, pl:pr + 1],
-                                                   size=(b - t + 1, r - l + 1),
-                                                   mode="bilinear", align_corners=True)
+    for (pl, pt, pr, pb), (x1, y1, x2, y2) in zip(tiling.rects, tiling.rects[1:]):
+        out[..., y1:y2 + 1, x1:x2 + 1] = F.interpolate(out[..., pt:pb + 1, pl:pr + 1],
+                                                       size=(y2 - y1 + 1, x2 - x1 + 1),
+                                                       mode="bilinear", align_corners=True)
     return out
 
 

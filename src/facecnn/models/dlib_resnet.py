@@ -32,8 +32,13 @@ from torch import nn
 
 from facecnn.errors import FacecnnError
 from facecnn.models.classifier import Classifier
-from facecnn.models.dlib_port import (DlibFormatError, DlibNet, cached_conversion, model_file,
-                                      read_dlib_net)
+from facecnn.models.dlib_port import (
+    DlibFormatError,
+    DlibNet,
+    cached_conversion,
+    model_file,
+    read_dlib_net,
+)
 from facecnn.models.heads import build_head
 from facecnn.models.registry import register_model
 

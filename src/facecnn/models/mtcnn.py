@@ -32,10 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from facecnn.models.box_ops import batched_nms, nms, roi_align
 
 from facecnn.data.decode import as_rgb
 from facecnn.errors import FacecnnError
+from facecnn.models.box_ops import batched_nms, nms, roi_align
 from facecnn.models.dlib_port import cached_conversion
 
 INSTALL_HINT = "pip install mtcnn"

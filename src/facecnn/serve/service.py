@@ -25,7 +25,6 @@ from facecnn.serve.security import KeyStore, UploadError, decode_upload
 if TYPE_CHECKING:
     from facecnn.faces.detect import Face
     from facecnn.faces.embedders import Embedder
-    from facecnn.faces.gallery import Gallery
     from facecnn.faces.recognize import FaceResult
     from facecnn.inference.base import Prediction
 

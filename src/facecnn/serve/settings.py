@@ -43,7 +43,10 @@ class ServeSettings:
             from facecnn.faces.embedders import create_embedder
 
             embedder = create_embedder(name)
-        path = (lambda p: Path(p) if p is not None else None)
+
+        def path(value: str | None) -> Path | None:
+            return Path(value) if value is not None else None
+
         return create_app(path(self.gallery), path(self.model),
                           KeyStore.load(path(self.api_key_file)), self.max_upload_mb,
                           self.max_pixels, self.detector, embedder, self.max_queue)

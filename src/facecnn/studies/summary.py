@@ -99,8 +99,8 @@ def _markdown(study: Study, rows: list[dict[str, Any]], skipped: list[dict[str, 
     lines += ["Validation loss, accuracy and macro-F1 are those of the kept checkpoint "
               "(weights/best.pt: the epoch of lowest validation loss); train s is the whole "
               "run's.", "",
-              "| run | seeds | kept epoch | epochs run | val loss | val acc | val macro-F1 | train s | "
-              "trainable | total | size MB | latency ms |", "|" + "---|" * 12]
+              "| run | seeds | kept epoch | epochs run | val loss | val acc | val macro-F1 | "
+              "train s | trainable | total | size MB | latency ms |", "|" + "---|" * 12]
     for r in rows:
         lines.append(f"| {r['run']} | {r['seeds']} | {_epoch(r['epoch'])} | "
                      f"{_epoch(r['epochs'])} | {_pm(r, 'val_loss', '.4f')} | "

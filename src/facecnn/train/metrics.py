@@ -17,7 +17,8 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
         raise ValueError(f"y_true has {y_true.size} labels but y_pred has {y_pred.size}")
     for labels in (y_true, y_pred):
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}")
+            raise ValueError(f"labels must lie in [0, {num_classes}), "
+                             f"got {labels.min()}..{labels.max()}")
     flat = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
     return flat.reshape(num_classes, num_classes).astype(np.int64, copy=False)
 
@@ -40,7 +41,8 @@ def _per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
 
 def accuracy_f1(cm: np.ndarray) -> tuple[float, float]:
-    """Accuracy and macro-F1 over the classes present in y_true: the two numbers logged per epoch."""
+    """Accuracy and macro-F1 over the classes present in y_true: the two numbers logged per
+    epoch."""
     total = cm.sum()
     accuracy = float(np.trace(cm) / total) if total else 0.0
     _, _, f1, support = _per_class(cm)
@@ -56,7 +58,8 @@ def summarize(cm: np.ndarray, class_names: list[str]) -> dict:
     split is not penalised for classes it happens not to contain.
     """
     if cm.shape != (len(class_names), len(class_names)):
-        raise ValueError(f"confusion matrix {cm.shape} does not match {len(class_names)} class names")
+        raise ValueError(f"confusion matrix {cm.shape} does not match {len(class_names)} "
+                         "class names")
     accuracy, macro_f1 = accuracy_f1(cm)
     precision, recall, f1, support = _per_class(cm)
     per_class = {

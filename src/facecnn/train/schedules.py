@@ -30,11 +30,13 @@ class Span(NamedTuple):
 # name -> (t, span) -> multiplier of the base lr, t clamped to [0, epochs]
 SCHEDULE_CHOICES: Registry[Callable[[float, Span], float]] = Registry("lr schedule")
 
-# Seed B level 3's step table as multipliers of its base lr 5e-4: 5e-4, 2e-4, 1e-4, 5e-5, 2e-5, 1e-5.
+# Seed B level 3's step table as multipliers of its base lr 5e-4:
+# 5e-4, 2e-4, 1e-4, 5e-5, 2e-5, 1e-5.
 _SEED_STEP_EPOCHS = 4
 _SEED_STEP_MULTIPLIERS = (1.0, 0.4, 0.2, 0.1, 0.04, 0.02)
 
-# Seed B level 1: ramp from lr_max/5 to lr_max over 5 epochs, then decay 0.8 per epoch towards lr_max/5.
+# Seed B level 1: ramp from lr_max/5 to lr_max over 5 epochs, then decay 0.8 per epoch
+# towards lr_max/5.
 _RAMP_START = 0.2
 _RAMP_EPOCHS = 5
 _RAMP_DECAY = 0.8
@@ -91,7 +93,8 @@ def _onecycle(t: float, span: Span) -> float:
     return _cos_interp(1.0, _ONECYCLE_END, (t - peak) / (span.epochs - peak))
 
 
-def _multiplier(name: str, epochs: int, step_size: int | None, gamma: float) -> Callable[[float], float]:
+def _multiplier(name: str, epochs: int, step_size: int | None,
+                gamma: float) -> Callable[[float], float]:
     """The schedule `name` as t -> multiplier of the base lr, after checking the arguments."""
     shape = SCHEDULE_CHOICES.get(name)
     if epochs < 1:

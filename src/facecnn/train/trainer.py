@@ -43,15 +43,18 @@ from facecnn.progress import Reporter
 from facecnn.runs import new_run_dir
 from facecnn.runtime import Runtime, select_device
 from facecnn.train.callbacks import Callback, default_callbacks
-from facecnn.train.checkpoint import (resume_checkpoint, rng_state, seed_everything,
-                                      set_rng_state)
+from facecnn.train.checkpoint import resume_checkpoint, rng_state, seed_everything, set_rng_state
 from facecnn.train.distributed import DistContext
 from facecnn.train.evaluation import evaluate
 from facecnn.train.loader import BatchLoader, PKBatchLoader
 from facecnn.train.metrics import accuracy_f1
 from facecnn.train.objectives import build_objective, describe, resolve_objective
-from facecnn.train.optim import (OPTIMIZER_CHOICES, PRETRAINED_BACKBONE_LR_SCALE,
-                                 build_optimizer, param_groups)
+from facecnn.train.optim import (
+    OPTIMIZER_CHOICES,
+    PRETRAINED_BACKBONE_LR_SCALE,
+    build_optimizer,
+    param_groups,
+)
 from facecnn.train.report import environment, write_results_csv, write_train_outputs
 from facecnn.train.schedules import build_scheduler
 

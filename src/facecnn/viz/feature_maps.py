@@ -74,5 +74,6 @@ def feature_maps(model: nn.Module, x: torch.Tensor, out_dir: Path,
         more = f", first {len(shown)} shown" if len(shown) < len(act) else ""
         fig.suptitle(f"{name}  {tuple(act.shape)}{more}")
         fig.tight_layout()
-        paths.append(save_figure(fig, Path(out_dir) / f"{index:0{width}d}_{name.replace('.', '_')}.png"))
+        file = f"{index:0{width}d}_{name.replace('.', '_')}.png"
+        paths.append(save_figure(fig, Path(out_dir) / file))
     return paths

@@ -76,8 +76,10 @@ def plot_curves(rows: list[dict], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_confusion(cm: np.ndarray, class_names: list[str], path: Path, normalize: bool = True) -> Path:
-    """Confusion-matrix heat map; rows are normalised so rare classes are as visible as common ones."""
+def plot_confusion(cm: np.ndarray, class_names: list[str], path: Path,
+                   normalize: bool = True) -> Path:
+    """Confusion-matrix heat map; rows are normalised so rare classes are as visible as
+    common ones."""
     cm = np.asarray(cm)
     n = len(class_names)
     total = cm.sum()

@@ -2,13 +2,16 @@
 new detector is one new file here (imported below). Heavy libraries are imported when a
 detector is built, not here, so listing the names stays instant."""
 
-# imported for registering themselves, in the order `facecnn detectors` lists them
-from facecnn.faces.detectors import hog  # noqa: F401
-from facecnn.faces.detectors import haar  # noqa: F401
-from facecnn.faces.detectors import mtcnn  # noqa: F401
-from facecnn.faces.detectors import dlib_cnn  # noqa: F401
-from facecnn.faces.detectors import cnn  # noqa: F401
 from facecnn.faces.detectors.base import DETECTORS, Detection, Detector, ModelFile
+
+# isort: off
+# imported for registering themselves, in the order `facecnn detectors` lists them
+from facecnn.faces.detectors import hog  # noqa: F401, E402
+from facecnn.faces.detectors import haar  # noqa: F401, E402
+from facecnn.faces.detectors import mtcnn  # noqa: F401, E402
+from facecnn.faces.detectors import dlib_cnn  # noqa: F401, E402
+from facecnn.faces.detectors import cnn  # noqa: F401, E402
+# isort: on
 
 __all__ = ["DEFAULT_DETECTOR", "DETECTORS", "Detection", "Detector", "ModelFile",
            "create_detector"]

@@ -19,14 +19,17 @@ from typing import Any, Iterable
 
 import numpy as np
 
-# imported for registering themselves, in the order `facecnn embedders` lists them
-from facecnn.faces.embedders import dlib  # noqa: F401
-from facecnn.faces.embedders import dlib_torch  # noqa: F401
-from facecnn.faces.embedders import run  # noqa: F401
-from facecnn.faces.embedders import onnx  # noqa: F401
 from facecnn.errors import FacecnnError
 from facecnn.faces.crops import make_chips
 from facecnn.faces.embedders.base import EMBEDDERS, Embedder, FaceItem
+
+# isort: off
+# imported for registering themselves, in the order `facecnn embedders` lists them
+from facecnn.faces.embedders import dlib  # noqa: F401, E402
+from facecnn.faces.embedders import dlib_torch  # noqa: F401, E402
+from facecnn.faces.embedders import run  # noqa: F401, E402
+from facecnn.faces.embedders import onnx  # noqa: F401, E402
+# isort: on
 
 __all__ = ["DEFAULT_EMBEDDER", "EMBEDDERS", "Embedder", "FaceItem", "create_embedder",
            "embed_faces", "make_chips", "same_vectors"]

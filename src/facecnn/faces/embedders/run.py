@@ -4,6 +4,7 @@ cut as the run's training crops were (faces/crops.run_crop)."""
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
 
 from facecnn.faces.crops import run_crop

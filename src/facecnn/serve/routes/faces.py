@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, File, Query, Security, UploadFile
 
 from facecnn.serve.deps import API_KEY, read, service, with_classifier, with_gallery
-from facecnn.serve.schemas import (ERRORS, Classification, Detections, Recognition,
-                                   Verification)
+from facecnn.serve.schemas import ERRORS, Classification, Detections, Recognition, Verification
 from facecnn.serve.security import UploadError
 from facecnn.serve.service import Service
 
