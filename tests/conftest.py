@@ -16,7 +16,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 from helpers import ATT_FACES, invoke_cli, make_jpeg_tree  # noqa: E402
 
-
 # The files that take longest, longest first (CPU seconds measured with `-n 2 --dist loadfile`
 # in brackets). A worker is handed the next file as it nears the end of one, so starting with
 # these leaves the short files to even out the end of the run instead of one worker idling

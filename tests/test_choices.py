@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from facecnn.choices.optimizers import OPTIMIZER_CHOICES
+from facecnn.choices.schedules import SCHEDULE_CHOICES
 from facecnn.config import TrainConfig
 from facecnn.models.init import INIT_CHOICES
-from facecnn.train.optim import OPTIMIZER_CHOICES
-from facecnn.train.schedules import SCHEDULE_CHOICES
 from facecnn.train.trainer import Trainer
 
 

@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facecnn.data.decode import (NotAnImage, TooManyPixels, decode_or_reason, read_image,
-                                 read_image_bytes)
+from facecnn.data.decode import (
+    NotAnImage,
+    TooManyPixels,
+    decode_or_reason,
+    read_image,
+    read_image_bytes,
+)
 
 
 def png_claiming(path: Path, width: int, height: int) -> Path:

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import canvas, invoke_cli, write_photos
 from facecnn.data.decode import read_image
 from facecnn.errors import FacecnnError
 from facecnn.faces.boxes import evaluate, iou, read_boxes
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.detectors import DETECTORS
+from helpers import canvas, invoke_cli, write_photos
 
 BOXES = Path(__file__).resolve().parents[2] / "shared" / "data" / "dlib_faces"
 # detector -> (upsample, box file, recall floor, precision floor at IoU 0.4), a little below
@@ -39,7 +39,7 @@ def test_every_detector_finds_the_boxed_faces(name: str) -> None:
     assert scores.recall >= min_recall and scores.precision >= min_precision, scores
     for faces in detector.detect_batch([canvas("s3", 2), canvas("s9", 5, side=260, scale=1.4)]):
         assert len(faces) >= 1
-        lm, (x1, y1, x2, y2) = faces[0].landmarks, faces[0].box
+        lm, (x1, _, x2, y2) = faces[0].landmarks, faces[0].box
         assert lm.shape == (5, 2) and lm[0, 0] < lm[1, 0] < x2 and x1 < lm[0, 0]
         assert lm[:2, 1].mean() < lm[2, 1] < lm[3:, 1].mean() < y2
 

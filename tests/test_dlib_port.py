@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import canvas, invoke_cli, make_jpeg_tree, write_photos
 from facecnn.errors import FacecnnError
 from facecnn.faces import dlib_models
 from facecnn.faces.detect import FaceDetector
@@ -19,9 +18,15 @@ from facecnn.faces.embedders import create_embedder
 from facecnn.models import dlib_port
 from facecnn.models.catalog import create_model
 from facecnn.models.dlib_port import cache_path
-from facecnn.models.dlib_resnet import (DlibResNet, load_dlib_weights, padded_add,
-                                        pretrained_dlib_resnet, to_input)
+from facecnn.models.dlib_resnet import (
+    DlibResNet,
+    load_dlib_weights,
+    padded_add,
+    pretrained_dlib_resnet,
+    to_input,
+)
 from facecnn.models.freeze import apply_freeze
+from helpers import canvas, invoke_cli, make_jpeg_tree, write_photos
 
 TOLERANCE = 1e-4  # the bound on the largest absolute difference per vector
 

@@ -15,6 +15,7 @@ from facecnn.data.decode import read_image
 from facecnn.errors import FacecnnError
 from facecnn.faces import dlib_models
 from facecnn.faces.align import align_face
+from facecnn.faces.crops import crop_face
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import EMBEDDERS, create_embedder, same_vectors
 from facecnn.faces.embedders.base import Embedder, register
@@ -22,7 +23,6 @@ from facecnn.faces.embedders.dlib import DlibEmbedder
 from facecnn.faces.enroll import enroll
 from facecnn.faces.gallery import Gallery
 from facecnn.faces.landmarks import DLIB_68, create_landmarker
-from facecnn.faces.crops import crop_face
 from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.recognize import Recognizer
 from helpers import canvas, invoke_cli, write_photos

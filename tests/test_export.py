@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import HANG_GUARD, copy_run, invoke_cli
 from facecnn.data.datasets import load_dataset
 from facecnn.inference.onnx import OnnxClassifier
 from facecnn.inference.pytorch import load_inference_model
+from helpers import HANG_GUARD, copy_run, invoke_cli
 
 
 @pytest.fixture(scope="module")

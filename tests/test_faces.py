@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import canvas, digest, invoke_cli, run_cli, write_photos
 from facecnn.faces.align import align_face
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders.run import RunEmbedder
 from facecnn.faces.pairs import write_pairs
+from helpers import canvas, digest, invoke_cli, run_cli, write_photos
 
 ENROLLED = [f"s{i}" for i in range(1, 31)]
 STRANGERS = [f"s{i}" for i in range(31, 41)]

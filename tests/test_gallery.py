@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from facecnn.errors import FacecnnError
-from helpers import HANG_GUARD
 from facecnn.faces.calibration import calibrate_threshold, open_set_threshold
 from facecnn.faces.gallery import UNKNOWN, Gallery
+from helpers import HANG_GUARD
 
 DIM = 128
 
@@ -383,4 +383,5 @@ def test_version_1_galleries_are_upgraded(tmp_path: Path) -> None:
         assert g.add("alice", _centres(2, seed=1), hashes=["p", "p2"]) == 2
         assert g.add("alice", _centres(1, seed=1), hashes=["p"]) == 0
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        assert version == ("2",)

@@ -4,22 +4,21 @@ Recognizer's live index that follows the gallery's change counter."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-
-import sqlite3
 
 import faiss
 import numpy as np
 import pytest
 
-from helpers import invoke_cli
 from facecnn.errors import FacecnnError
 from facecnn.faces import index as index_module
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.gallery import UNKNOWN, Gallery, Match
 from facecnn.faces.index import FLAT, IVF, GalleryIndex
 from facecnn.faces.recognize import Recognizer
+from helpers import invoke_cli
 
 DIM = 128
 THRESHOLD = 0.6

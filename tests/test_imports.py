@@ -19,17 +19,6 @@ import facecnn
 
 SOURCE = Path(facecnn.__file__).resolve().parent
 
-# Edges left out of the graph because each closes a cycle that its own change is to break;
-# each entry says where. Delete the entry with that fix (test_known_cycles_are_still_there
-# tells you when).
-KNOWN_CYCLE_EDGES = {
-    ("facecnn.config", "facecnn.train"):
-        "config imports facecnn.train's choice tables (objective_choices, optim, schedules), "
-        "which runs facecnn/train/__init__.py, whose fit() imports config and the trainer: "
-        "the tables belong below config, outside the training package",
-}
-
-
 def module_names() -> dict[str, Path]:
     """'facecnn.x.y' -> its file, for every module and package of facecnn."""
     names = {}
@@ -131,11 +120,6 @@ def cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
     return found
 
 
-def without_known(graph: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-    return {a: {b: line for b, line in deps.items() if (a, b) not in KNOWN_CYCLE_EDGES}
-            for a, deps in graph.items()}
-
-
 def describe(graph: dict[str, dict[str, int]], component: list[str]) -> str:
     members = set(component)
     return "\n".join(f"  {a} -> {b} (line {line})" for a in component
@@ -144,19 +128,9 @@ def describe(graph: dict[str, dict[str, int]], component: list[str]) -> str:
 
 def test_no_import_cycles() -> None:
     graph = import_graph()
-    found = cycles(without_known(graph))
+    found = cycles(graph)
     assert not found, "import cycles among facecnn's modules:\n" + "\n\n".join(
         describe(graph, component) for component in found)
-
-
-def test_known_cycles_are_still_there() -> None:
-    graph = import_graph()
-    for (a, b), why in KNOWN_CYCLE_EDGES.items():
-        assert b in graph.get(a, {}), f"{a} no longer imports {b}: delete its entry"
-        others = without_known(graph)
-        others[a] = {**others[a], b: graph[a][b]}
-        assert any({a, b} <= set(c) for c in cycles(others)), \
-            f"{a} -> {b} closes no cycle any more: delete its KNOWN_CYCLE_EDGES entry ({why})"
 
 
 def test_the_graph_sees_lazy_and_relative_imports(tmp_path: Path) -> None:

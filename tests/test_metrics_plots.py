@@ -51,7 +51,8 @@ def test_confusion_matrices_sum_across_batches() -> None:
     rng = np.random.default_rng(3)
     y_true, y_pred = rng.integers(0, 4, size=(2, 50))
     whole = confusion_matrix(y_true, y_pred, 4)
-    parts = confusion_matrix(y_true[:20], y_pred[:20], 4) + confusion_matrix(y_true[20:], y_pred[20:], 4)
+    parts = (confusion_matrix(y_true[:20], y_pred[:20], 4)
+             + confusion_matrix(y_true[20:], y_pred[20:], 4))
     np.testing.assert_array_equal(whole, parts)
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from facecnn.errors import FacecnnError
 from facecnn.models.catalog import ZOO, count_parameters, create_model, list_models, model_info
-from facecnn.models.init import INITIALIZERS, initialize
+from facecnn.models.init import INIT_CHOICES, initialize
 
 SEED_MODELS = [name for name in list_models() if name not in ZOO]
 
@@ -115,7 +115,7 @@ def test_initializer_leaves_batchnorm_alone():
 def test_unknown_initializer_lists_the_valid_names():
     with pytest.raises(FacecnnError, match="glorot"):
         initialize(nn.Linear(2, 2), "xavier")
-    assert INITIALIZERS == ("default", "zeros", "normal", "glorot", "he")
+    assert tuple(INIT_CHOICES) == ("default", "zeros", "normal", "glorot", "he")
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -6,22 +6,24 @@ import pytest
 import torch
 from torch import nn
 
+from facecnn.choices.optimizers import OPTIMIZER_CHOICES
+from facecnn.choices.schedules import SCHEDULE_CHOICES, schedule_values
 from facecnn.errors import FacecnnError
-from facecnn.train.optim import DEFAULT_CLIP_FOR, OPTIMIZERS, build_optimizer
-from facecnn.train.schedules import SCHEDULE_CHOICES, build_scheduler, schedule_values
+from facecnn.train.optim import build_optimizer
+from facecnn.train.schedules import build_scheduler
 
 
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return nn.functional.mse_loss(model(x), y)
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("name", OPTIMIZER_CHOICES.names())
 def test_every_optimizer_takes_a_step(name: str) -> None:
     torch.manual_seed(0)
     model = nn.Linear(4, 2)
     x, y = torch.randn(16, 4), torch.randn(16, 2)
     opt = build_optimizer(name, model.parameters())
-    assert opt.param_groups[0]["lr"] == OPTIMIZERS[name]
+    assert opt.param_groups[0]["lr"] == OPTIMIZER_CHOICES.get(name).lr
     before = [p.detach().clone() for p in model.parameters()]
     start = _loss(model, x, y).item()
     for _ in range(3):
@@ -40,10 +42,12 @@ def test_optimizer_options() -> None:
     assert (group["lr"], group["momentum"], group["nesterov"]) == (0.5, 0.9, True)
     assert group["params"] == [model.weight]  # frozen bias left out
     assert build_optimizer("adamw", model.parameters()).param_groups[0]["weight_decay"] == 0.01
-    assert build_optimizer("adamw", model.parameters(), weight_decay=0.1).param_groups[0]["weight_decay"] == 0.1
+    decayed = build_optimizer("adamw", model.parameters(), weight_decay=0.1)
+    assert decayed.param_groups[0]["weight_decay"] == 0.1
     rms = build_optimizer("rmsprop", model.parameters()).param_groups[0]
     assert (rms["alpha"], rms["eps"]) == (0.9, 1e-7)
-    assert DEFAULT_CLIP_FOR == {"sgd_clip": 1.0}
+    assert {e.name: e.value.clip for e in OPTIMIZER_CHOICES.entries()
+            if e.value.clip is not None} == {"sgd_clip": 1.0}
 
 
 def test_unknown_optimizer_and_frozen_model() -> None:

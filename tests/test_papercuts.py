@@ -16,12 +16,12 @@ import matplotlib.pyplot as plt
 import pytest
 from rich.console import Console
 
-from helpers import run_cli
 from facecnn import terminal
 from facecnn.data.builtin import BUILTIN
 from facecnn.errors import FacecnnError
 from facecnn.studies.study import Study, run_study
 from facecnn.studies.summary import comparison_figure
+from helpers import HANG_GUARD, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
@@ -33,8 +33,8 @@ BENCHMARKS = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if p.name not 
 def piped_train(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     """A real two-epoch `facecnn train`, its stdout captured through a pipe."""
     tmp = tmp_path_factory.mktemp("piped")
-    result = run_cli("train", "digits", "--model", "seed_mlp", "--epochs", "2", "--project",
-                     str(tmp), cwd=tmp)
+    result = run_cli("train", "digits", "--model", "seed_mlp", "--epochs", "2", "--no-amp",
+                     "--project", str(tmp), cwd=tmp)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout, tmp / "train" / "exp"
 
@@ -68,7 +68,7 @@ def test_version_without_torch(tmp_path: Path) -> None:
     code = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = ['facecnn', "
             "'--version']; runpy.run_module('facecnn', run_name='__main__')")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60)
+                            text=True, timeout=HANG_GUARD)
     assert result.returncode == 0, result.stderr
     assert result.stdout == version("facecnn") + "\n"
 
@@ -98,7 +98,8 @@ def test_study_without_its_data_is_one_line(tmp_path: Path) -> None:
 def test_benchmark_without_its_data_is_one_line(script: Path, tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     result = subprocess.run([sys.executable, str(script), "--data", str(missing)],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                            cwd=tmp_path, capture_output=True, text=True,
+                            timeout=HANG_GUARD)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {missing}"), result.stderr

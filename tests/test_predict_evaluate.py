@@ -11,11 +11,11 @@ import pytest
 import timm
 import torch
 
-from helpers import invoke_cli, make_jpeg_tree
 from facecnn.config import TrainConfig
 from facecnn.errors import FacecnnError
 from facecnn.evaluate import evaluate_run
 from facecnn.train.trainer import Trainer
+from helpers import invoke_cli, make_jpeg_tree
 
 PEOPLE = ["s1", "s2", "s3", "s4"]
 

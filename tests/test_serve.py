@@ -39,7 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, digits_run: Path):
     copy_run(digits_run, root / "train" / "exp")  # a digits classifier for /v1/classify
     (root / "keys.txt").write_text(f"{ADMIN} admin\n{READER} read  # dashboards\n")
     # The app `facecnn serve --detector hog --gallery G --model RUN --api-key-file KEYS
-    # --max-upload-mb 1 --max-pixels 4000000` hands uvicorn (cli_faces.serve, one process).
+    # --max-upload-mb 1 --max-pixels 4000000` hands uvicorn (cli.serve.serve, one process).
     settings = ServeSettings(gallery=str(root / "g.db"), model=str(root / "train" / "exp"),
                              api_key_file=str(root / "keys.txt"), max_upload_mb=1.0,
                              max_pixels=4_000_000, detector="hog", embedder=None, max_queue=32)

@@ -11,11 +11,11 @@ import pytest
 import timm
 import torch
 
-from helpers import copy_run, invoke_cli, make_jpeg_tree
 from facecnn.data.datasets import load_dataset
 from facecnn.studies.study import Study
 from facecnn.studies.summary import write_comparison
 from facecnn.train.report import write_results_csv
+from helpers import copy_run, invoke_cli, make_jpeg_tree
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 # `compare` has no --no-amp: pin it as --no-amp would (see conftest.no_auto_amp)

@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from helpers import canvas, invoke_cli, write_photos
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.gallery import Gallery
 from facecnn.faces.recognize import Recognizer
 from facecnn.serve.app import create_app
+from helpers import canvas, invoke_cli, write_photos
 
 
 @pytest.fixture(scope="module")

@@ -85,7 +85,8 @@ def test_best_checkpoint_keeps_no_optimizer_state(tmp_path: Path) -> None:
     assert size < 0.5 * (run.dir / "weights" / "last.pt").stat().st_size
 
 
-def test_a_bug_is_one_line_unless_debugging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bug_is_one_line_unless_debugging(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """An unexpected exception is a bug: one line and exit 1; FACECNN_DEBUG=1 shows where."""
     import facecnn.faces.prepare
 

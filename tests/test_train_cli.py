@@ -14,7 +14,6 @@ import pytest
 from safetensors.torch import load_file
 
 from facecnn.data.datasets import load_dataset
-
 from helpers import HANG_GUARD, free_port, invoke_cli, read_rows, tensor_files_equal
 
 RUN_FILES = ["config.yaml", "results.csv", "curves.png", "confusion_matrix.png", "metrics.json",

@@ -2,10 +2,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facecnn.data.transforms import AUGMENTATIONS, Augment, build_augmentation, to_float
+from facecnn.data.augment_presets import AUGMENT_CHOICES
+from facecnn.data.transforms import Augment, build_augmentation, to_float
 from facecnn.errors import FacecnnError
 
-RANDOM_PRESETS = [name for name in AUGMENTATIONS if name != "none"]
+RANDOM_PRESETS = [name for name in AUGMENT_CHOICES.names() if name != "none"]
 
 
 def _batch(n: int = 8, c: int = 3, size: int = 24, seed: int = 0) -> torch.Tensor:
@@ -17,7 +18,7 @@ def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize("name", AUGMENTATIONS)
+@pytest.mark.parametrize("name", AUGMENT_CHOICES.names())
 @pytest.mark.parametrize("channels", [1, 3])
 def test_output_is_float_unit_range_same_shape(name: str, channels: int) -> None:
     batch = _batch(c=channels)

@@ -1,9 +1,9 @@
 """Every choice of a training run in one dataclass, saved as the run's config.yaml.
 
 Each field is declared once, with its default, help and limits: `facecnn train` has one option
-per field (cli.py), a study may vary any of them (studies/study.py), and every config - from
-flags, a config.yaml or a study file - is coerced and checked here, so a wrong value is one
-line naming its field. A new training flag is one new field.
+per field (cli/training.py), a study may vary any of them (studies/study.py), and every config
+- from flags, a config.yaml or a study file - is coerced and checked here, so a wrong value is
+one line naming its field. A new training flag is one new field.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Any, Callable, get_args, get_origin, get_type_hints
 
 import yaml
 
+from facecnn.choices.objectives import OBJECTIVE_CHOICES
+from facecnn.choices.optimizers import OPTIMIZER_CHOICES, PRETRAINED_BACKBONE_LR_SCALE
+from facecnn.choices.schedules import SCHEDULE_CHOICES
 from facecnn.data.augment_presets import AUGMENT_CHOICES
 from facecnn.errors import FacecnnError
 from facecnn.models.freeze import FREEZE_CHOICES
 from facecnn.models.init import INIT_CHOICES
 from facecnn.registry import Registry, suggest
-from facecnn.train.objective_choices import OBJECTIVE_CHOICES
-from facecnn.train.optim import OPTIMIZER_CHOICES, PRETRAINED_BACKBONE_LR_SCALE
-from facecnn.train.schedules import SCHEDULE_CHOICES
 
 
 def setting(default: Any = MISSING, help: str = "", *, min: float | None = None,

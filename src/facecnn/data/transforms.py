@@ -123,9 +123,6 @@ class Augment:
         return x
 
 
-AUGMENTATIONS: tuple[str, ...] = tuple(AUGMENT_CHOICES)
-
-
 def build_augmentation(name: str) -> Augment:
     """The preset called `name` (augment_presets.py); an unknown name is a one-line error."""
     return Augment(**AUGMENT_CHOICES.get(name))

@@ -23,7 +23,6 @@ INIT_CHOICES.add("normal", ("normal_", {"mean": 0.0, "std": 0.01}),
 INIT_CHOICES.add("glorot", ("xavier_uniform_", {}), "Glorot/Xavier uniform")
 INIT_CHOICES.add("he", ("kaiming_normal_", {"mode": "fan_in", "nonlinearity": "relu"}),
                  "He/Kaiming normal for ReLU, fan-in")
-INITIALIZERS: tuple[str, ...] = tuple(INIT_CHOICES)
 
 
 def initialize(module: nn.Module, name: str) -> None:

@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facecnn.choices.objectives import OBJECTIVE_CHOICES
 from facecnn.config import TrainConfig
 from facecnn.errors import FacecnnError
 from facecnn.models.classifier import Classifier
-from facecnn.train.objective_choices import OBJECTIVE_CHOICES as OBJECTIVES
 
 TRIPLET_PER_PERSON = 4  # K of the P x K batches; P = batch size // K
 
@@ -213,11 +213,12 @@ class Triplet(Softmax):
 
 def resolve_objective(cfg: TrainConfig) -> dict[str, float | None]:
     """{margin, scale} for `cfg.objective`, defaults filled in, or one line on what is wrong."""
-    cls = OBJECTIVES[cfg.objective]
+    cls = OBJECTIVE_CHOICES[cfg.objective]
     values = {"margin": cfg.margin, "scale": cfg.scale}
     for key, value in values.items():
         if value is not None and key not in cls.defaults:
-            takers = " or ".join(n for n in OBJECTIVES if key in OBJECTIVES[n].defaults)
+            takers = " or ".join(e.name for e in OBJECTIVE_CHOICES.entries()
+                                 if key in OBJECTIVE_CHOICES[e.name].defaults)
             raise FacecnnError(f"--{key} is for --objective {takers}, not {cfg.objective}")
         if key in cls.defaults and value is None:
             values[key] = cls.defaults[key]
@@ -236,7 +237,7 @@ def resolve_objective(cfg: TrainConfig) -> dict[str, float | None]:
 
 def build_objective(cfg: TrainConfig, model: Classifier) -> Softmax:
     """The objective of a config whose margin and scale `resolve_objective` filled in."""
-    cls = OBJECTIVES[cfg.objective]
+    cls = OBJECTIVE_CHOICES[cfg.objective]
     # --pretrained always comes with a new head (a --weights file may bring its own); only a
     # lone Linear is imprinted: new layers before it would move the features it was fitted to
     imprint_head = cfg.pretrained and len(model.head) == 1
@@ -246,5 +247,6 @@ def build_objective(cfg: TrainConfig, model: Classifier) -> Softmax:
 
 def describe(cfg: TrainConfig) -> str:
     """`arcface (margin 0.5, scale 30)`: the objective as report.md and train.log show it."""
-    args = ", ".join(f"{key} {getattr(cfg, key):g}" for key in OBJECTIVES[cfg.objective].defaults)
+    defaults = OBJECTIVE_CHOICES[cfg.objective].defaults
+    args = ", ".join(f"{key} {getattr(cfg, key):g}" for key in defaults)
     return f"{cfg.objective} ({args})" if args else cfg.objective

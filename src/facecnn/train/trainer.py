@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from facecnn.choices.optimizers import OPTIMIZER_CHOICES, PRETRAINED_BACKBONE_LR_SCALE
 from facecnn.config import TrainConfig
 from facecnn.data.datasets import Dataset, load_dataset
 from facecnn.data.heldout import record_split
@@ -49,12 +50,7 @@ from facecnn.train.evaluation import evaluate
 from facecnn.train.loader import BatchLoader, PKBatchLoader
 from facecnn.train.metrics import accuracy_f1
 from facecnn.train.objectives import build_objective, describe, resolve_objective
-from facecnn.train.optim import (
-    OPTIMIZER_CHOICES,
-    PRETRAINED_BACKBONE_LR_SCALE,
-    build_optimizer,
-    param_groups,
-)
+from facecnn.train.optim import build_optimizer, param_groups
 from facecnn.train.report import environment, write_results_csv, write_train_outputs
 from facecnn.train.schedules import build_scheduler
 

@@ -41,6 +41,11 @@ UNSET = (None, False, 0, "auto")  # option values that ask for nothing an embedd
 HINTS = ("device", "landmarks")
 
 
+def spelling(kind: str) -> str:
+    """How a user names the embedder: `dlib`, or `run:PATH` for one named with a file."""
+    return f"{kind}:PATH" if kind in WITH_PATH else kind
+
+
 def _split(name: str) -> tuple[str, Path | None]:
     """(registered name, path or None) of `dlib`, `run:PATH`, `onnx:PATH`, a path ending .onnx
     or a run folder's path."""

@@ -7,15 +7,15 @@ from typing import Any, List, Optional
 
 import typer
 
-from facecnn.cli_options import BATCH_SIZE, DEVICE, NAME, PROJECT, QUIET
+from facecnn.choices.optimizers import OPTIMIZER_CHOICES
+from facecnn.choices.schedules import SCHEDULE_CHOICES
+from facecnn.cli.options import BATCH_SIZE, DEVICE, NAME, PROJECT, QUIET
 from facecnn.data.augment_presets import AUGMENT_CHOICES
 from facecnn.errors import FacecnnError
 from facecnn.models.freeze import FREEZE_CHOICES
 from facecnn.models.init import INIT_CHOICES
 from facecnn.registry import Registry
 from facecnn.terminal import console, reporter_for
-from facecnn.train.optim import OPTIMIZER_CHOICES
-from facecnn.train.schedules import SCHEDULE_CHOICES
 
 
 def _split(text: Optional[str], cast: Any = str) -> Optional[list[Any]]:
@@ -46,12 +46,12 @@ def compare(
     seeds: Optional[str] = typer.Option(None, help="e.g. 0,1,2 (mean and std per row)"),
     epochs: Optional[int] = typer.Option(None, min=1),
     img_size: Optional[int] = typer.Option(None, min=8),
-    batch_size: Optional[int] = typer.Option(None, min=1),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Images per forward pass."),
     weights: Optional[Path] = typer.Option(None, help="ImageNet weights for runs that use "
                                            "{weights}."),
-    project: str = typer.Option("runs"),
+    project: str = PROJECT,
     name: Optional[str] = typer.Option(None, help="Study name (default: the file's)."),
-    quiet: bool = typer.Option(False),
+    quiet: bool = QUIET,
 ) -> None:
     """Train every combination of a study and write comparison.csv, .md and .png."""
     from facecnn.studies.study import Study, run_study
@@ -141,9 +141,9 @@ def visualize_schedule(schedule: str = typer.Option("rampup_expdecay",
                        lr: float = typer.Option(5e-5, help="Base (peak) learning rate."),
                        step_size: Optional[int] = typer.Option(None),
                        gamma: float = typer.Option(0.1),
-                       project: str = PROJECT, name: str = NAME, quiet: bool = QUIET) -> None:
+                       project: str = PROJECT, name: str = NAME) -> None:
     """The learning rate of every epoch (seed B plotted its ramp-up and decay)."""
-    from facecnn.train.schedules import schedule_values
+    from facecnn.choices.schedules import schedule_values
     from facecnn.viz.plots import plot_lr_schedule
 
     values = schedule_values(schedule, lr, epochs, step_size=step_size, gamma=gamma)
@@ -152,8 +152,7 @@ def visualize_schedule(schedule: str = typer.Option("rampup_expdecay",
 
 
 @visualize_app.command("kernels")
-def visualize_kernels(photo: Path, project: str = PROJECT, name: str = NAME,
-                      quiet: bool = QUIET) -> None:
+def visualize_kernels(photo: Path, project: str = PROJECT, name: str = NAME) -> None:
     """Sobel x/y, sharpen and outline kernels and the RGB channels of a photo (seed E)."""
     from facecnn.data.decode import read_image
     from facecnn.viz.kernels import kernel_figure
@@ -167,8 +166,7 @@ def visualize_kernels(photo: Path, project: str = PROJECT, name: str = NAME,
 
 @visualize_app.command("feature-maps")
 def visualize_feature_maps(run: Path, photo: Path, max_channels: int = typer.Option(64),
-                           project: str = PROJECT, name: str = NAME,
-                           quiet: bool = QUIET) -> None:
+                           project: str = PROJECT, name: str = NAME) -> None:
     """The activations of every conv layer for one photo, one PNG per layer (seed B)."""
     from facecnn.viz.feature_maps import feature_maps
 
@@ -180,7 +178,7 @@ def visualize_feature_maps(run: Path, photo: Path, max_channels: int = typer.Opt
 def visualize_gradcam(run: Path, photo: Path,
                       target: Optional[str] = typer.Option(None, help="Class to explain "
                                                            "(default: the predicted one)."),
-                      project: str = PROJECT, name: str = NAME, quiet: bool = QUIET) -> None:
+                      project: str = PROJECT, name: str = NAME) -> None:
     """Where the model looked to decide (Grad-CAM on the last conv layer)."""
     from facecnn.viz.gradcam import gradcam, overlay_figure
 
@@ -198,8 +196,7 @@ def visualize_gradcam(run: Path, photo: Path,
 
 @visualize_app.command("predictions")
 def visualize_predictions(run: Path, data: str, grid: str = typer.Option("4x8"),
-                          project: str = PROJECT, name: str = NAME,
-                          quiet: bool = QUIET) -> None:
+                          project: str = PROJECT, name: str = NAME) -> None:
     """A grid of images titled 'predicted (true)', green when right, red when wrong (seed E)."""
     import numpy as np
 

@@ -1,10 +1,9 @@
-"""The `facecnn` command: parses flags, calls the API, prints with rich. Nothing else lives here."""
+"""The training commands of `facecnn`: train, evaluate, predict, export, demo."""
 
 from __future__ import annotations
 
 import inspect
 import json
-import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Callable, List, Optional, get_type_hints
@@ -12,34 +11,11 @@ from typing import Any, Callable, List, Optional, get_type_hints
 import typer
 from rich.table import Table
 
-from facecnn import cli_faces, cli_studies
-from facecnn.cli_options import BATCH_SIZE, DEVICE, NAME, PROJECT, QUIET
+from facecnn.cli.options import BATCH_SIZE, DEVICE, JSON, NAME, PROJECT, QUIET
 from facecnn.config import TrainConfig
-from facecnn.errors import FacecnnError, Interrupted
+from facecnn.errors import FacecnnError
 from facecnn.fileio import write_csv_atomic
-from facecnn.terminal import configure_logging, console, debugging, err_console, reporter_for
-from facecnn.train.objective_choices import OBJECTIVE_CHOICES
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Face recognition with convolutional networks: train, evaluate, predict.")
-# Option help comes from the registries (TrainConfig's fields); tests/test_objectives.py reads this.
-OBJECTIVE_NAMES = ", ".join(OBJECTIVE_CHOICES)
-
-
-def _print_version(value: bool) -> None:
-    """Read the installed package's metadata, so `--version` never imports torch."""
-    if value:
-        from importlib.metadata import version
-
-        print(version("facecnn"))
-        raise typer.Exit()
-
-
-@app.callback()
-def _options(version: bool = typer.Option(False, "--version", callback=_print_version,
-                                          is_eager=True, help="Print the version and exit.")
-             ) -> None:
-    """Options that come before any command."""
+from facecnn.terminal import console, err_console, reporter_for
 
 
 def _config_parameters(command: Callable[..., None]) -> Callable[..., None]:
@@ -66,7 +42,6 @@ def _config_parameters(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
-@app.command()
 @_config_parameters
 def train(*, resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder."),
           **settings: Any) -> None:
@@ -80,7 +55,6 @@ def train(*, resume: Optional[Path] = typer.Option(None, help="Continue the run 
     trainer.fit(resume)
 
 
-@app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="A training run folder or its model file."),
     data: str = typer.Argument(..., help="Folder of class folders (its test/ or val/ if it has "
@@ -92,8 +66,7 @@ def evaluate(
     name: str = NAME,
     quiet: bool = QUIET,
 ) -> None:
-    """Measure a trained model on images it never trained on: metrics.json, confusion matrix,
-    report."""
+    """Measure a trained model on images it never trained on: metrics, confusion matrix, report."""
     from facecnn.evaluate import evaluate_run
 
     reporter = reporter_for(quiet)
@@ -104,16 +77,15 @@ def evaluate(
                  f"({metrics['images']} images); results in {out}")
 
 
-@app.command()
 def predict(
     run: Path = typer.Argument(..., help="A training run folder or its model file."),
     files: List[Path] = typer.Argument(..., help="Images or folders of images."),
     top_k: int = typer.Option(1, min=1),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = JSON,
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write id,label rows here (id: "
                                             "the file's path below the folder the inputs "
                                             "share)."),
-    device: str = typer.Option("auto"),
+    device: str = DEVICE,
 ) -> None:
     """Name the class of each image."""
     from facecnn.data.folders import expand_inputs, relative_ids
@@ -140,7 +112,6 @@ def predict(
     console.print(table)
 
 
-@app.command()
 def export(
     run: Path = typer.Argument(..., help="A training run folder or its model file."),
     format: str = typer.Option("onnx", help="onnx (the one format for now)."),
@@ -165,27 +136,11 @@ def export(
                   f"{report['onnx']}.json", highlight=False)
 
 
-@app.command()
-def models(
-    num_classes: int = typer.Option(1000, help="Class count used for the parameter column."),
-) -> None:
-    """List every model name with its input size and parameter count."""
-    from facecnn.models.catalog import list_models, model_info, parameter_count
-
-    table = Table("model", "input", f"parameters ({num_classes} classes)", "description")
-    for name in list_models():
-        info = model_info(name)
-        table.add_row(name, f"{info.img_size}x{info.img_size}x{info.in_chans}",
-                      f"{parameter_count(name, num_classes):,}", info.description)
-    console.print(table)
-
-
-@app.command()
 def demo(
     epochs: int = typer.Option(20, min=1),
-    project: str = typer.Option("runs"),
-    name: str = typer.Option("demo"),
-    quiet: bool = typer.Option(False),
+    project: str = PROJECT,
+    name: str = typer.Option("demo", help="Run name (demo2, demo3... when taken)."),
+    quiet: bool = QUIET,
 ) -> None:
     """Offline demo: seed D's MNIST CNN on MNIST-5k, scored on a held-out test part."""
     from facecnn.train.trainer import Trainer
@@ -200,32 +155,7 @@ def demo(
                   f"({len(trainer.data.test)} images never trained on)")
 
 
-cli_faces.register(app)
-cli_studies.register(app)
-
-
-def main() -> None:
-    """Console entry point: user errors become one line on stderr and an exit code, and so
-    does a bug (exit 1); `FACECNN_DEBUG=1` adds the traceback to either."""
-    debug = debugging()
-    configure_logging()
-    try:
-        app()
-    except FacecnnError as exc:
-        if debug:
-            err_console.print_exception()
-        err_console.print(f"error: {exc}", highlight=False, markup=False)
-        sys.exit(exc.exit_code)
-    except Interrupted as exc:
-        err_console.print(f"interrupted: saved {exc.run_dir}/weights/last.pt; continue with "
-                          f"`facecnn train --resume {exc.run_dir}`", highlight=False)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # a bug, not the user's doing: say so in one line
-        if debug:
-            err_console.print_exception()
-        err_console.print(f"error: unexpected {type(exc).__name__}: {exc} (a facecnn bug; "
-                          "FACECNN_DEBUG=1 shows where)", highlight=False, markup=False)
-        sys.exit(1)
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    for command in (evaluate, predict, export, demo):
+        app.command()(command)
