@@ -29,10 +29,11 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def gallery(work: Path) -> Path:
-    """30 people enrolled from photos 1-5, threshold calibrated."""
+    """30 people enrolled from photos 1-5, threshold calibrated; with dlib's network in PyTorch
+    (dlib's vectors, ~10x faster in batches: test_dlib_port.py holds the two to one another)."""
     photos = write_photos(work / "enroll", ENROLLED, range(1, 6))
-    result = invoke_cli("enroll", str(photos), "--gallery", str(work / "team.db"), "--quiet",
-                        cwd=work)
+    result = invoke_cli("enroll", str(photos), "--gallery", str(work / "team.db"), "--embedder",
+                        "dlib_torch", "--quiet", cwd=work)
     assert result.returncode == 0, result.stderr
     assert "enrolled 150 new faces of 30 people" in result.stdout
     assert "(calibrated)" in result.stdout
@@ -170,7 +171,8 @@ def test_verify_two_photos_and_lfw_pairs(work: Path) -> None:
     matched[0] = (people[0], 1, 9)  # a missing image: its pair counts as wrong
     write_pairs(work / "pairs.txt", matched, mismatched, folds=10)
     result = invoke_cli("verify", "--pairs", str(work / "pairs.txt"), "--root", str(root),
-                        "--json", "--project", str(work / "runs"), cwd=work)
+                        "--embedder", "dlib_torch", "--json", "--project", str(work / "runs"),
+                        cwd=work)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert set(report) == {"mean_accuracy", "std_accuracy", "tar_at_far_1e-3", "threshold",
