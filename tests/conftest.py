@@ -3,7 +3,9 @@ tests share (the CLI runners, photos, servers) live in helpers.py."""
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,26 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         "--no-amp", "--quiet", "--project", str(root), cwd=root)
     assert result.returncode == 0, result.stderr
     return root / "train" / "exp"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator:
+    """A throwaway PostgreSQL server for this session (one per xdist worker, pg_cluster.py),
+    its password in $PGPASSWORD as a user's shell would hold it."""
+    from pg_cluster import Cluster
+
+    cluster = Cluster()
+    os.environ["PGPASSWORD"] = cluster.password
+    yield cluster
+    os.environ.pop("PGPASSWORD", None)
+    cluster.destroy()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_location(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]:
+    """Where to make fresh galleries, once for each store: paths of SQLite files (in a folder
+    that does not exist yet), or URLs of new, empty schemas on the session's PostgreSQL."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres").new_gallery
+    paths = (str(tmp_path / "galleries" / f"g{i}.db") for i in itertools.count())
+    return lambda: next(paths)

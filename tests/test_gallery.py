@@ -1,4 +1,6 @@
-"""The SQLite face gallery: enrolment, identification, calibration, persistence, concurrency."""
+"""The face gallery, in both stores (a SQLite file and a PostgreSQL database, through the
+`new_location` fixture): enrolment, identification, calibration, persistence, concurrency; and
+what only SQLite files have (foreign files, the version-1 upgrade)."""
 
 from __future__ import annotations
 
@@ -7,15 +9,16 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
 from facecnn.errors import FacecnnError
 from facecnn.faces.calibration import calibrate_threshold, open_set_threshold
-from facecnn.faces.gallery import UNKNOWN, Gallery
+from facecnn.faces.gallery import UNKNOWN, Gallery, gallery_exists, is_database_url
 from helpers import HANG_GUARD
 
 DIM = 128
@@ -38,29 +41,41 @@ NAMES = ["alice", "bob", "carol"]
 
 
 @pytest.fixture()
-def gallery(tmp_path: Path) -> Iterator[Gallery]:
+def gallery(new_location: Callable[[], str]) -> Iterator[Gallery]:
     """Three people, five faces each."""
-    g = Gallery.create(tmp_path / "g.db", "dlib", DIM, {"size": 150, "margin": 0.25})
+    g = Gallery.create(new_location(), "dlib", DIM, {"size": 150, "margin": 0.25})
     for i, (name, centre) in enumerate(zip(NAMES, _centres(3))):
         g.add(name, _faces(centre, 5, seed=i))
     yield g
     g.close()
 
 
-def _people_in_new_process(path: Path) -> list:
+def raw_sql(location: str, sql: str, params: Sequence = ()) -> None:
+    """One statement on a gallery's database behind facecnn's back, as a hand edit would."""
+    if is_database_url(location):
+        with psycopg.connect(location, autocommit=True) as db:
+            db.execute(sql.replace("?", "%s"), params)
+    else:
+        with sqlite3.connect(location) as db:
+            db.execute(sql, params)
+        db.close()
+
+
+def _people_in_new_process(location: str) -> list:
     code = ("import json, sys; from facecnn.faces.gallery import Gallery; "
             "print(json.dumps(Gallery.open(sys.argv[1]).people()))")
-    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", code, location], capture_output=True,
                          text=True, timeout=HANG_GUARD, check=True)
     return json.loads(out.stdout)
 
 
-def test_create_add_people_vectors(tmp_path: Path) -> None:
+def test_create_add_people_vectors(new_location: Callable[[], str]) -> None:
     faces = [_faces(c, n, seed=n) for c, n in zip(_centres(2), (3, 2))]
+    location = new_location()
     with pytest.raises(FacecnnError, match="invalid embedder/dim"):
-        Gallery.create(tmp_path / "sub" / "g.db", "dlib", 0)
-    assert not (tmp_path / "sub" / "g.db").exists()  # bad arguments leave no file behind
-    with Gallery.create(tmp_path / "sub" / "g.db", "dlib", DIM, {"size": 150}) as g:
+        Gallery.create(location, "dlib", 0)
+    assert not gallery_exists(location)  # bad arguments leave nothing behind
+    with Gallery.create(location, "dlib", DIM, {"size": 150}) as g:
         assert (g.embedder, g.dim, g.crop, g.threshold) == ("dlib", DIM, {"size": 150}, None)
         assert g.add("zoe", faces[0], sources=["a.jpg", "b.jpg", "c.jpg"]) == 3
         assert g.add("adam", faces[1]) == 2
@@ -104,18 +119,19 @@ def test_identify_answers_do_not_depend_on_the_batch(gallery: Gallery) -> None:
     assert [gallery.identify(q[None], threshold=1.0)[0] for q in queries] == together
 
 
-def test_identify_needs_a_threshold_and_people(gallery: Gallery, tmp_path: Path) -> None:
+def test_identify_needs_a_threshold_and_people(gallery: Gallery,
+                                               new_location: Callable[[], str]) -> None:
     with pytest.raises(FacecnnError, match="no threshold"):
         gallery.identify(gallery.vectors()[0][:1])
     with pytest.raises(FacecnnError, match="shape"):
         gallery.identify(np.zeros((1, DIM + 1)), threshold=1.0)
-    with Gallery.create(tmp_path / "empty.db", "dlib", DIM) as empty:
+    with Gallery.create(new_location(), "dlib", DIM) as empty:
         with pytest.raises(FacecnnError, match="empty"):
             empty.identify(np.zeros((1, DIM)), threshold=1.0)
 
 
-def test_calibrate_separates_clusters_and_persists(tmp_path: Path) -> None:
-    path = tmp_path / "g.db"
+def test_calibrate_separates_clusters_and_persists(new_location: Callable[[], str]) -> None:
+    path = new_location()
     with Gallery.create(path, "dlib", DIM) as g:
         for i, centre in enumerate(_centres(4, seed=1)):
             g.add(f"p{i}", _faces(centre, 6, seed=i))
@@ -129,8 +145,8 @@ def test_calibrate_separates_clusters_and_persists(tmp_path: Path) -> None:
         assert [m.name for m in g.identify(g.vectors()[0][::6])] == ["p0", "p1", "p2", "p3"]
 
 
-def test_calibrate_needs_two_people_and_a_pair(tmp_path: Path) -> None:
-    with Gallery.create(tmp_path / "g.db", "dlib", DIM) as g:
+def test_calibrate_needs_two_people_and_a_pair(new_location: Callable[[], str]) -> None:
+    with Gallery.create(new_location(), "dlib", DIM) as g:
         centres = _centres(2)
         g.add("solo", _faces(centres[0], 3, seed=0))
         with pytest.raises(FacecnnError, match="two people"):
@@ -172,11 +188,12 @@ def test_open_set_threshold_leans_away_from_impostors() -> None:
 
 
 def test_writes_persist_across_processes(gallery: Gallery) -> None:
-    assert _people_in_new_process(gallery.path) == [["alice", 5], ["bob", 5], ["carol", 5]]
+    assert _people_in_new_process(gallery.location) == [["alice", 5], ["bob", 5],
+                                                        ["carol", 5]]
     gallery.add("dave", _centres(1, seed=5))
     assert gallery.remove("bob") == 5
-    gallery.rename("carol", "Carol Smith")
-    assert _people_in_new_process(gallery.path) == [["Carol Smith", 5], ["alice", 5],
+    gallery.rename("carol", "Carol Smith")  # sorts first by code point, whatever the collation
+    assert _people_in_new_process(gallery.location) == [["Carol Smith", 5], ["alice", 5],
                                                     ["dave", 1]]
     with pytest.raises(FacecnnError, match="no such person"):
         gallery.remove("bob")
@@ -195,12 +212,12 @@ def test_adding_a_person_leaves_others_untouched(gallery: Gallery) -> None:
 
 def test_refuses_to_mix_embedders(gallery: Gallery) -> None:
     with pytest.raises(FacecnnError, match="made with embedder dlib.*refusing to mix"):
-        Gallery.open_or_create(gallery.path, "facenet", DIM)
+        Gallery.open_or_create(gallery.location, "facenet", DIM)
     with pytest.raises(FacecnnError, match="refusing to mix"):
-        Gallery.open_or_create(gallery.path, "dlib", 512)
+        Gallery.open_or_create(gallery.location, "dlib", 512)
     with pytest.raises(FacecnnError, match="already exists"):
-        Gallery.create(gallery.path, "dlib", DIM)
-    with Gallery.open_or_create(gallery.path, "dlib", DIM) as same:
+        Gallery.create(gallery.location, "dlib", DIM)
+    with Gallery.open_or_create(gallery.location, "dlib", DIM) as same:
         assert same.crop == {"size": 150, "margin": 0.25}
         assert len(same.people()) == 3
 
@@ -256,7 +273,7 @@ def test_concurrent_writers_and_readers(gallery: Gallery) -> None:
     @guarded
     def write(i: int) -> None:
         # Half share the fixture's connection, half open their own (file-level locking).
-        g = gallery if i % 2 else Gallery.open(gallery.path)
+        g = gallery if i % 2 else Gallery.open(gallery.location)
         for row in _faces(centres[i], 25, seed=i):
             g.add(f"writer{i}", row[None])
         if g is not gallery:
@@ -284,13 +301,13 @@ def test_concurrent_writers_and_readers(gallery: Gallery) -> None:
         [f"writer{i}" for i in range(4)]
 
 
-def test_calibration_ignores_exact_duplicates(tmp_path: Path) -> None:
+def test_calibration_ignores_exact_duplicates(new_location: Callable[[], str]) -> None:
     """A folder enrolled twice without photo hashes (galleries before they existed) holds every
     vector twice: genuine distances of 0 must not drag the threshold down to nothing."""
     people = [_faces(c, 4, seed=i) for i, c in enumerate(_centres(3))]
     thresholds = []
     for copies in (1, 2):
-        with Gallery.create(tmp_path / f"g{copies}.db", "dlib", DIM) as g:
+        with Gallery.create(new_location(), "dlib", DIM) as g:
             for _ in range(copies):
                 for name, faces in zip(NAMES, people):
                     g.add(name, faces)
@@ -344,7 +361,8 @@ def test_names_are_one_unicode_form(gallery: Gallery) -> None:
         gallery.rename("carol", "BOB")
     gallery.rename("alice", "Alice")  # a person may change the case of their own name
     assert gallery.remove(decomposed) == 2  # found whichever form is typed
-    assert Gallery.open(gallery.path).people()[0][0] == "Alice"
+    with Gallery.open(gallery.location) as again:
+        assert again.people()[0][0] == "Alice"
     for name in ("Дмитрий", "Ελένη", "山田 太郎", "Zoë"):  # one script each: fine
         gallery.add(name, _centres(1, seed=len(name)))
 
@@ -355,10 +373,10 @@ def test_names_are_one_unicode_form(gallery: Gallery) -> None:
                                        ("threshold", "-1"), ("data_version", "lots")])
 def test_hand_edited_meta_is_one_line(gallery: Gallery, key: str, value: str) -> None:
     gallery.threshold = 0.5
-    with sqlite3.connect(gallery.path) as db:
-        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+    raw_sql(gallery.location, "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+                              "value = excluded.value", (key, value))
     with pytest.raises(FacecnnError) as caught:
-        with Gallery.open(gallery.path) as g:
+        with Gallery.open(gallery.location) as g:
             g.threshold, g.version()
     assert key in str(caught.value) and "\n" not in str(caught.value)
 

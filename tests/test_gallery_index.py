@@ -1,11 +1,12 @@
 """The FAISS index beside the gallery: same answers as Gallery.identify, a cache that is rebuilt
 whenever the gallery changed, an approximate kind that keeps recall on large galleries, and the
-Recognizer's live index that follows the gallery's change counter."""
+Recognizer's live index that follows the gallery's change counter; the cache and the live index
+on both stores (`new_location`), the index kinds on SQLite."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import faiss
@@ -47,8 +48,8 @@ def _queries(faces: dict[str, np.ndarray], n: int, seed: int) -> np.ndarray:
 
 
 @pytest.fixture()
-def gallery(tmp_path: Path) -> Iterator[Gallery]:
-    g = Gallery.create(tmp_path / "g.db", "dlib", DIM)
+def gallery(new_location: Callable[[], str]) -> Iterator[Gallery]:
+    g = Gallery.create(new_location(), "dlib", DIM)
     for name, faces in _people(40, 5).items():
         g.add(name, faces)
     yield g
@@ -75,7 +76,7 @@ def _assert_same(index: GalleryIndex, gallery: Gallery, queries: np.ndarray) -> 
 
 
 def _files(gallery: Gallery) -> list[Path]:
-    return [Path(f"{gallery.path}.faiss"), Path(f"{gallery.path}.faiss.json")]
+    return [gallery.cache_path, Path(f"{gallery.cache_path}.json")]
 
 
 def test_exact_index_answers_like_the_gallery(gallery: Gallery, builds: list[int]) -> None:
@@ -99,7 +100,7 @@ def test_exact_index_answers_like_the_gallery(gallery: Gallery, builds: list[int
     assert builds == [200]  # the second open trusted the saved files
 
 
-def test_bad_input_is_a_user_error(gallery: Gallery, tmp_path: Path) -> None:
+def test_bad_input_is_a_user_error(gallery: Gallery, new_location: Callable[[], str]) -> None:
     index = GalleryIndex.for_gallery(gallery)
     with pytest.raises(FacecnnError, match="shape"):
         index.search(np.zeros((2, DIM + 1), np.float32))
@@ -107,7 +108,7 @@ def test_bad_input_is_a_user_error(gallery: Gallery, tmp_path: Path) -> None:
         index.identify(np.zeros((1, DIM), np.float32), THRESHOLD, mode="mean")
     with pytest.raises(FacecnnError, match="threshold"):
         index.identify(np.zeros((1, DIM), np.float32), 0.0)
-    with Gallery.create(tmp_path / "empty.db", "dlib", DIM) as empty:
+    with Gallery.create(new_location(), "dlib", DIM) as empty:
         with pytest.raises(FacecnnError, match="empty"):
             GalleryIndex.for_gallery(empty).identify(np.zeros((1, DIM), np.float32), THRESHOLD)
 
@@ -140,7 +141,7 @@ def test_stale_or_foreign_files_are_rebuilt(gallery: Gallery, builds: list[int])
     faces = _people(40, 5)
     person = next(iter(faces))
     GalleryIndex.for_gallery(gallery)
-    with Gallery.open(gallery.path) as other:  # another process renames behind our back
+    with Gallery.open(gallery.location) as other:  # another process renames behind our back
         other.rename(person, "someone")
     index = GalleryIndex.for_gallery(gallery)
     assert len(builds) == 2 and index.identify(faces[person], THRESHOLD)[0].name == "someone"
@@ -166,9 +167,9 @@ def test_deleted_files_are_rebuilt(gallery: Gallery, builds: list[int]) -> None:
         path.unlink()
     after = GalleryIndex.for_gallery(gallery).identify(queries, THRESHOLD)
     assert len(builds) == 2 and after == before
-    mode = gallery.path.stat().st_mode & 0o777
+    mode = gallery.cache_mode  # the gallery file's own, or the user's alone (PostgreSQL)
     assert [p.stat().st_mode & 0o777 for p in _files(gallery)] == [mode, mode]
-    assert not list(gallery.path.parent.glob("*.tmp"))
+    assert not list(gallery.cache_path.parent.glob("*.tmp"))
 
 
 def test_large_gallery_uses_ann_with_high_recall(tmp_path: Path, builds: list[int]) -> None:
@@ -241,13 +242,13 @@ def _answers(recognizer: Recognizer, queries: np.ndarray) -> list[Match]:
 def test_recognizer_answers_like_the_gallery(gallery: Gallery, detector: FaceDetector,
                                              builds: list[int]) -> None:
     queries = _queries(_people(40, 5), 200, seed=10)
-    nearest = _recognizer(gallery.path, detector, threshold=THRESHOLD)
+    nearest = _recognizer(gallery.location, detector, threshold=THRESHOLD)
     assert nearest.index.kind == FLAT and builds == [200]
     assert all(p.is_file() for p in _files(gallery))  # the cache was saved for next time
     want = gallery.identify(queries, threshold=THRESHOLD)
     assert {m.name for m in want} > {UNKNOWN}
     assert _answers(nearest, queries) == want
-    mean = _recognizer(gallery.path, detector, threshold=THRESHOLD, mode="mean")
+    mean = _recognizer(gallery.location, detector, threshold=THRESHOLD, mode="mean")
     assert mean.index is None and builds == [200]
     assert _answers(mean, queries) == gallery.identify(queries, threshold=THRESHOLD,
                                                        mode="mean")
@@ -258,7 +259,7 @@ def test_recognizer_sees_other_writers_at_once(gallery: Gallery, detector: FaceD
     """`gallery` is another connection than the Recognizer's, as another process would be."""
     old, new = _people(40, 5), _people(3, 5, seed=11)
     gallery.threshold = THRESHOLD
-    recognizer = _recognizer(gallery.path, detector)
+    recognizer = _recognizer(gallery.location, detector)
     queries = _queries(old | new, 100, seed=12)
     index = recognizer.index
     _answers(recognizer, queries)
@@ -303,8 +304,8 @@ def test_sync_appends_until_the_kind_or_lists_must_change(tmp_path: Path,
         assert ivf.sync() is ivf and len(ivf) == 205 and builds == [200]
         for name in names[41:81]:
             g.add(name, faces[name])
-        rebuilt = ivf.sync()  # 405 rows > 2 x 200 trained
-        assert rebuilt is not ivf and rebuilt.kind == IVF and builds == [200, 405]
+        assert ivf.sync() is ivf and len(ivf) == 405  # reloaded in place: whoever holds it
+        assert ivf.kind == IVF and builds == [200, 405]  # sees it; 405 > 2 x 200 trained
 
         flat = GalleryIndex.for_gallery(g, exact_limit=410)
         g.add(names[81], faces[names[81]])
@@ -315,9 +316,9 @@ def test_sync_appends_until_the_kind_or_lists_must_change(tmp_path: Path,
         GalleryIndex(faiss.IndexFlatL2(DIM), np.zeros(0), []).sync()
 
 
-def test_version_counts_every_write_and_persists(tmp_path: Path) -> None:
+def test_version_counts_every_write_and_persists(new_location: Callable[[], str]) -> None:
     a, b = _people(2, 3, seed=14).values()
-    path = tmp_path / "g.db"
+    path = new_location()
     with Gallery.create(path, "dlib", DIM) as g, Gallery.open(path) as other:
         assert g.version() == 0
         g.add("ann", a)
@@ -367,7 +368,7 @@ def test_recognizer_works_where_the_cache_cannot_be_saved(
     monkeypatch.setattr(index_module, "_replace", refuse)
     with pytest.raises(PermissionError):
         GalleryIndex.for_gallery(gallery)  # `facecnn gallery index` must say it failed
-    recognizer = _recognizer(gallery.path, detector, threshold=THRESHOLD)
+    recognizer = _recognizer(gallery.location, detector, threshold=THRESHOLD)
     queries = _queries(_people(40, 5), 50, seed=17)
     assert _answers(recognizer, queries) == gallery.identify(queries, threshold=THRESHOLD)
     gallery.remove(next(iter(_people(40, 5))))  # a rebuild, in memory again

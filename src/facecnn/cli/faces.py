@@ -28,6 +28,7 @@ from facecnn.cli.options import (
     WORKERS,
     detector_option,
     embedder_option,
+    gallery_option,
 )
 from facecnn.errors import FacecnnError
 from facecnn.terminal import console, err_console, reporter_for
@@ -107,7 +108,7 @@ def _prepare_crop(crop: str | None, size: int | None, margin: float | None) -> d
 
 def enroll(
     faces: Path = typer.Argument(..., help="Photos or prepared crops, one folder per person."),
-    gallery: Path = typer.Option(..., help="Gallery file (SQLite), created if missing."),
+    gallery: str = gallery_option(..., "Gallery, created if missing."),
     embedder: str = embedder_option(),
     detector: str = DETECTOR,
     landmarks: str = LANDMARKS,
@@ -130,6 +131,7 @@ def enroll(
 ) -> None:
     """Embed every person's photos into a gallery (no training) and calibrate 'unknown'."""
     from facecnn.faces.enroll import enroll as run_enroll
+    from facecnn.faces.gallery import gallery_location
 
     reporter = reporter_for(quiet)
     report = run_enroll(faces, gallery, _embedder(embedder, landmarks, flip=flip, jitter=jitter,
@@ -147,7 +149,7 @@ def enroll(
     already = (f"; {len(report.already)} photos were already enrolled (nothing added for them)"
                if report.already else "")
     console.print(f"enrolled {sum(added.values())} new faces of {len(added)} people into "
-                  f"{gallery}{already}; threshold {report.threshold:.4f} "
+                  f"{gallery_location(gallery)}{already}; threshold {report.threshold:.4f} "
                   f"({report.threshold_source}){_expected(report.calibration)}", highlight=False)
 
 
@@ -162,7 +164,7 @@ def _expected(calibration: dict | None) -> str:
 
 def recognize(
     inputs: List[str] = typer.Argument(None, help="Images, folders of images or videos."),
-    gallery: Optional[Path] = typer.Option(None, help="Gallery made by `facecnn enroll`."),
+    gallery: Optional[str] = gallery_option(None, "Gallery made by `facecnn enroll`."),
     model: Optional[Path] = typer.Option(None, help="A training run (seed C's classifier)."),
     camera: Optional[int] = typer.Option(None, help="Camera index for live recognition."),
     embedder: Optional[str] = embedder_option(None, "Search the gallery with this embedder "
@@ -222,8 +224,8 @@ def verify(
     images: List[Path] = typer.Argument(None, help="Two photos to compare."),
     pairs: Optional[Path] = typer.Option(None, help="LFW-style pairs.txt."),
     root: Optional[Path] = typer.Option(None, help="Folder of <Name>/<Name>_0001.jpg."),
-    gallery: Optional[Path] = typer.Option(None, help="Use this gallery's embedder and its "
-                                           "threshold (as `recognize` and the server do)."),
+    gallery: Optional[str] = gallery_option(None, "Use this gallery's embedder and its "
+                                            "threshold (as `recognize` and the server do)."),
     embedder: Optional[str] = embedder_option(None, EMBEDDER_HELP + " Default: the gallery's, "
                                               "else dlib."),
     detector: str = DETECTOR,
@@ -248,11 +250,11 @@ def verify(
     from contextlib import nullcontext
 
     from facecnn.faces.embedders import DEFAULT_EMBEDDER
-    from facecnn.faces.gallery import Gallery
+    from facecnn.faces.gallery import open_gallery
     from facecnn.faces.pipeline import FacePipeline
     from facecnn.faces.verify import REPORT_KEYS, verify_pairs, verify_two
 
-    with Gallery.open(gallery) if gallery is not None else nullcontext() as opened:
+    with open_gallery(gallery) if gallery is not None else nullcontext() as opened:
         chosen = _embedder(embedder or (opened.embedder if opened else DEFAULT_EMBEDDER),
                            landmarks, flip=flip, jitter=jitter)
         if opened is not None:

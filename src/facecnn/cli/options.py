@@ -13,6 +13,8 @@ from facecnn.faces.embedders import EMBEDDERS, spelling
 EMBEDDER_HELP = (f"{', '.join(spelling(e.name) for e in EMBEDDERS.entries())} (what each is: "
                  "`facecnn embedders`).")
 SAME_VECTORS = "dlib and dlib_torch galleries are interchangeable (same vectors)."
+GALLERY_VALUE = ("A SQLite file, or a postgresql://USER@HOST/DB URL (the password from the URL, "
+                 "$PGPASSWORD or ~/.pgpass).")
 
 
 def detector_option(default: str = DEFAULT_DETECTOR) -> Any:
@@ -22,6 +24,11 @@ def detector_option(default: str = DEFAULT_DETECTOR) -> Any:
 
 def embedder_option(default: str | None = "dlib", help: str = EMBEDDER_HELP) -> Any:
     return typer.Option(default, help=help)
+
+
+def gallery_option(default: str | None, help: str) -> Any:
+    """--gallery: text, not a path (a URL is no path), so a PostgreSQL URL passes unchanged."""
+    return typer.Option(default, metavar="FILE|URL", help=f"{help} {GALLERY_VALUE}")
 
 
 def batch_size_option(default: int) -> Any:

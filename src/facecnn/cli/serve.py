@@ -8,14 +8,15 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from facecnn.cli.options import DETECTOR, embedder_option
+from facecnn.cli.options import DETECTOR, embedder_option, gallery_option
 from facecnn.errors import FacecnnError
 from facecnn.terminal import console
 
 
 def serve(
-    gallery: Optional[Path] = typer.Option(None, help="Gallery for recognize/verify/people "
-                                           "(created, empty, if missing)."),
+    gallery: Optional[str] = gallery_option(None, "Gallery for recognize/verify/people "
+                                            "(created, empty, if missing; several servers "
+                                            "may share one on PostgreSQL)."),
     model: Optional[Path] = typer.Option(None, help="A run or model.onnx for /v1/classify."),
     host: Optional[str] = typer.Option(None, help="Default 0.0.0.0 with keys, else 127.0.0.1."),
     port: int = typer.Option(8000),
@@ -37,6 +38,7 @@ def serve(
     """REST API, web page at / and OpenAPI docs at /docs, on one port."""
     import uvicorn
 
+    from facecnn.faces.gallery import gallery_location, is_database_url
     from facecnn.serve.security import KeyStore
     from facecnn.serve.settings import ServeSettings, log_config
 
@@ -50,12 +52,14 @@ def serve(
     def text(path: Path | None) -> str | None:
         return str(path.resolve()) if path is not None else None
 
-    settings = ServeSettings(text(gallery), text(model), text(api_key_file), max_upload_mb,
+    where = gallery if gallery is None or is_database_url(gallery) else text(Path(gallery))
+    settings = ServeSettings(where, text(model), text(api_key_file), max_upload_mb,
                              max_pixels, detector, embedder, max_queue)
-    if gallery is not None and not gallery.exists():
-        made_for = settings.new_gallery()
-        console.print(f"created the empty gallery {escape(str(gallery))} ({made_for}): enrol "
-                      "people with POST /v1/people/NAME or on the web page", highlight=False)
+    made_for = settings.new_gallery() if gallery is not None else None
+    if made_for is not None:
+        console.print(f"created the empty gallery {escape(gallery_location(gallery))} "
+                      f"({made_for}): enrol people with POST /v1/people/NAME or on the web "
+                      "page", highlight=False)
     if workers == 1:
         app = settings.app()
     else:

@@ -20,7 +20,7 @@ from facecnn.errors import FacecnnError
 from facecnn.faces.cohort import load_cohort
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import Embedder
-from facecnn.faces.gallery import Gallery
+from facecnn.faces.gallery import Gallery, gallery_exists
 from facecnn.faces.names import check_name
 from facecnn.faces.pipeline import NO_FACE, FacePipeline
 from facecnn.faces.prepare import crop_settings
@@ -47,9 +47,10 @@ class _Photo:
     digest: str | None
 
 
-def enroll(folder: Path, gallery_path: Path, embedder: Embedder, detector: FaceDetector, *,
-           threshold: float | None = None, calibrate: bool | None = None, far: float = 0.01,
-           workers: int | None = None, reporter: Reporter | None = None) -> EnrollReport:
+def enroll(folder: Path, gallery_path: str | Path, embedder: Embedder,
+           detector: FaceDetector, *, threshold: float | None = None,
+           calibrate: bool | None = None, far: float = 0.01, workers: int | None = None,
+           reporter: Reporter | None = None) -> EnrollReport:
     """Add every person of FOLDER/<person>/* (the largest face of each photo, or each crop
     `prepare` wrote) to the gallery, which is created if missing.
 
@@ -114,11 +115,11 @@ def _new_photos(photos: list[_Photo], report: EnrollReport) -> list[_Photo]:
     return new
 
 
-def _open_existing(path: Path, embedder: Embedder) -> Gallery | None:
-    """The gallery if the file exists (refusing another embedder's before any work, and
-    cutting chips as its faces were cut); a new one is only created once there are faces to
-    put in it."""
-    if not Path(path).exists():
+def _open_existing(path: str | Path, embedder: Embedder) -> Gallery | None:
+    """The gallery if it exists (refusing another embedder's before any work, and cutting
+    chips as its faces were cut); a new one is only created once there are faces to put in
+    it."""
+    if not gallery_exists(path):
         return None
     gallery = Gallery.open_or_create(path, embedder.name, embedder.dim, embedder.crop)
     gallery.check_embedder(embedder)

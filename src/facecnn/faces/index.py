@@ -1,7 +1,9 @@
-"""A FAISS search index beside a SQLite gallery, for galleries too big to scan per query.
+"""A FAISS search index beside a gallery, for galleries too big to scan per query.
 
-The gallery file stays the truth; the index is a cache of it in `<gallery>.faiss`, with a JSON
-sidecar `<gallery>.faiss.json` holding the fingerprint of the rows it was built from. A
+The gallery's database stays the truth; the index is a cache of it in `Gallery.cache_path`
+(`<gallery>.faiss` beside a SQLite file; under the user's cache folder for a PostgreSQL
+database), with a JSON sidecar `.faiss.json` holding the fingerprint of the rows it was built
+from. A
 fingerprint mismatch (rows added, removed, renamed, or the files replaced under us) means
 rebuild, never trust, except that new faces (which get the highest ids) are appended to the
 cached index; an IVF index is rebuilt anyway once it has doubled since its lists were trained.
@@ -10,7 +12,8 @@ from the same gallery snapshot that matched the fingerprint.
 
 A live index (`sync`, what the Recognizer uses) follows the gallery by its change counter
 instead: see `GalleryIndex.sync` for why that is enough between two loads, and why loading
-still checks the full fingerprint.
+still checks the full fingerprint. A live index is safe to share between threads: a server
+syncs it from another thread as soon as PostgreSQL tells it of a write.
 
 Up to `exact_limit` vectors the index is exact (`IndexFlatL2`). Above, it is IVF-Flat: on 2
 cores it indexes a million 128-d vectors in about a minute, for 2.3 ms and 0.999 recall@1 per
@@ -24,6 +27,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -46,7 +50,8 @@ _PARALLEL_MIN = 20  # queries; smaller searches run on one OpenMP thread (see _o
 
 def fingerprint(ids: np.ndarray, vectors: np.ndarray, row_names: list[str]) -> str:
     """sha1 over the rows in order: ids and names catch additions, removals and renames, and
-    the vectors catch SQLite reusing the ids of deleted rows for new faces."""
+    the vectors catch SQLite reusing the ids of deleted rows for new faces (and a cache that
+    was made from another database)."""
     h = hashlib.sha1(np.asarray(ids, "<i8").tobytes())
     h.update("\0".join(row_names).encode())  # check_name forbids control characters
     h.update(np.asarray(vectors, "<f4").tobytes())
@@ -152,6 +157,7 @@ class GalleryIndex:
         self.dim: int = index.d
         self._relabel(np.asarray(owners, dtype=np.int64), names)
         self._source: _Source | None = None  # set by for_gallery: what sync() follows
+        self._lock = threading.RLock()  # a sync changes what a search reads
         if self.kind == IVF:
             index.nprobe = nprobe or default_nprobe(index.nlist)
 
@@ -170,7 +176,7 @@ class GalleryIndex:
         folder): a recognizer still works there, while `facecnn gallery index` should fail.
         """
         rows = gallery.rows()
-        path = Path(f"{gallery.path}.faiss")
+        path = gallery.cache_path
         sidecar = Path(f"{path}.json")
         current = fingerprint(rows.ids, rows.vectors, rows.names)
         kind = index_kind(len(rows.ids), exact_limit)
@@ -182,8 +188,9 @@ class GalleryIndex:
             else:
                 index, built = build_index(rows.vectors, exact_limit), len(rows.ids)
             try:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 _save(index, path, sidecar, {"fingerprint": current, "built": built},
-                      gallery.path.stat().st_mode & 0o777)
+                      gallery.cache_mode)
             except OSError:
                 if must_save:
                     raise
@@ -194,15 +201,22 @@ class GalleryIndex:
                                 must_save)
         return found
 
+    @property
+    def version(self) -> int | None:
+        """The gallery's change counter this index is current with (None: not a live index)."""
+        return None if self._source is None else self._source.version
+
     def sync(self) -> GalleryIndex:
-        """This index brought up to date with the gallery it was loaded from: itself, with
-        any new faces appended, or a freshly loaded index when appending is not enough.
+        """This index brought up to date with the gallery it was loaded from, in place (and
+        returned): new faces appended, or everything loaded again when appending is not
+        enough.
 
         Costs one tiny read when the gallery's change counter has not moved. Else the rows
         newer than the last one seen and the counters come in one snapshot, and if no write
         since the last sync changed or dropped rows (the rewrite version did not pass ours),
         every older row is as indexed: SQLite gives new rows ids above the largest existing
-        one, and rows are only ever removed by writes that move the rewrite version. So
+        one, PostgreSQL hands ids out in commit order (store_postgres.py), and rows are only
+        ever removed by writes that move the rewrite version. So
         appending the new rows is exact, and safe across processes, since every writer bumps
         the counters in its own transaction (a facecnn from before the counters would write
         unseen until the next load). Appends stay in memory (the next load appends them to
@@ -215,23 +229,32 @@ class GalleryIndex:
         source = self._source
         if source is None:
             raise ValueError("only an index from GalleryIndex.for_gallery can sync")
-        if source.gallery.version() == source.version:
+        with self._lock:
+            if source.gallery.version() == source.version:
+                return self
+            new = source.gallery.rows(after=source.last_id)
+            total = len(self) + len(new.ids)
+            if new.rewritten > source.version or not _appendable(
+                    self.kind, index_kind(total, source.exact_limit), total, source.built):
+                self._take(GalleryIndex.for_gallery(
+                    source.gallery, exact_limit=source.exact_limit, nprobe=source.nprobe,
+                    must_save=source.must_save))
+                return self
+            if len(new.ids):
+                names = sorted(set(self.names).union(new.names))
+                owners = np.concatenate([_owners(self.names, names)[self.owners],
+                                         _owners(new.names, names)])
+                self.index.add(new.vectors)
+                self._relabel(owners, names)
+                source.last_id = int(new.ids[-1])
+            source.version = new.version
             return self
-        new = source.gallery.rows(after=source.last_id)
-        total = len(self) + len(new.ids)
-        if new.rewritten > source.version or not _appendable(
-                self.kind, index_kind(total, source.exact_limit), total, source.built):
-            return GalleryIndex.for_gallery(source.gallery, exact_limit=source.exact_limit,
-                                            nprobe=source.nprobe, must_save=source.must_save)
-        if len(new.ids):
-            names = sorted(set(self.names).union(new.names))
-            owners = np.concatenate([_owners(self.names, names)[self.owners],
-                                     _owners(new.names, names)])
-            self.index.add(new.vectors)
-            self._relabel(owners, names)
-            source.last_id = int(new.ids[-1])
-        source.version = new.version
-        return self
+
+    def _take(self, fresh: GalleryIndex) -> None:
+        """Become `fresh` (a reloaded index), so that whoever holds this one sees it."""
+        self.index, self.kind, self.dim, self._source = (fresh.index, fresh.kind, fresh.dim,
+                                                         fresh._source)
+        self._relabel(fresh.owners, fresh.names)
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -243,7 +266,10 @@ class GalleryIndex:
         they are re-ranked by float64 distance, ties going to the name first in sorted order,
         so exact search answers exactly as Gallery.identify does.
         """
-        q = np.ascontiguousarray(queries, dtype=np.float32)
+        with self._lock:  # never half-way through a sync
+            return self._search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if q.ndim != 2 or q.shape[1] != self.dim or not np.isfinite(q).all():
             raise FacecnnError(f"queries must be finite with shape (N, {self.dim}), "
                                f"got {q.shape}")

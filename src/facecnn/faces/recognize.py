@@ -20,7 +20,7 @@ from facecnn.errors import FacecnnError
 from facecnn.faces.crops import make_chips, run_crop
 from facecnn.faces.detect import Face, FaceDetector
 from facecnn.faces.embedders import Embedder, create_embedder
-from facecnn.faces.gallery import UNKNOWN, Gallery
+from facecnn.faces.gallery import UNKNOWN, Gallery, open_gallery
 from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.threshold import Threshold, resolve_threshold
 
@@ -67,7 +67,7 @@ class Recognizer:
         self.threshold, self.mode, self.min_confidence = threshold, mode, min_confidence
         self.gallery = self.classifier = self.index = None
         if gallery is not None:
-            self.gallery = gallery if isinstance(gallery, Gallery) else Gallery.open(Path(gallery))
+            self.gallery = gallery if isinstance(gallery, Gallery) else open_gallery(gallery)
             self.embedder = embedder or create_embedder(self.gallery.embedder, device=device)
             self.gallery.check_embedder(self.embedder)
             self.pipeline = FacePipeline(self.detector, self.embedder, workers)

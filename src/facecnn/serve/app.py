@@ -29,11 +29,12 @@ MAX_PIXELS = 40_000_000
 MAX_QUEUE = 32  # per process: about a second of waiting for dlib_torch on two cores
 
 
-def create_app(gallery: Path | None = None, model: Path | None = None,
+def create_app(gallery: str | Path | None = None, model: Path | None = None,
                keys: KeyStore | None = None, max_upload_mb: float = 10.0,
                max_pixels: int = MAX_PIXELS, detector: str = DEFAULT_DETECTOR,
                embedder: Embedder | None = None, max_queue: int = MAX_QUEUE) -> FastAPI:
-    """The app; `embedder` (an Embedder) searches the gallery instead of the one that made it."""
+    """The app; `gallery` a SQLite path or a postgresql:// URL, `embedder` (an Embedder)
+    searches the gallery instead of the one that made it."""
     service = Service(gallery, model, keys, max_upload_mb, max_pixels, detector, embedder,
                       max_queue)
     app = FastAPI(title="facecnn", description="Face recognition with convolutional networks.")

@@ -1,14 +1,13 @@
 """How failures become answers: one JSON `detail` line and a status code, never a stack trace.
 
 Refusals keep their status, a user error (bad name, unknown person) is 422, a gallery whose
-write lock another process holds is 503 with Retry-After, and anything else is logged with
-its traceback on the "facecnn.serve" logger and answered 500.
+write lock another process holds or whose database is out of reach is 503 with Retry-After,
+and anything else is logged with its traceback on the "facecnn.serve" logger and answered 500.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,8 +15,9 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facecnn.errors import FacecnnError
+from facecnn.faces.gallery import GalleryBusy, GalleryUnavailable
 from facecnn.serve.security import UploadError
-from facecnn.serve.service import BUSY_TIMEOUT_S
+from facecnn.serve.service import BUSY_TIMEOUT_S, RETRY_AFTER_S
 
 log = logging.getLogger("facecnn.serve")
 
@@ -39,21 +39,24 @@ async def _bad_request(request: Request, exc: RequestValidationError) -> JSONRes
     return JSONResponse({"detail": f"missing or invalid: {', '.join(fields)}"}, status_code=422)
 
 
-async def _database(request: Request, exc: sqlite3.OperationalError) -> JSONResponse:
-    """A write lock held elsewhere (an enroll, a backup) past BUSY_TIMEOUT_S is 503: worth
-    retrying. Any other database failure is the server's and ends in LogCrashes."""
-    if "locked" not in str(exc):  # "database is locked", "database table is locked"
-        raise exc
-    return refusal(UploadError(503, "the gallery is locked by another process (an enroll?); "
-                                    "try again shortly",
-                               {"Retry-After": str(round(BUSY_TIMEOUT_S))}))
+async def _busy(request: Request, exc: GalleryBusy) -> JSONResponse:
+    """A write lock held elsewhere (an enroll, a backup) past BUSY_TIMEOUT_S: worth retrying.
+    Any other database failure is the server's and ends in LogCrashes."""
+    return refusal(UploadError(503, str(exc), {"Retry-After": str(round(BUSY_TIMEOUT_S))}))
+
+
+async def _unavailable(request: Request, exc: GalleryUnavailable) -> JSONResponse:
+    """The gallery's database gone (stopped, restarting, the network down): the next request
+    connects again, so the server recovers by itself once it is back."""
+    return refusal(UploadError(503, str(exc), {"Retry-After": str(RETRY_AFTER_S)}))
 
 
 def add_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UploadError, _refused)
     app.add_exception_handler(FacecnnError, _user_error)
     app.add_exception_handler(RequestValidationError, _bad_request)
-    app.add_exception_handler(sqlite3.OperationalError, _database)
+    app.add_exception_handler(GalleryBusy, _busy)
+    app.add_exception_handler(GalleryUnavailable, _unavailable)
 
 
 class LogCrashes:

@@ -16,6 +16,8 @@ class Health(BaseModel):
     classifier: bool | None = Field(None, description="Serving a classifier (with a key).")
     in_flight: int | None = Field(None, description="Model requests this process holds now.")
     capacity: int | None = Field(None, description="Beyond this many, requests get 503.")
+    gallery_version: int | None = Field(None, description="The gallery's change count its "
+                                                          "search index is current with.")
 
 
 class DetectedFace(BaseModel):
@@ -82,5 +84,5 @@ ERRORS: dict[int | str, dict] = {status: {"model": Error, "description": text} f
                                             "foreign page on a server without keys."),
     (404, "Not served here, or no such person."), (413, "Upload or image too large."),
     (415, "Not an image."), (422, "Bad request, bad name, or no face found."),
-    (503, "Busy (see Retry-After).")
+    (503, "Busy, or the gallery's database out of reach (see Retry-After).")
 )}

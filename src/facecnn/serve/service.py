@@ -62,10 +62,12 @@ class Admission:
 
 class Service:
     """The models and the gallery, loaded once. `recognizer.gallery` answers recognition;
-    `store`, a second connection to the same file, lists, enrols and removes, so a write
-    waiting for the file's lock never holds up a recognition."""
+    `store`, a second connection to the same gallery, lists, enrols and removes, so a write
+    waiting for the gallery's lock never holds up a recognition. Where the gallery's database
+    tells of writes (PostgreSQL), the search index catches up as each one lands, not at the
+    next request (which still checks the change counter, as on SQLite)."""
 
-    def __init__(self, gallery: Path | None, model: Path | None, keys: KeyStore | None,
+    def __init__(self, gallery: str | Path | None, model: Path | None, keys: KeyStore | None,
                  max_upload_mb: float, max_pixels: int, detector: str,
                  embedder: Embedder | None, max_queue: int) -> None:
         from facecnn.faces.detect import FaceDetector
@@ -77,19 +79,30 @@ class Service:
         self._detecting, self._embedding = threading.Lock(), threading.Lock()
         self._classifying = threading.Lock()
         self.detector = FaceDetector(detector)
-        self.recognizer = self.store = self.classifier = None
+        self.recognizer = self.store = self.classifier = self.listener = None
         if gallery is not None:
-            from facecnn.faces.gallery import Gallery
+            from facecnn.faces.gallery import open_gallery
             from facecnn.faces.recognize import Recognizer
 
             self.recognizer = Recognizer(
-                gallery=Gallery.open(gallery, busy_timeout=BUSY_TIMEOUT_S),
+                gallery=open_gallery(gallery, busy_timeout=BUSY_TIMEOUT_S),
                 detector=self.detector, workers=1, embedder=embedder)
-            self.store = Gallery.open(gallery, busy_timeout=BUSY_TIMEOUT_S)
+            self.store = open_gallery(gallery, busy_timeout=BUSY_TIMEOUT_S)
+            self.listener = self.recognizer.gallery.watch(self._catch_up)
         if model is not None:
             from facecnn.inference import load_classifier
 
             self.classifier = load_classifier(model)
+
+    def _catch_up(self) -> None:
+        """Sync the search index now (the listener's thread: another process wrote)."""
+        if self.recognizer.index is not None:
+            self.recognizer.index.sync()
+
+    def gallery_version(self) -> int | None:
+        """The change count the search index answers from (None: no gallery, or no index)."""
+        index = self.recognizer.index if self.recognizer is not None else None
+        return index.version if index is not None else None
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """`work(*args)` in one of the model threads, off the event loop."""

@@ -47,28 +47,31 @@ class ServeSettings:
         def path(value: str | None) -> Path | None:
             return Path(value) if value is not None else None
 
-        return create_app(path(self.gallery), path(self.model),
+        return create_app(self.gallery, path(self.model),
                           KeyStore.load(path(self.api_key_file)), self.max_upload_mb,
                           self.max_pixels, self.detector, embedder, self.max_queue)
 
     def _default_embedder(self) -> str | None:
         """dlib galleries are served by dlib's network in PyTorch: the same vectors, about
         3.5x the requests per second of dlib's own runtime (benchmarks/serve_load.py)."""
-        if self.gallery is None or not Path(self.gallery).is_file():
-            return None  # create_app says what is missing
-        from facecnn.faces.gallery import Gallery
+        from facecnn.faces.gallery import gallery_exists, open_gallery
 
-        with Gallery.open(Path(self.gallery)) as gallery:
+        if self.gallery is None or not gallery_exists(self.gallery):
+            return None  # create_app says what is missing
+        with open_gallery(self.gallery) as gallery:
             return "dlib_torch" if gallery.embedder == "dlib" else None
 
-    def new_gallery(self) -> str:
-        """Create the (missing) gallery, empty, for --embedder or DEFAULT_EMBEDDER, so people
-        can be enrolled through the API; returns the embedder's name."""
+    def new_gallery(self) -> str | None:
+        """Create the gallery, empty, for --embedder or DEFAULT_EMBEDDER if it is missing, so
+        people can be enrolled through the API; returns the embedder's name (None: it was
+        there)."""
         from facecnn.faces.embedders import DEFAULT_EMBEDDER, create_embedder
-        from facecnn.faces.gallery import Gallery
+        from facecnn.faces.gallery import Gallery, gallery_exists
 
+        if gallery_exists(self.gallery):
+            return None
         embedder = create_embedder(self.embedder or DEFAULT_EMBEDDER)
-        Gallery.create(Path(self.gallery), embedder.name, embedder.dim, embedder.crop).close()
+        Gallery.open_or_create(self.gallery, embedder.name, embedder.dim, embedder.crop).close()
         return embedder.name
 
     def problem(self) -> str | None:

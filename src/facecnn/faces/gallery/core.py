@@ -1,0 +1,430 @@
+"""A face gallery: people, their embeddings, and a calibrated threshold, in a SQLite file or a
+PostgreSQL database (store_sqlite.py, store_postgres.py: the same tables by the same rules).
+
+The database is the single source of truth (search indexes are caches of it), so every write
+is one transaction, and several threads, processes or machines may share it. Every write also
+bumps a change counter in the same transaction, so a cache learns whether it is still current
+from one tiny read (see `Gallery.version`).
+
+A face remembers the content hash of the photo it came from, and one photo gives at most one
+face: enrolling a folder twice (a rerun after an interrupted enroll, two enrolls at once) adds
+nothing the second time instead of duplicating every face.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from facecnn.errors import FacecnnError
+from facecnn.faces.gallery import calibrate, search
+from facecnn.faces.gallery.meta import DATA_VERSION, REWRITE_VERSION, damaged, now, parse_meta
+from facecnn.faces.gallery.search import Match
+from facecnn.faces.gallery.store import BUSY_TIMEOUT, Closeable, Store
+from facecnn.faces.gallery.store_sqlite import SqliteStore
+from facecnn.faces.names import check_name, name_key
+from facecnn.faces.threshold import check_threshold
+
+if TYPE_CHECKING:
+    from facecnn.faces.embedders import Embedder
+
+_STORED = np.dtype("<f4")  # vectors are stored as little-endian float32 bytes
+# Where the stored threshold came from: a later enroll recalibrates only what it calibrated.
+THRESHOLD_SOURCES = ("calibrated", "manual", "default")
+COPIED_META = ("embedder", "dim", "crop", "metric", "created", "threshold",
+               "threshold_source")
+
+
+def is_database_url(value: str | Path) -> bool:
+    """Whether a --gallery value names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
+
+
+def _store_class(value: str | Path) -> type[Store]:
+    if is_database_url(value):
+        from facecnn.faces.gallery.store_postgres import PostgresStore  # loads psycopg
+
+        return PostgresStore
+    return SqliteStore
+
+
+def gallery_exists(value: str | Path) -> bool:
+    """Whether the file exists, or the database holds a gallery (connecting to find out)."""
+    if is_database_url(value):
+        return _store_class(value).exists(value)
+    return Path(value).exists()
+
+
+def gallery_location(value: str | Path) -> str:
+    """How messages name the gallery at a --gallery value: its path, or its URL without the
+    password."""
+    return _store_class(value).location_of(value) if is_database_url(value) else str(value)
+
+
+def _unpack(blobs: list[bytes], dim: int) -> np.ndarray:
+    return np.frombuffer(b"".join(blobs), dtype=_STORED).astype(np.float32).reshape(-1, dim)
+
+
+@dataclass
+class Rows:
+    """Embedding rows in id order, read in one snapshot with the change counters of that
+    snapshot: `version` is Gallery.version(), `rewritten` the version of the last write that
+    changed or dropped rows (any other write only added rows, with higher ids, or set the
+    threshold)."""
+
+    version: int
+    rewritten: int
+    ids: np.ndarray
+    vectors: np.ndarray
+    names: list[str]
+
+
+@dataclass
+class Contents:
+    """What `gallery copy` moves, read in one snapshot: the meta that describes the faces and
+    the threshold, people (name, created) and faces (person, vector bytes, source, created,
+    content hash), both in id order."""
+
+    meta: dict[str, str]
+    people: list[tuple[str, str | None]]
+    faces: list[tuple[str, bytes, str | None, str | None, str | None]]
+
+
+class Gallery:
+    """People and their face embeddings in one database; use create/open/open_or_create (or
+    `open_gallery`) with a SQLite path or a postgresql:// URL."""
+
+    def __init__(self, store: Store, meta: dict[str, str]) -> None:
+        """Use create/open/open_or_create; this only parses the meta table."""
+        self._store = store
+        self.embedder, self.dim, self.crop = parse_meta(meta)
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file (None for a PostgreSQL gallery)."""
+        return self._store.path
+
+    @property
+    def location(self) -> str:
+        """What names the gallery in messages: its path, or its URL without a password."""
+        return self._store.location
+
+    @property
+    def cache_path(self) -> Path:
+        """Where faces/index.py caches this gallery's search index."""
+        return self._store.cache_path
+
+    @property
+    def cache_mode(self) -> int:
+        return self._store.cache_mode
+
+    @classmethod
+    def _connect(cls, value: str | Path, init: tuple[str, int, dict | None] | None, *,
+                 new: bool = False, busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
+        store, meta = _store_class(value).connect(value, init, new=new,
+                                                  busy_timeout=busy_timeout)
+        try:
+            return cls(store, meta)
+        except FacecnnError as e:
+            store.close()
+            raise FacecnnError(f"{store.location}: {e}") from None
+
+    @classmethod
+    def create(cls, value: str | Path, embedder: str, dim: int,
+               crop: dict | None = None) -> Gallery:
+        """Start a new gallery; refuses to touch an existing one."""
+        return cls._connect(value, (embedder, dim, crop), new=True)
+
+    @classmethod
+    def open(cls, value: str | Path, *, busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
+        """Open an existing gallery; a write waits up to `busy_timeout` seconds for another
+        process's write to finish (a server answers sooner than a batch job must)."""
+        return cls._connect(value, None, busy_timeout=busy_timeout)
+
+    @classmethod
+    def open_or_create(cls, value: str | Path, embedder: str, dim: int,
+                       crop: dict | None = None) -> Gallery:
+        """Open the gallery, creating it if needed; embeddings from different models never mix
+        (the gallery keeps the name of the embedder that made it; embedders of one family, as
+        dlib's network run by dlib or PyTorch, share galleries)."""
+        from facecnn.faces.embedders import same_vectors
+
+        gallery = cls._connect(value, (embedder, dim, crop))
+        if not same_vectors(gallery.embedder, embedder) or gallery.dim != dim:
+            gallery.close()
+            raise FacecnnError(f"{gallery.location} was made with embedder {gallery.embedder} "
+                               f"(dim {gallery.dim}); refusing to mix with {embedder} (dim "
+                               f"{dim})")
+        return gallery
+
+    def check_embedder(self, embedder: Embedder) -> None:
+        """Refuse an embedder whose vectors do not mix with this gallery's, and have it cut
+        chips as this gallery's faces were cut."""
+        from facecnn.faces.embedders import same_vectors
+
+        if not same_vectors(embedder.name, self.embedder) or embedder.dim != self.dim:
+            raise FacecnnError(f"gallery {self.location} was made with {self.embedder} (dim "
+                               f"{self.dim}), not {embedder.name} (dim {embedder.dim})")
+        embedder.match_gallery(self.crop)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group writes (adds, removes, a threshold) into one transaction: all of them land
+        or, if the block fails or the process dies, none."""
+        with self._store.write():
+            yield
+
+    def version(self) -> int:
+        """How many writes the gallery has seen (from any process; 0 before the first): one
+        tiny read that tells a cache whether it must look again."""
+        return self._store.counters(DATA_VERSION)[0]
+
+    def watch(self, changed: Callable[[], None]) -> Closeable | None:
+        """Have `changed()` called, from another thread, as soon as anyone writes to the
+        gallery (PostgreSQL); None where the database cannot tell (poll `version`)."""
+        return self._store.watch(changed)
+
+    @property
+    def threshold(self) -> float | None:
+        """Accept a face when its distance is <= this (read fresh: another process may set it)."""
+        rows = self._store.read("SELECT value FROM meta WHERE key = 'threshold'")
+        if not rows:
+            return None
+        try:
+            return check_threshold(float(rows[0][0]))
+        except (TypeError, ValueError, FacecnnError):
+            problem = damaged("threshold", rows[0][0], "a positive number")
+            raise FacecnnError(f"{self.location}: {problem}") from None
+
+    @threshold.setter
+    def threshold(self, value: float | None) -> None:
+        """Store a threshold chosen by hand (None forgets it)."""
+        self.set_threshold(value, "manual")
+
+    @property
+    def threshold_source(self) -> str | None:
+        """How the stored threshold was chosen: calibrated, manual or default (None: no
+        threshold; galleries from before this was recorded count as calibrated)."""
+        found = dict(self._store.read("SELECT key, value FROM meta WHERE key IN ('threshold', "
+                                      "'threshold_source')"))
+        if "threshold" not in found:
+            return None
+        return found.get("threshold_source", "calibrated")
+
+    def set_threshold(self, value: float | None, source: str) -> None:
+        """Store a threshold and how it was chosen (one of THRESHOLD_SOURCES)."""
+        if source not in THRESHOLD_SOURCES:
+            raise FacecnnError(f"threshold source must be one of {THRESHOLD_SOURCES}")
+        value = None if value is None else check_threshold(value)
+        with self._store.write() as db:
+            db.execute("DELETE FROM meta WHERE key IN ('threshold', 'threshold_source')")
+            if value is not None:
+                db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                               [("threshold", repr(value)), ("threshold_source", source)])
+
+    def _check_vectors(self, vectors: np.ndarray, what: str) -> np.ndarray:
+        v = np.asarray(vectors, dtype=np.float32)
+        if v.ndim != 2 or v.shape[0] == 0 or v.shape[1] != self.dim:
+            raise FacecnnError(f"{what} must have shape (N, {self.dim}) with N >= 1, "
+                               f"got {v.shape}")
+        if not np.isfinite(v).all():
+            raise FacecnnError(f"{what} contain NaN or infinite values")
+        return v
+
+    @staticmethod
+    def _person_id(db: Store, name: str) -> int:
+        row = db.execute("SELECT id FROM people WHERE name = ?",
+                         (unicodedata.normalize("NFC", name),)).fetchone()
+        if row is None:
+            raise FacecnnError(f"no such person in gallery: {name!r}")
+        return row[0]
+
+    @staticmethod
+    def _check_new_name(db: Store, name: str) -> None:
+        """Refuse a new person whose name reads as an existing one's ("Ana" beside "ana")."""
+        key = name_key(name)
+        for (other,) in db.execute("SELECT name FROM people WHERE name != ?", (name,)):
+            if name_key(other) == key:
+                raise FacecnnError(f"{name!r} looks like the existing person {other!r}: use "
+                                   f"that name, or rename them first")
+
+    def add(self, name: str, vectors: np.ndarray, sources: list[str] | None = None,
+            hashes: list[str | None] | None = None) -> int:
+        """Enrol `name` (created if new) with more face vectors; returns how many were added.
+
+        `hashes` are the content hashes of the photos the faces came from: a face whose photo
+        is already in the gallery (under anyone's name) is skipped, not added twice.
+        """
+        name = check_name(name)
+        v = self._check_vectors(vectors, "vectors")
+        for given, what in ((sources, "sources"), (hashes, "hashes")):
+            if given is not None and len(given) != len(v):
+                raise FacecnnError(f"{len(given)} {what} given for {len(v)} vectors")
+        created = now()
+        with self._store.write() as db:
+            if not db.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone():
+                self._check_new_name(db, name)
+                db.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, created))
+            pid = self._person_id(db, name)
+            added = db.executemany(
+                "INSERT INTO embeddings (person_id, vector, source, created, content_hash) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (content_hash) DO NOTHING",
+                [(pid, row.astype(_STORED).tobytes(), src, created, digest) for row, src, digest
+                 in zip(v, sources or [None] * len(v), hashes or [None] * len(v))])
+            if added == 0 and not db.execute("SELECT 1 FROM embeddings WHERE person_id = ?",
+                                             (pid,)).fetchone():
+                db.execute("DELETE FROM people WHERE id = ?", (pid,))  # no face, no person
+        return added
+
+    def known_photos(self, hashes: list[str]) -> dict[str, str]:
+        """content hash -> person, for the given photo hashes already in the gallery."""
+        found: dict[str, str] = {}
+        for start in range(0, len(hashes), 500):  # SQLite caps the parameters of a statement
+            chunk = hashes[start:start + 500]
+            found.update(self._store.read(
+                f"SELECT e.content_hash, p.name FROM embeddings e JOIN people p ON "
+                f"p.id = e.person_id WHERE e.content_hash IN ({', '.join('?' * len(chunk))})",
+                tuple(chunk)))
+        return found
+
+    def remove(self, name: str) -> int:
+        """Remove a person and all their vectors; returns how many vectors went."""
+        with self._store.write(rewrites=True) as db:
+            pid = self._person_id(db, name)
+            count = db.execute("DELETE FROM embeddings WHERE person_id = ?", (pid,)).rowcount
+            db.execute("DELETE FROM people WHERE id = ?", (pid,))
+        return count
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename a person, keeping their vectors."""
+        new = check_name(new)
+        with self._store.write(rewrites=True) as db:
+            pid = self._person_id(db, old)
+            if db.execute("SELECT 1 FROM people WHERE name = ?", (new,)).fetchone():
+                raise FacecnnError(f"a person named {new!r} already exists")
+            db.execute("UPDATE people SET name = ? WHERE id = ?", (new, pid))
+            self._check_new_name(db, new)  # after the update: the old name reads as `new`
+
+    def people(self) -> list[tuple[str, int]]:
+        """(name, embedding count) for everyone, sorted by name (code point order: the same
+        whatever the database's collation)."""
+        return sorted((name, count) for name, count in self._store.read(
+            "SELECT p.name, count(e.id) FROM people p LEFT JOIN embeddings e "
+            "ON e.person_id = p.id GROUP BY p.id, p.name"))
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(vectors (M, dim) float32, person index per row (M,), names sorted), one snapshot;
+        rows by person, then as enrolled."""
+        rows = self._store.read("SELECT p.name, e.vector FROM embeddings e JOIN people p "
+                                "ON p.id = e.person_id ORDER BY e.id")
+        names = sorted({name for name, _ in rows})
+        index = {name: i for i, name in enumerate(names)}
+        owners = np.array([index[name] for name, _ in rows], dtype=np.int64)
+        order = np.argsort(owners, kind="stable")
+        return _unpack([blob for _, blob in rows], self.dim)[order], owners[order], names
+
+    def identify(self, queries: np.ndarray, *, threshold: float | None = None,
+                 mode: str = "nearest") -> list[Match]:
+        """Name each query face, or UNKNOWN when even the best match is beyond the threshold.
+
+        mode "nearest" compares with every enrolled vector, "mean" with each person's mean.
+        score = 1 - distance / (2 * threshold), so score >= 0.5 exactly when accepted.
+        """
+        q = self._check_vectors(queries, "queries")
+        if mode not in search.MODES:
+            raise FacecnnError(f"unknown identify mode {mode!r}; use 'nearest' or 'mean'")
+        t = self.resolve_threshold(threshold)
+        refs, owners, names = self.vectors()
+        if not names:
+            raise FacecnnError(f"gallery is empty: {self.location}; add people first")
+        return search.identify(q, refs, owners, names, t, mode)
+
+    def resolve_threshold(self, threshold: float | None = None) -> float:
+        """`threshold` if given, else the stored one (read fresh), checked either way."""
+        t = self.threshold if threshold is None else threshold
+        if t is None:
+            raise FacecnnError(f"no threshold: run calibration on {self.location} or pass one")
+        return check_threshold(t)
+
+    def rows(self, after: int = 0) -> Rows:
+        """The rows with embedding id > `after`, in id order, and the change counters, all from
+        one snapshot: what a search index needs to build itself and to stay current."""
+        with self._store.snapshot() as db:
+            version, rewritten = db.counters(DATA_VERSION, REWRITE_VERSION)
+            rows = db.execute(
+                "SELECT e.id, p.name, e.vector FROM embeddings e JOIN people p "
+                "ON p.id = e.person_id WHERE e.id > ? ORDER BY e.id", (after,)).fetchall()
+        return Rows(version, rewritten, np.array([r[0] for r in rows], dtype=np.int64),
+                    _unpack([r[2] for r in rows], self.dim), [r[1] for r in rows])
+
+    def calibrate(self, target_far: float = 0.01, cohort: np.ndarray | None = None) -> dict:
+        """Choose and store a threshold by leave-one-out over the enrolled vectors and, given a
+        `cohort` of strangers' vectors, by how near strangers come (gallery/calibrate.py)."""
+        report = calibrate.calibrate(*self.vectors(), target_far, cohort, self.location)
+        self.set_threshold(report["threshold"], "calibrated")
+        return report
+
+    def contents(self) -> Contents:
+        """Everything `load` needs to make an exact copy of this gallery elsewhere."""
+        with self._store.snapshot() as db:
+            meta = dict(db.execute(f"SELECT key, value FROM meta WHERE key IN "
+                                   f"({', '.join('?' * len(COPIED_META))})", COPIED_META))
+            people = [tuple(r) for r in db.execute(
+                "SELECT name, created FROM people ORDER BY id").fetchall()]
+            faces = [(r[0], bytes(r[1]), *r[2:]) for r in db.execute(
+                "SELECT p.name, e.vector, e.source, e.created, e.content_hash FROM embeddings "
+                "e JOIN people p ON p.id = e.person_id ORDER BY e.id").fetchall()]
+        return Contents(meta, people, faces)
+
+    def load(self, contents: Contents) -> None:
+        """Fill this empty gallery with another's contents, in one transaction: the same
+        vectors (bit for bit), names, sources, photo hashes, crop and threshold."""
+        with self._store.write(rewrites=True) as db:
+            (count,) = db.execute("SELECT count(*) FROM people").fetchone()
+            if count:
+                raise FacecnnError(f"{self.location} already holds {count} people; copy into "
+                                   f"a new or empty gallery")
+            db.execute("DELETE FROM meta WHERE key IN ('threshold', 'threshold_source')")
+            db.executemany("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO "
+                           "UPDATE SET value = excluded.value", list(contents.meta.items()))
+            db.executemany("INSERT INTO people (name, created) VALUES (?, ?)", contents.people)
+            ids = dict(db.execute("SELECT name, id FROM people").fetchall())
+            db.executemany("INSERT INTO embeddings (person_id, vector, source, created, "
+                           "content_hash) VALUES (?, ?, ?, ?, ?)",
+                           [(ids[name], *rest) for name, *rest in contents.faces])
+        self.embedder, self.dim, self.crop = parse_meta(contents.meta)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._store.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_gallery(value: str | Path, *, busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
+    """The existing gallery a --gallery value names: a SQLite file's path or a postgresql://
+    URL (what the CLI and the server open)."""
+    return Gallery.open(value, busy_timeout=busy_timeout)
+
+
+
+def copy_gallery(source: str | Path, destination: str | Path) -> tuple[int, int]:
+    """`facecnn gallery copy`: the gallery at `source` copied exactly (vectors bit for bit,
+    names, sources, photo hashes, crop, threshold) into `destination`, which is created if
+    missing and must hold nobody (either store, either way); returns (people, faces)."""
+    with open_gallery(source) as src:
+        contents = src.contents()
+        made = src.embedder, src.dim, src.crop
+    with Gallery.open_or_create(destination, *made) as dst:
+        dst.load(contents)
+    return len(contents.people), len(contents.faces)

@@ -1,0 +1,66 @@
+"""The gallery's meta table: what a new gallery records, and reading it back, checked, so a
+value edited by hand fails in one line instead of somewhere deep in a search."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+
+from facecnn.errors import FacecnnError
+
+SCHEMA_VERSION = 2
+# the change counter, and its value at the last write that changed or dropped rows
+DATA_VERSION, REWRITE_VERSION = "data_version", "rewrite_version"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def initial_meta(embedder: str, dim: int, crop: dict | None) -> dict[str, str]:
+    if not embedder or not isinstance(dim, (int, np.integer)) or dim <= 0:
+        raise FacecnnError(f"invalid embedder/dim: {embedder!r}/{dim!r}")
+    return {"schema_version": str(SCHEMA_VERSION), "embedder": embedder, "dim": str(int(dim)),
+            "crop": json.dumps(crop or {}, sort_keys=True), "metric": "euclidean",
+            "created": now()}
+
+
+def damaged(key: str, value: object, wanted: str) -> FacecnnError:
+    return FacecnnError(f"gallery meta {key!r} holds {value!r}, not {wanted} (was the meta "
+                        f"table edited by hand?)")
+
+
+def meta_int(key: str, value: object, minimum: int = 0) -> int:
+    try:
+        number = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = minimum - 1
+    if number < minimum:
+        raise damaged(key, value, f"an integer >= {minimum}")
+    return number
+
+
+def schema_version(meta: dict[str, str]) -> int:
+    """The gallery's schema version, 1 (upgraded on open) or SCHEMA_VERSION."""
+    version = meta_int("schema_version", meta.get("schema_version"), minimum=1)
+    if version > SCHEMA_VERSION:
+        raise FacecnnError(f"schema_version is {version}, this facecnn reads 1 to "
+                           f"{SCHEMA_VERSION} (was it made by a newer facecnn?)")
+    return version
+
+
+def parse_meta(meta: dict[str, str]) -> tuple[str, int, dict]:
+    """(embedder, dim, crop) of a meta table, each checked: one line when one is damaged."""
+    embedder = meta.get("embedder")
+    if not isinstance(embedder, str) or not embedder.strip():
+        raise damaged("embedder", embedder, "an embedder name")
+    dim = meta_int("dim", meta.get("dim"), minimum=1)
+    try:
+        crop = json.loads(meta.get("crop") or "{}")
+    except ValueError:
+        crop = None
+    if not isinstance(crop, dict):
+        raise damaged("crop", meta.get("crop"), "a JSON object")
+    return embedder, dim, crop
