@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from facecnn.cli import faces, gallery, listing, serve, studies, training
+from facecnn.cli import cluster, faces, gallery, listing, serve, studies, training
 from facecnn.errors import FacecnnError, Interrupted
 from facecnn.terminal import configure_logging, debugging, err_console
 
@@ -34,7 +34,7 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
     """Options that come before any command."""
 
 
-for commands in (training, faces, serve, gallery, listing, studies):
+for commands in (training, faces, cluster, serve, gallery, listing, studies):
     commands.register(app)
 
 

@@ -26,7 +26,9 @@ from facecnn.cli.options import (
     SAME_VECTORS,
     UPSAMPLE,
     WORKERS,
+    detector_from_flags,
     detector_option,
+    embedder_from_flags,
     embedder_option,
     gallery_option,
 )
@@ -34,25 +36,9 @@ from facecnn.errors import FacecnnError
 from facecnn.terminal import console, err_console, reporter_for
 
 
-def _detector(name: str, upsample: int, min_size: int, device: str = "auto",
-              landmarks: str = "auto"):
-    from facecnn.faces.detect import FaceDetector
-
-    return FaceDetector(name, upsample=upsample, min_size=min_size, device=device,
-                        landmarks=landmarks)
-
-
-def _embedder(name: str, landmarks: str = "auto", **options):
-    """The named embedder; dlib's chips come from the landmark model `--landmarks` names."""
-    from facecnn.faces.embedders import create_embedder
-    from facecnn.faces.landmarks import chip_shape
-
-    return create_embedder(name, landmarks=chip_shape(landmarks), **options)
-
-
 def _gallery_embedder(name: str | None, device: str):
     """The embedder a gallery is searched with when the user names one (else the gallery's)."""
-    return None if name is None else _embedder(name, device=device)
+    return None if name is None else embedder_from_flags(name, device=device)
 
 
 def prepare(
@@ -78,8 +64,8 @@ def prepare(
     from facecnn.faces.prepare import prepare as run_prepare
 
     layout = _prepare_crop(crop, size, margin)
-    report = run_prepare(raw, out, _detector(detector, upsample, min_size, landmarks=landmarks),
-                         crop=layout, multi=multi, overwrite=overwrite,
+    finder = detector_from_flags(detector, upsample, min_size, landmarks=landmarks)
+    report = run_prepare(raw, out, finder, crop=layout, multi=multi, overwrite=overwrite,
                          reporter=reporter_for(quiet))
     for name in report.empty_folders:
         err_console.print(f"empty person folder skipped: {escape(name)}", highlight=False)
@@ -134,9 +120,9 @@ def enroll(
     from facecnn.faces.gallery import gallery_location
 
     reporter = reporter_for(quiet)
-    report = run_enroll(faces, gallery, _embedder(embedder, landmarks, flip=flip, jitter=jitter,
-                                                  batch_size=batch_size),
-                        _detector(detector, upsample, min_size, landmarks=landmarks),
+    report = run_enroll(faces, gallery, embedder_from_flags(embedder, landmarks, flip=flip,
+                                                            jitter=jitter, batch_size=batch_size),
+                        detector_from_flags(detector, upsample, min_size, landmarks=landmarks),
                         threshold=threshold, calibrate=calibrate, far=far, workers=workers,
                         reporter=reporter)
     for folder in report.empty_folders:
@@ -193,7 +179,8 @@ def recognize(
         raise FacecnnError("give images, folders or videos to recognize, or --camera N")
     recognizer = Recognizer(gallery=gallery, model=model, threshold=threshold, mode=mode,
                             min_confidence=min_confidence, device=device, workers=workers,
-                            detector=_detector(detector, upsample, min_size, device, landmarks),
+                            detector=detector_from_flags(detector, upsample, min_size, device,
+                                                         landmarks),
                             embedder=_gallery_embedder(embedder, device))
     if camera is not None:
         recognize_camera(recognizer, camera, save=save)
@@ -255,12 +242,12 @@ def verify(
     from facecnn.faces.verify import REPORT_KEYS, verify_pairs, verify_two
 
     with open_gallery(gallery) if gallery is not None else nullcontext() as opened:
-        chosen = _embedder(embedder or (opened.embedder if opened else DEFAULT_EMBEDDER),
+        chosen = embedder_from_flags(embedder or (opened.embedder if opened else DEFAULT_EMBEDDER),
                            landmarks, flip=flip, jitter=jitter)
         if opened is not None:
             opened.check_embedder(chosen)
-        pipeline = FacePipeline(_detector(detector, upsample, min_size, landmarks=landmarks),
-                                chosen, workers)
+        pipeline = FacePipeline(detector_from_flags(detector, upsample, min_size,
+                                                    landmarks=landmarks), chosen, workers)
         if pairs is not None:
             if root is None:
                 raise FacecnnError("--pairs needs --root, the folder holding the images")
@@ -310,9 +297,9 @@ def embed(
     from facecnn.faces.pipeline import FacePipeline
 
     check_destination(out, overwrite)
-    pipeline = FacePipeline(_detector(detector, upsample, min_size, device, landmarks),
-                            _embedder(embedder, landmarks, flip=flip, batch_size=batch_size,
-                                      device=device), workers)
+    pipeline = FacePipeline(detector_from_flags(detector, upsample, min_size, device, landmarks),
+                            embedder_from_flags(embedder, landmarks, flip=flip,
+                                                batch_size=batch_size, device=device), workers)
     result = embed_paths(inputs, pipeline, largest_only=largest_only,
                          reporter=reporter_for(quiet or as_json))
     for file, why in result.skipped.items():
@@ -343,7 +330,7 @@ def capture(
 
     saved = capture_faces(out, person, count=count,
                           source=str(from_video) if from_video else camera,
-                          detector=_detector(detector, 1, 40), every=every,
+                          detector=detector_from_flags(detector, 1, 40), every=every,
                           show=from_video is None, reporter=reporter_for(quiet))
     for name, files in saved.items():
         console.print(f"{name}: {len(files)} frames saved to {out / name}")

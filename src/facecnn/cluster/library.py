@@ -1,0 +1,47 @@
+"""A photo library's faces, embedded once: the photos `cluster` and `search` look at, and the
+pipeline run (workers, batching) on those the cache does not hold yet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from facecnn.cluster.cache import LibraryCache, photo_key
+from facecnn.data.folders import expand_inputs
+from facecnn.errors import FacecnnError
+from facecnn.faces.pipeline import FacePipeline
+from facecnn.progress import Reporter
+
+
+def recipe(pipeline: FacePipeline) -> dict[str, Any]:
+    """What decides a photo's faces and vectors (not where they ran): cached vectors are
+    reused only under the same recipe."""
+    embedder = pipeline.embedder
+    detector = {k: v for k, v in pipeline.detector.options.items() if k != "device"}
+    return {"embedder": embedder.name, "crop": embedder.crop, "flip": embedder.flip,
+            "jitter": getattr(embedder, "jitter", 0), "detector": detector}
+
+
+def library_photos(inputs: list[Path], skip: Path | None = None) -> list[Path]:
+    """The files of the given photos and folders (recursively, hidden ones left out), less
+    those inside `skip` (an output folder kept inside the library is not part of it)."""
+    files = expand_inputs(inputs)
+    if skip is not None:
+        skip = skip.resolve()
+        files = [f for f in files if not f.resolve().is_relative_to(skip)]
+    if not files:
+        raise FacecnnError(f"no photos found in {', '.join(str(p) for p in inputs)}")
+    return files
+
+
+def embed_library(photos: list[Path], pipeline: FacePipeline, cache: LibraryCache,
+                  reporter: Reporter | None = None) -> list[Path]:
+    """Bring `cache` up to date with `photos`: forget photos gone or changed, detect and embed
+    the new ones. Returns the photos embedded now."""
+    cache.keep_only(photos)
+    todo = cache.stale(photos)
+    if todo:
+        with (reporter or Reporter()).task("finding faces", len(todo)) as advance:
+            cache.add([(photo_key(found.file), found)
+                       for found in pipeline.run(todo, advance=advance)])
+    return todo

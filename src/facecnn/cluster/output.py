@@ -1,0 +1,151 @@
+"""The output folder, `people/`:
+
+    cluster_001/<photo>-<id>.jpg   the aligned face crops (dlib's 150 px chips), one face each,
+                                   so the folder goes straight into `enroll` or `train`
+    cluster_001/.photos/           links to (or with --copy, copies of) the source photos:
+                                   hidden, so enroll and train see only this person's faces
+    unsorted/                      the faces in no cluster, the same way
+    cluster_001.png                the cluster's contact sheet
+    index.html, clusters.json      every cluster, biggest first
+    prepare_report.json            the crops' layout, as `prepare` writes it (enroll reads it)
+    cache.npz                      the vector cache and cluster store (cache.py)
+
+Nothing outside the folder is written, and the photos are only read. A rerun rewrites only
+the files it wrote itself (the cache lists them): a file of the user's in the way is left
+alone and reported, and a crop whose face left a cluster is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+from PIL import Image
+
+from facecnn.cluster.cache import LibraryCache
+from facecnn.cluster.groups import Group, document
+from facecnn.cluster.sheets import contact_sheet, index_page
+from facecnn.data.decode import read_image
+from facecnn.errors import FacecnnError
+from facecnn.faces.crops import DLIB_CHIP, make_chips
+from facecnn.faces.detect import Face
+from facecnn.faces.prepare import REPORT, PrepareReport
+from facecnn.fileio import atomic_write, remove_stale_temps, write_bytes_atomic, write_text_atomic
+
+CACHE = "cache.npz"
+CLUSTERS = "clusters.json"
+INDEX = "index.html"
+PHOTOS = ".photos"
+CROP = DLIB_CHIP
+
+
+def check_out(out: Path) -> None:
+    """Refuse, before any work, an --out that is a file or a folder of someone else's files."""
+    if out.exists() and not out.is_dir():
+        raise FacecnnError(f"--out {out} is a file: give a folder for the clusters")
+    if out.is_dir() and not (out / CACHE).is_file() and any(out.iterdir()):
+        raise FacecnnError(f"--out {out} holds files `facecnn cluster` did not write: give a "
+                           "new or empty folder")
+
+
+def _short(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+class _Plan:
+    """Every file the folder should hold, relative to it: crops to cut, photos to link, and
+    the pages, each written only if it is missing (or ours to rewrite)."""
+
+    def __init__(self, cache: LibraryCache, groups: list[Group]) -> None:
+        keys = {key[0]: key for key in cache.photos}
+        self.crops: dict[str, tuple[str, tuple[float, ...]]] = {}  # crop -> (photo, box)
+        self.photos: dict[str, str] = {}  # link or copy -> photo
+        self.members: dict[str, list[str]] = {}  # group -> its crops, best face first
+        for group in groups:
+            crops = []
+            for row in group.rows:
+                file, box = cache.files[row], tuple(float(v) for v in cache.boxes[row])
+                stem = Path(file).stem
+                crop = f"{group.name}/{stem}-{_short(repr((keys[file], box)))}.jpg"
+                self.crops[crop] = (file, box)
+                crops.append(crop)
+                link = f"{group.name}/{PHOTOS}/{stem}-{_short(file)}{Path(file).suffix}"
+                self.photos[link] = file
+            self.members[group.name] = crops
+        self.sheets = {f"{name}.png": name for name in self.members}
+
+    def files(self) -> set[str]:
+        return {*self.crops, *self.photos, *self.sheets, CLUSTERS, INDEX, REPORT}
+
+
+def write_output(out: Path, cache: LibraryCache, groups: list[Group], copy: bool = False
+                 ) -> list[str]:
+    """Bring `out` in line with the clusters; returns the files left alone because they are
+    the user's, not ours. The cache (saved by the caller) then lists what was written."""
+    plan = _Plan(cache, groups)
+    wanted, ours = plan.files(), set(cache.written)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+    for stale in sorted(ours - wanted):  # a face gone from a cluster, a photo gone
+        (out / stale).unlink(missing_ok=True)
+    blocked = sorted(f for f in wanted - ours if (out / f).exists() or (out / f).is_symlink())
+    mine = wanted - set(blocked)
+    cache.written = sorted(mine)
+    cache.save(out / CACHE)  # before writing: a killed run's files are still known as ours
+    _cut_crops(out, {c: p for c, p in plan.crops.items()
+                     if c in mine and not (out / c).exists()})
+    for link, photo in plan.photos.items():
+        if link in mine and not (out / link).is_symlink() and not (out / link).exists():
+            _place(Path(photo), out / link, copy)
+    for sheet, name in plan.sheets.items():
+        if sheet in mine:
+            crops = [out / c for c in plan.members[name] if (out / c).is_file()]
+            write_bytes_atomic(out / sheet, contact_sheet(name, crops, len(plan.members[name])))
+    page = [(g.name, g.size, g.cohesion, f"{g.name}.png") for g in groups]
+    pages = {CLUSTERS: json.dumps(document(groups, cache), indent=1) + "\n",
+             INDEX: index_page(page),
+             REPORT: json.dumps(PrepareReport(CROP, cache.recipe["detector"]["name"],
+                                              len(cache.photos), len(plan.crops)).to_dict(),
+                                indent=2) + "\n"}
+    for name, text in pages.items():
+        if name in mine:
+            write_text_atomic(out / name, text)
+    _remove_empty_folders(out, {Path(f).parts[0] for f in ours - wanted} - set(plan.members))
+    return blocked
+
+
+def _cut_crops(out: Path, crops: dict[str, tuple[str, tuple[float, ...]]]) -> None:
+    """Cut the missing crops, each photo read once."""
+    by_photo: dict[str, list[tuple[str, tuple[float, ...]]]] = defaultdict(list)
+    for crop, (photo, box) in crops.items():
+        by_photo[photo].append((crop, box))
+    for photo, items in by_photo.items():
+        image = read_image(photo)
+        chips = make_chips(CROP, [(image, Face(box, 1.0)) for _, box in items])
+        for (crop, _), chip in zip(items, chips):
+            (out / crop).parent.mkdir(parents=True, exist_ok=True)
+            buffer = io.BytesIO()
+            Image.fromarray(chip).save(buffer, format="JPEG", quality=92)
+            write_bytes_atomic(out / crop, buffer.getvalue())
+
+
+def _place(photo: Path, target: Path, copy: bool) -> None:
+    """A link to the photo (absolute, so the folder can be read from anywhere), or a copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if copy:
+        atomic_write(target, lambda tmp: shutil.copyfile(photo, tmp))
+    else:
+        os.symlink(photo.resolve(), target)
+
+
+def _remove_empty_folders(out: Path, gone: set[str]) -> None:
+    """The folders of clusters that lost all their faces, once nothing else is left in them."""
+    for name in gone:
+        for folder in (out / name / PHOTOS, out / name):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()

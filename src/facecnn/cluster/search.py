@@ -1,0 +1,76 @@
+"""`facecnn search FACE --in PHOTOS`: where else a face appears, nearest first, from the
+library's vector cache (photos not cached yet are embedded and added to it first).
+
+The cache is a cluster output folder's (`--cache people/`) or, by default, one per library
+in facecnn's cache folder (`$FACECNN_CACHE_DIR`, else ~/.cache/facecnn), so a second search
+of the same photos embeds nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facecnn.cluster.cache import LibraryCache
+from facecnn.cluster.graph import knn
+from facecnn.cluster.library import embed_library, library_photos, recipe
+from facecnn.cluster.output import CACHE
+from facecnn.data.cache import default_cache_dir
+from facecnn.errors import FacecnnError
+from facecnn.faces.pipeline import NO_FACE, FacePipeline
+from facecnn.progress import Reporter
+
+
+@dataclass(frozen=True)
+class Hit:
+    file: str
+    box: tuple[float, float, float, float]
+    distance: float
+
+    def as_dict(self) -> dict:
+        return {"file": self.file, "box": [round(v, 1) for v in self.box],
+                "distance": round(self.distance, 4)}
+
+
+def cache_path(inputs: list[Path], pipeline: FacePipeline, cache: Path | None) -> Path:
+    """The cache to search: the one given (a cluster output folder, or a file), else this
+    library's and recipe's own in facecnn's cache folder."""
+    if cache is not None:
+        return cache / CACHE if cache.is_dir() else cache
+    ident = repr((sorted(str(p.resolve()) for p in inputs), sorted(recipe(pipeline).items())))
+    return default_cache_dir() / "faces" / f"{hashlib.sha1(ident.encode()).hexdigest()[:16]}.npz"
+
+
+def query_vector(face: Path, pipeline: FacePipeline) -> np.ndarray:
+    """The vector of the largest face in the photo `face`."""
+    if not face.is_file():
+        raise FacecnnError(f"no such photo: {face}")
+    found = next(pipeline.run([face], pick="largest"))
+    if found.error:
+        raise FacecnnError(f"{face}: {found.error}" if found.error == NO_FACE
+                           else f"cannot read {face}: {found.error}")
+    return found.vectors[0]
+
+
+def search_faces(face: Path, inputs: list[Path], pipeline: FacePipeline, *, top: int = 20,
+                 cache: Path | None = None, reporter: Reporter | None = None) -> list[Hit]:
+    """The `top` faces of the library nearest to the largest face of `face`, nearest first
+    (other photos only: the query photo itself, if in the library, is left out)."""
+    path = cache_path(inputs, pipeline, cache)
+    photos = library_photos(inputs, skip=path.parent if cache is not None and cache.is_dir()
+                            else None)
+    query = query_vector(face, pipeline)
+    store = LibraryCache.load(path, recipe(pipeline))
+    if embed_library(photos, pipeline, store, reporter) or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store.save(path)
+    own = str(face.resolve())
+    others = np.array([f != own for f in store.files], bool)
+    if not others.any():
+        raise FacecnnError(f"no face found in the {len(photos)} photos searched")
+    rows = np.flatnonzero(others)
+    distances, indices = knn(store.vectors[rows], min(top, len(rows)), query[None])
+    return [Hit(store.files[rows[j]], tuple(float(v) for v in store.boxes[rows[j]]), float(d))
+            for d, j in zip(distances[0], indices[0]) if j >= 0]
