@@ -149,13 +149,13 @@ def _expected(calibration: dict | None) -> str:
 
 
 def recognize(
-    inputs: List[str] = typer.Argument(None, help="Images, folders of images or videos."),
+    inputs: List[str] = typer.Argument(None, help="Images, folders of images, videos, or one "
+                                       "stream URL (rtsp://..., http://... MJPEG)."),
     gallery: Optional[str] = gallery_option(None, "Gallery made by `facecnn enroll`."),
     model: Optional[Path] = typer.Option(None, help="A training run (seed C's classifier)."),
     camera: Optional[int] = typer.Option(None, help="Camera index for live recognition."),
     embedder: Optional[str] = embedder_option(None, "Search the gallery with this embedder "
-                                              "(default: the one that made it); "
-                                              + SAME_VECTORS),
+                                       "(default: the one that made it); " + SAME_VECTORS),
     detector: str = DETECTOR,
     landmarks: str = LANDMARKS,
     upsample: int = UPSAMPLE,
@@ -164,46 +164,94 @@ def recognize(
                                               "unknown (default: the gallery's)."),
     mode: str = typer.Option("nearest", help="nearest or mean (per-person mean vector)."),
     min_confidence: float = typer.Option(0.5, help="--model: softmax below this is unknown."),
-    save: Optional[Path] = typer.Option(None, help="Write annotated images/videos here."),
+    save: Optional[Path] = typer.Option(None, help="Write annotated images/videos here, with "
+                                        "each video track's best face crop and the JSON."),
     as_json: bool = JSON,
-    every: int = typer.Option(1, min=1, help="Videos: recognise every N-th frame."),
+    every: int = typer.Option(5, min=1, help="Videos: look for faces at least every N-th "
+                              "frame (sooner when a face is lost or something new moves); "
+                              "faces are tracked in between, every frame is reported."),
+    events: Optional[Path] = typer.Option(None, help="Videos and streams: write appeared/left "
+                                          "events to this new .csv or .jsonl file."),
+    show: Optional[bool] = typer.Option(None, "--show/--no-show", help="Live window with the "
+                                        "frame rate (default: with --camera)."),
+    retries: int = typer.Option(5, min=0, help="Streams: reconnect this many times when one "
+                                "drops."),
+    timeout: float = typer.Option(10.0, min=0.1, help="Streams: seconds to wait for a frame."),
     device: str = DEVICE,
     workers: Optional[int] = WORKERS,
     quiet: bool = QUIET,
 ) -> None:
-    """Name every face in photos, videos or a live camera; strangers are 'unknown'."""
-    from facecnn.faces.recognize import Recognizer
-    from facecnn.faces.sources import recognize_camera, recognize_inputs
+    """Name every face in photos, videos, a camera or a stream; strangers are 'unknown'.
+    Video faces are tracked and each track named once, from the votes of several views."""
+    from contextlib import nullcontext
 
-    if camera is None and not inputs:
-        raise FacecnnError("give images, folders or videos to recognize, or --camera N")
+    from facecnn.faces.recognize import Recognizer
+    from facecnn.faces.sources import recognize_inputs, recognize_live
+    from facecnn.video import EventLog, TrackingOptions
+    from facecnn.video.streams import is_stream_url
+
+    live = camera if camera is not None else next(
+        (p for p in inputs or [] if is_stream_url(p)), None)
+    if live is None and not inputs:
+        raise FacecnnError("give images, folders, videos or a stream URL to recognize, or "
+                           "--camera N")
+    if live is not None and len(inputs or []) > (camera is None):
+        raise FacecnnError("a camera or stream is recognized on its own: give no other inputs")
     recognizer = Recognizer(gallery=gallery, model=model, threshold=threshold, mode=mode,
                             min_confidence=min_confidence, device=device, workers=workers,
                             detector=detector_from_flags(detector, upsample, min_size, device,
                                                          landmarks),
                             embedder=_gallery_embedder(embedder, device))
-    if camera is not None:
-        recognize_camera(recognizer, camera, save=save)
-        return
-    records = recognize_inputs(recognizer, [Path(p) for p in inputs], save=save, every=every,
-                               reporter=reporter_for(quiet or as_json))
+    options = TrackingOptions(every=every)
+    with EventLog(events) if events is not None else nullcontext() as log:
+        if live is not None:
+            found = recognize_live(recognizer, live, show=camera is not None if show is None
+                                   else show, save=save, options=options, events=log,
+                                   keep_frames=as_json, timeout=timeout, retries=retries)
+        else:
+            found = recognize_inputs(recognizer, [Path(p) for p in inputs], save=save,
+                                     options=options, events=log,
+                                     reporter=reporter_for(quiet or as_json))
     if as_json:
-        print(json.dumps(records, indent=2))
+        print(json.dumps(found.document(), indent=2))
     else:
-        table = Table("file", "frame", "faces")
-        for record in records:
-            names = ", ".join(f"{f['name']} ({f['score']:.2f})" for f in record["faces"])
-            if "error" in record:
-                names = f"[red]unreadable: {escape(record['error'])}[/red]"
-            if record["faces"] or record["frame"] == 0:
-                table.add_row(escape(record["file"]), str(record["frame"]), names or "no face")
-        console.print(table)
-    failed = [r for r in records if "error" in r]
-    if failed and len(failed) == len(records):
+        _print_recognized(found)
+    failed = [r for r in found.records if "error" in r]
+    if failed and len(failed) == len(found.records):
         raise FacecnnError(f"none of the {len(failed)} images could be read "
                            f"({failed[0]['file']}: {failed[0]['error']})")
     if recognizer.gallery is not None and not quiet:  # on stderr, so --json stays one document
         err_console.print(f"unknown beyond {recognizer.current_threshold().describe()}",
+                          highlight=False)
+    for video in found.videos:
+        if video.error:
+            raise FacecnnError(video.error)
+
+
+def _print_recognized(found) -> None:
+    """Photos one row each; videos one row per track (who, when), not one per frame."""
+    photos = [r for r in found.records if "time" not in r]
+    if photos:
+        table = Table("file", "faces")
+        for record in photos:
+            names = ", ".join(f"{f['name']} ({f['score']:.2f})" for f in record["faces"])
+            if "error" in record:
+                names = f"[red]unreadable: {escape(record['error'])}[/red]"
+            table.add_row(escape(record["file"]), names or "no face")
+        console.print(table)
+    if found.videos:
+        crops = any(t["crop"] for t in found.tracks)
+        table = Table("file", "track", "name", "score", "from (s)", "to (s)",
+                      *["best crop"] * crops)
+        for t in found.tracks:
+            table.add_row(escape(t["file"]), str(t["track"]), escape(t["name"]),
+                          f"{t['score']:.2f}", f"{t['first_time']:.2f}", f"{t['last_time']:.2f}",
+                          *[escape(t["crop"] or "")] * crops)
+        console.print(table)
+        for video in found.videos:
+            dropped = f", {video.dropped} dropped (behind)" if video.dropped else ""
+            console.print(f"{escape(video.source)}: {len(video.tracks)} tracks in "
+                          f"{video.frames_read} frames at {video.rate:.1f} frames/s{dropped}",
                           highlight=False)
 
 
@@ -214,7 +262,7 @@ def verify(
     gallery: Optional[str] = gallery_option(None, "Use this gallery's embedder and its "
                                             "threshold (as `recognize` and the server do)."),
     embedder: Optional[str] = embedder_option(None, EMBEDDER_HELP + " Default: the gallery's, "
-                                              "else dlib."),
+                                       "else dlib."),
     detector: str = DETECTOR,
     landmarks: str = LANDMARKS,
     upsample: int = UPSAMPLE,

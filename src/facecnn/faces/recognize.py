@@ -4,16 +4,12 @@ align -> a trained CNN classifier (seed C's system). Strangers come out "unknown
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-# FFmpeg prints its own complaints about broken videos; ours is the one line users need.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-
-import cv2  # noqa: E402  (reads the variable above when it first opens a video)
+import cv2
 import numpy as np
 
 from facecnn.errors import FacecnnError
@@ -24,7 +20,7 @@ from facecnn.faces.gallery import UNKNOWN, Gallery, open_gallery
 from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.threshold import Threshold, resolve_threshold
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+UNCERTAIN = "uncertain"  # a video track whose views disagree (facecnn.video.votes)
 
 
 @dataclass
@@ -33,11 +29,13 @@ class FaceResult:
     name: str
     score: float
     distance: float | None
+    track: int | None = None  # in videos: the face's track (one person followed over time)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"box": [int(round(v)) for v in self.box], "name": self.name,
-                "score": round(float(self.score), 4),
-                "distance": None if self.distance is None else round(float(self.distance), 4)}
+        out = {"box": [int(round(v)) for v in self.box], "name": self.name,
+               "score": round(float(self.score), 4),
+               "distance": None if self.distance is None else round(float(self.distance), 4)}
+        return out if self.track is None else {**out, "track": self.track}
 
 
 class Recognizer:
@@ -82,10 +80,14 @@ class Recognizer:
             self.classifier = load_classifier(Path(model), device)
 
     def __call__(self, image: np.ndarray) -> list[FaceResult]:
-        # dlib's chips need no five points: skip the landmark step for them
-        landmarks = self.gallery is None or self.embedder.needs_landmarks
-        faces = self.detector.detect_batch([image], landmarks)[0]
+        faces = self.detect(image)
         return self.name_faces(image, faces) if faces else []
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """The faces of an RGB image, with the five points only where the chips need them
+        (dlib's chips need none: the landmark step is skipped for them)."""
+        landmarks = self.gallery is None or self.embedder.needs_landmarks
+        return self.detector.detect_batch([image], landmarks)[0]
 
     def name_vectors(self, boxes: list[tuple[float, float, float, float]],
                      vectors: np.ndarray) -> list[FaceResult]:
@@ -126,14 +128,17 @@ class Recognizer:
 
 
 def draw(image_bgr: np.ndarray, results: list[FaceResult]) -> np.ndarray:
-    """Seed C's display: green box with 'name score' for known faces, red 'unknown'."""
+    """Seed C's display: green box with 'name score' for known faces, red 'unknown' (orange
+    'uncertain' for a video track whose views disagree), after the track's number."""
     out = image_bgr.copy()
     thickness = max(1, round(max(out.shape[:2]) / 400))
     for r in results:
-        colour = (0, 0, 255) if r.name == UNKNOWN else (0, 200, 0)
+        colour = {UNKNOWN: (0, 0, 255), UNCERTAIN: (0, 140, 255)}.get(r.name, (0, 200, 0))
         x1, y1, x2, y2 = (int(round(v)) for v in r.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
-        label = r.name if r.name == UNKNOWN else f"{r.name} {r.score:.2f}"
+        label = r.name if r.name in (UNKNOWN, UNCERTAIN) else f"{r.name} {r.score:.2f}"
+        if r.track is not None:
+            label = f"#{r.track} {label}"
         scale = 0.4 * thickness + 0.1
         (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         top = max(y1 - h - base - 2, 0)
@@ -141,31 +146,3 @@ def draw(image_bgr: np.ndarray, results: list[FaceResult]) -> np.ndarray:
         cv2.putText(out, label, (x1 + 1, top + h + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
                     (255, 255, 255), thickness, cv2.LINE_AA)
     return out
-
-
-def is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_SUFFIXES
-
-
-def open_video(source: str | int) -> cv2.VideoCapture:
-    capture = cv2.VideoCapture(source)
-    if not capture.isOpened():
-        what = f"camera {source}" if isinstance(source, int) else f"video {source}"
-        raise FacecnnError(f"cannot open {what}")
-    return capture
-
-
-def video_frames(source: str | int, every: int = 1) -> Iterator[tuple[int, np.ndarray]]:
-    """(frame index, BGR frame) of a video file or camera, every `every`-th frame."""
-    capture = open_video(source)
-    try:
-        index = 0
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if index % every == 0:
-                yield index, frame
-            index += 1
-    finally:
-        capture.release()

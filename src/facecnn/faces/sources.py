@@ -1,9 +1,9 @@
-"""Where frames come from and where annotated frames go: photos, folders, videos, a camera."""
+"""Where frames come from and where annotated frames go: photos, folders, videos, cameras and
+streams. Videos and live sources are tracked (facecnn.video): each person is named once."""
 
 from __future__ import annotations
 
-import json
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -11,49 +11,88 @@ import cv2
 
 from facecnn.data.decode import read_image
 from facecnn.data.folders import expand_inputs
-from facecnn.errors import FacecnnError
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.pipeline import NO_FACE
-from facecnn.faces.recognize import FaceResult, Recognizer, draw, is_video, open_video, video_frames
+from facecnn.faces.recognize import FaceResult, Recognizer, draw
 from facecnn.progress import Reporter
+from facecnn.video.events import EventLog
+from facecnn.video.output import LiveView, free_path, save_file_video, save_outputs
+from facecnn.video.output import show as show_frame
+from facecnn.video.recognize import TrackingOptions, VideoRecognizer, VideoResult
+from facecnn.video.streams import VideoSource, is_video
 
-WINDOW = "facecnn (q quits)"
 
+@dataclass
+class Recognized:
+    """Every photo's and video frame's record ({"file", "frame", "faces"}), and the tracks of
+    the videos and streams (with their best crops' files where they were saved)."""
 
-def _free_path(folder: Path, name: str) -> Path:
-    """folder/name, or name with _2, _3... so nothing the user has is overwritten."""
-    target = folder / name
-    k = 2
-    while target.exists():
-        target = folder / f"{Path(name).stem}_{k}{Path(name).suffix}"
-        k += 1
-    return target
+    records: list[dict[str, Any]] = field(default_factory=list)
+    tracks: list[dict[str, Any]] = field(default_factory=list)
+    videos: list[VideoResult] = field(default_factory=list)
+
+    def document(self) -> list[dict[str, Any]] | dict[str, Any]:
+        """What --json prints: the records of photos alone (as before videos were tracked),
+        or {"frames": [...], "tracks": [...]} when there were videos."""
+        if not self.videos:
+            return self.records
+        return {"frames": self.records, "tracks": self.tracks,
+                "dropped_frames": sum(v.dropped for v in self.videos)}
+
+    def add(self, video: VideoResult, crops: dict[int, Path] | None = None) -> None:
+        self.videos.append(video)
+        self.records += video.frame_records()
+        self.tracks += video.track_records(crops)
 
 
 def recognize_inputs(recognizer: Recognizer, inputs: list[Path], *, save: Path | None = None,
-                     every: int = 1, reporter: Reporter | None = None) -> list[dict[str, Any]]:
-    """One record per image or video frame: {"file", "frame", "faces": [...]}."""
+                     options: TrackingOptions | None = None, events: EventLog | None = None,
+                     reporter: Reporter | None = None) -> Recognized:
+    """Photos are named one by one; every frame of a video is processed, its faces tracked."""
     reporter = reporter or Reporter()
-    records: list[dict[str, Any]] = []
+    out = Recognized()
     files = expand_inputs(inputs)
     if save is not None:
         save.mkdir(parents=True, exist_ok=True)
     images = [f for f in files if not is_video(f)]
-    with reporter.task("recognizing", len(files)) as advance:
+    videos = VideoRecognizer(recognizer, options)
+    with reporter.task("recognizing", len(images)) as advance:
         by_file = dict(zip(images, _image_results(recognizer, images, advance)))
-        for file in files:
-            if is_video(file):
-                records += _recognize_video(recognizer, file, save, every)
-                advance(1)
-                continue
-            results, error = by_file[file]
-            record = {"file": str(file), "frame": 0, "faces": [r.to_dict() for r in results]}
-            if error:
-                record["error"] = error
-            elif save is not None:
-                _save_annotated(file, results, save)
-            records.append(record)
-    return records
+    for file in files:
+        if is_video(file):
+            source = VideoSource(str(file))
+            with reporter.task(f"tracking {file.name}", source.frame_count) as advance:
+                video = videos.run(source, events=events, advance=advance)
+            out.add(video, None if save is None else save_file_video(video, save, file.stem))
+            continue
+        results, error = by_file[file]
+        record = {"file": str(file), "frame": 0, "faces": [r.to_dict() for r in results]}
+        if error:
+            record["error"] = error
+        elif save is not None:
+            _save_annotated(file, results, save)
+        out.records.append(record)
+    return out
+
+
+def recognize_live(recognizer: Recognizer, source: int | str, *, show: bool,
+                   save: Path | None = None, options: TrackingOptions | None = None,
+                   events: EventLog | None = None, keep_frames: bool = False,
+                   timeout: float = 10.0, retries: int = 5) -> Recognized:
+    """A camera or stream until it ends for good, 'q' in the window or Ctrl-C: the latest
+    frames tracked (older ones dropped when processing falls behind), names and events as
+    they stand. `keep_frames`: also keep every frame's faces (for --json)."""
+    stream = VideoSource(source, timeout=timeout, retries=retries)
+    stem = f"camera{source}" if isinstance(source, int) else "stream"
+    view = LiveView(show=show, save=save, stem=stem, fps=stream.fps)
+    try:
+        video = VideoRecognizer(recognizer, options).run(stream, events=events, on_frame=view,
+                                                         keep_frames=keep_frames)
+    finally:
+        view.close()
+    out = Recognized()
+    out.add(video, None if save is None else save_outputs(video, save, stem))
+    return out
 
 
 def _image_results(recognizer: Recognizer, images: list[Path],
@@ -77,69 +116,7 @@ def _image_results(recognizer: Recognizer, images: list[Path],
 
 def _save_annotated(file: Path, results: list[FaceResult], save: Path) -> None:
     image = cv2.cvtColor(read_image(file), cv2.COLOR_RGB2BGR)
-    cv2.imwrite(str(_free_path(save, f"{file.stem}.jpg")), draw(image, results))
-
-
-def _recognize_video(recognizer: Recognizer, file: Path, save: Path | None,
-                     every: int) -> list[dict[str, Any]]:
-    capture = open_video(str(file))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    capture.release()
-    writer = None
-    records = []
-    try:
-        for index, frame in video_frames(str(file), every):
-            results = recognizer(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            records.append({"file": str(file), "frame": index,
-                            "faces": [r.to_dict() for r in results]})
-            if save is not None:
-                if writer is None:
-                    target = _free_path(save, f"{file.stem}.mp4")
-                    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"),
-                                             fps / every, (frame.shape[1], frame.shape[0]))
-                writer.write(draw(frame, results))
-    finally:
-        if writer is not None:
-            writer.release()
-    if save is not None:
-        _free_path(save, f"{file.stem}.json").write_text(json.dumps(records, indent=2) + "\n")
-    return records
-
-
-def _show(frame_bgr: Any) -> bool:
-    """Show a frame; False when the user pressed q. Headless OpenCV cannot open windows."""
-    try:
-        cv2.imshow(WINDOW, frame_bgr)
-        return (cv2.waitKey(1) & 0xFF) != ord("q")
-    except cv2.error:
-        raise FacecnnError("this OpenCV has no window support: pip install opencv-python "
-                           "(instead of opencv-python-headless) for live windows") from None
-
-
-def recognize_camera(recognizer: Recognizer, camera: int, save: Path | None = None) -> None:
-    """Live recognition with seed C's boxes and the frame rate, until 'q'."""
-    writer, last = None, time.perf_counter()
-    try:
-        for _, frame in video_frames(camera):
-            results = recognizer(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            annotated = draw(frame, results)
-            now = time.perf_counter()
-            cv2.putText(annotated, f"{1.0 / max(now - last, 1e-6):.1f} fps", (10, 25),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 0), 2, cv2.LINE_AA)
-            last = now
-            if save is not None:
-                if writer is None:
-                    save.mkdir(parents=True, exist_ok=True)
-                    writer = cv2.VideoWriter(str(_free_path(save, "camera.mp4")),
-                                             cv2.VideoWriter_fourcc(*"mp4v"), 15.0,
-                                             (frame.shape[1], frame.shape[0]))
-                writer.write(annotated)
-            if not _show(annotated):
-                break
-    finally:
-        if writer is not None:
-            writer.release()
-        cv2.destroyAllWindows()
+    cv2.imwrite(str(free_path(save, f"{file.stem}.jpg")), draw(image, results))
 
 
 def capture_faces(out: Path, people: list[str], *, count: int, source: str | int,
@@ -150,21 +127,24 @@ def capture_faces(out: Path, people: list[str], *, count: int, source: str | int
     from facecnn.faces.gallery import check_name
 
     reporter = reporter or Reporter()
-    frames = video_frames(source, every)
+    video = VideoSource(source)
+    frames = (frame for frame in video if frame.index % every == 0)
     saved: dict[str, list[Path]] = {}
-    for person in people:
-        folder = out / check_name(person)
-        folder.mkdir(parents=True, exist_ok=True)
-        saved[person] = []
-        with reporter.task(f"capturing {person}", count) as advance:
-            for _, frame in frames:
-                faces = detector.detect_batch([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)],
-                                              landmarks=False)[0]
-                if len(faces) == 1:
-                    target = _free_path(folder, f"{person}_{len(saved[person]) + 1:04d}.jpg")
-                    cv2.imwrite(str(target), frame)
-                    saved[person].append(target)
-                    advance(1)
-                if show and not _show(frame) or len(saved[person]) >= count:
-                    break
+    try:
+        for person in people:
+            folder = out / check_name(person)
+            folder.mkdir(parents=True, exist_ok=True)
+            saved[person] = []
+            with reporter.task(f"capturing {person}", count) as advance:
+                for frame in frames:
+                    rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
+                    if len(detector.detect_batch([rgb], landmarks=False)[0]) == 1:
+                        target = free_path(folder, f"{person}_{len(saved[person]) + 1:04d}.jpg")
+                        cv2.imwrite(str(target), frame.image)
+                        saved[person].append(target)
+                        advance(1)
+                    if show and not show_frame(frame.image) or len(saved[person]) >= count:
+                        break
+    finally:
+        video.close()
     return saved

@@ -1,0 +1,201 @@
+"""Name the people of a video or stream once each: look for faces every few frames, follow
+them in between (tracker.py), embed each track's face every few frames in one batch per frame,
+and let its views vote (votes.py). One pass gives the per-frame faces, a summary per track and
+appeared/left events.
+
+In a file every frame's faces carry their track's final name, and events are written once
+the names are settled; a live source shows and logs each track's name as it stands.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+
+from facecnn.faces.recognize import FaceResult, Recognizer
+from facecnn.video.events import EventLog, clock
+from facecnn.video.schedule import DetectionSchedule
+from facecnn.video.streams import Frame, VideoSource
+from facecnn.video.tracker import Box, FaceTracker, Track
+from facecnn.video.votes import AGREEMENT, CROP_MARGIN, face_region, quality
+
+OnFrame = Callable[[Frame, list[FaceResult]], bool]  # False stops a live source
+
+
+@dataclass
+class TrackingOptions:
+    """every: look for faces at least every N frames (more often after a loss or new motion).
+    first_views: a new track's views embedded at every look, so that it is named from
+    several at once; after them, one every `embed_every` frames.
+    agreement: share of the vote weight a track's leading name needs (else "uncertain").
+    max_age: seconds a face may go unseen and keep its track.
+    min_hits: detections that make a track (fewer: a false detection, dropped)."""
+
+    every: int = 5
+    first_views: int = 3
+    embed_every: int = 10
+    agreement: float = AGREEMENT
+    max_age: float = 1.0
+    min_hits: int = 2
+
+
+@dataclass
+class VideoResult:
+    """What one video or stream gave: its tracks and, unless not kept, every frame's boxes."""
+
+    source: str
+    fps: float
+    live: bool
+    agreement: float
+    tracks: list[Track] = field(default_factory=list)
+    frames: list[tuple[int, float, list[tuple[Track, Box]]]] = field(default_factory=list)
+    frames_read: int = 0
+    dropped: int = 0
+    seconds: float = 0.0  # processing time
+    error: str | None = None
+
+    def named(self, track: Track, box: Box) -> FaceResult:
+        decision = track.votes.decision(self.agreement)
+        return FaceResult(box, decision.name, decision.score, decision.distance, track.id)
+
+    def faces(self, k: int) -> list[FaceResult]:
+        """The faces of the k-th kept frame, each with its track's name."""
+        return [self.named(t, box) for t, box in self.frames[k][2] if t.confirmed]
+
+    def frame_records(self) -> list[dict[str, Any]]:
+        return [{"file": self.source, "frame": index, "time": round(seconds, 3),
+                 "faces": [f.to_dict() for f in self.faces(k)]}
+                for k, (index, seconds, _) in enumerate(self.frames)]
+
+    def track_records(self, crops: dict[int, Path] | None = None) -> list[dict[str, Any]]:
+        records = []
+        for track in self.tracks:
+            decision = track.votes.decision(self.agreement)
+            crop = (crops or {}).get(track.id)
+            records.append({
+                "file": self.source, "track": track.id, "name": decision.name,
+                "score": round(decision.score, 4),
+                "distance": None if decision.distance is None else round(decision.distance, 4),
+                "votes": len(track.votes), "shares": decision.shares,
+                "first_frame": track.first_frame, "last_frame": track.last_frame,
+                "first_time": round(track.first_time, 3), "last_time": round(track.last_time, 3),
+                "crop": None if crop is None else str(crop)})
+        return records
+
+    @property
+    def rate(self) -> float:
+        """Frames processed per second."""
+        return self.frames_read / max(self.seconds, 1e-9)
+
+
+class VideoRecognizer:
+    """`VideoRecognizer(recognizer).run(VideoSource("clip.mp4"))` -> VideoResult; works with
+    any detector, and with a gallery or a trained classifier (whatever `recognizer` has)."""
+
+    def __init__(self, recognizer: Recognizer, options: TrackingOptions | None = None) -> None:
+        self.recognizer, self.options = recognizer, options or TrackingOptions()
+
+    def run(self, source: VideoSource, *, events: EventLog | None = None,
+            on_frame: OnFrame | None = None, keep_frames: bool = True,
+            advance: Callable[[int], None] = lambda n: None) -> VideoResult:
+        opts = self.options
+        tracker = FaceTracker(max_age=max(round(opts.max_age * source.fps), 2 * opts.every),
+                              min_hits=opts.min_hits)
+        schedule = DetectionSchedule(opts.every)
+        result = VideoResult(source.name if source.live else str(source.source), source.fps,
+                             source.live, opts.agreement)
+        log = _Events(events, result, source)
+        start = time.perf_counter()
+        try:
+            for frame in source:
+                shown = self._step(frame, tracker, schedule, log)
+                result.frames_read += 1
+                if keep_frames:
+                    result.frames.append((frame.index, frame.time, [(t, t.box) for t in shown]))
+                advance(1)
+                if on_frame is not None and not on_frame(
+                        frame, [result.named(t, t.box) for t in shown if t.confirmed]):
+                    break
+        except KeyboardInterrupt:  # Ctrl-C ends a live source like its end; a file's is lost
+            if not source.live:
+                raise
+        finally:
+            source.close()
+        result.seconds = time.perf_counter() - start
+        log.ended(tracker.close())
+        log.settled()
+        result.dropped, result.error = source.dropped, source.error
+        return result
+
+    def _step(self, frame: Frame, tracker: FaceTracker, schedule: DetectionSchedule,
+              log: _Events) -> list[Track]:
+        if schedule.cut(frame):
+            log.ended(tracker.close())
+        tracker.predict()
+        if schedule.due(frame, [t.box for t in tracker.tracks if not t.lost]):
+            rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
+            confirmed = tracker.update(self.recognizer.detect(rgb), frame.index, frame.time)
+            schedule.looked(frame, any(t.lost or not t.confirmed for t in tracker.tracks))
+            self._vote(frame, rgb, tracker.tracks)
+            log.appeared(confirmed)
+        log.ended(tracker.expire(frame.index))
+        return tracker.visible(frame.index, frame.time)
+
+    def _vote(self, frame: Frame, rgb: Any, tracks: list[Track]) -> None:
+        """Embed (as one batch) the detected faces of the tracks due a new view."""
+        opts = self.options
+        due = [t for t in tracks if t.face is not None and (
+            len(t.votes) < opts.first_views or frame.index - t.embedded >= opts.embed_every)]
+        if not due:
+            return
+        answers = self.recognizer.name_faces(rgb, [t.face for t in due])
+        for track, answer in zip(due, answers):
+            box = track.face.box
+            track.votes.add(answer.name, answer.score, answer.distance,
+                            quality(frame.image, box), face_region(frame.image, box, CROP_MARGIN))
+            track.embedded = frame.index
+
+
+class _Events:
+    """A run's tracks as they end, and its events: written as they happen for a live source,
+    and once every name is settled (at the end, in time order) for a file."""
+
+    def __init__(self, log: EventLog | None, result: VideoResult, source: VideoSource) -> None:
+        self.log, self.result, self.source = log, result, source
+
+    def appeared(self, tracks: list[Track]) -> None:
+        if self.result.live:
+            for track in tracks:
+                self._write("appeared", track)
+
+    def ended(self, tracks: list[Track]) -> None:
+        for track in tracks:
+            if track.confirmed:
+                self.result.tracks.append(track)
+                if self.result.live:
+                    self._write("left", track)
+
+    def settled(self) -> None:
+        self.result.tracks.sort(key=lambda t: t.id)
+        if self.result.live:
+            return
+        events = [(t.first_time, 0, t.id, "appeared", t) for t in self.result.tracks]
+        events += [(t.last_time, 1, t.id, "left", t) for t in self.result.tracks]
+        for *_, kind, track in sorted(events, key=lambda e: e[:3]):
+            self._write(kind, track)
+
+    def _write(self, kind: str, track: Track) -> None:
+        if self.log is None:
+            return
+        decision = track.votes.decision(self.result.agreement)
+        frame, seconds = ((track.first_frame, track.first_time) if kind == "appeared"
+                          else (track.last_frame, track.last_time))
+        self.log.write({"event": kind, "time": round(seconds, 3), "frame": frame,
+                        "track": track.id, "name": decision.name,
+                        "score": round(decision.score, 4), "source": self.result.source,
+                        "at": clock(self.source.started_at + seconds) if self.result.live
+                        else None})
