@@ -11,9 +11,11 @@
 Nobody in the clip is in a shipped gallery, so the people are found first: face_recognition's
 encodings of every frame are grouped (same person within 0.5) and each group of at least 10
 faces becomes a person p1, p2...; five of their faces (from frames spread over the clip) are
-enrolled into a facecnn gallery, and face_recognition knows each person by their group's
-mean. "names" lists who each method named anywhere in the clip; "agree" is the share of
-face_recognition's named faces (frame by frame) that the method gives the same name.
+enrolled into a facecnn gallery at face_recognition's tolerance (0.6: the pipelines are
+compared, not the thresholds; a threshold calibrated from five faces a person is far
+stricter), and face_recognition knows each person by their group's mean. "names" lists who
+each method named anywhere in the clip; "agree" is the share of face_recognition's named faces
+(frame by frame) that the method gives the same name.
 
 Needs face_recognition (`pip install --no-deps face_recognition`); its model package's
 pkg_resources (gone from setuptools 81) is stood in for by the package's own folder.
@@ -40,6 +42,7 @@ from datapath import SHARED, require
 
 GROUP_DISTANCE = 0.5
 MIN_GROUP = 10
+TOLERANCE = 0.6  # face_recognition's compare_faces default, and the facecnn gallery's threshold
 
 
 def frames_of(video: Path, limit: int | None = None, size: tuple[int, int] | None = None):
@@ -115,7 +118,7 @@ def names_by_face_recognition(found: list[list], people: list[np.ndarray]) -> li
         for (top, right, bottom, left), encoding in faces:
             distances = [np.linalg.norm(p - encoding) for p in people]
             best = int(np.argmin(distances))
-            name = f"p{best + 1}" if distances[best] <= 0.6 else "unknown"
+            name = f"p{best + 1}" if distances[best] <= TOLERANCE else "unknown"
             named.append(((left, top, right, bottom), name))
         out.append(named)
     return out
@@ -230,7 +233,8 @@ def main() -> None:
         photos = write_gallery_photos(args.data, found, people, root / "people")
         gallery = root / "people.db"
         subprocess.run([sys.executable, "-m", "facecnn", "enroll", str(photos), "--gallery",
-                        str(gallery), "--quiet"], check=True, stdout=subprocess.DEVNULL)
+                        str(gallery), "--threshold", str(TOLERANCE), "--quiet"], check=True,
+                       stdout=subprocess.DEVNULL)
         reference = names_by_face_recognition(found, people)
         rows += measure(args.data, "hamilton 640x360", gallery, reference, seconds, detectors)
         big = make_1080p(args.data, root / "hamilton_1080p.mp4", args.frames_1080)

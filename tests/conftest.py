@@ -23,7 +23,7 @@ from helpers import ATT_FACES, invoke_cli, make_jpeg_tree  # noqa: E402
 # these leaves the short files to even out the end of the run instead of one worker idling
 # while the other is still in test_train_cli.py. Files not named keep their order, after these.
 LONGEST_FIRST = [
-    "test_train_cli.py",  # 107: the demo's 20 epochs, Ctrl-C and resume, torchrun
+    "test_train_cli.py",  # 107: the demo, Ctrl-C and resume, torchrun
     "test_studies.py",  # 95: every shipped study
     "test_faces.py",  # 66: a 30-person gallery, 200 photos recognized
     "test_objectives.py",  # 33

@@ -137,7 +137,7 @@ def export(
 
 
 def demo(
-    epochs: int = typer.Option(20, min=1),
+    epochs: int = typer.Option(12, min=1),
     project: str = PROJECT,
     name: str = typer.Option("demo", help="Run name (demo2, demo3... when taken)."),
     quiet: bool = QUIET,
@@ -146,7 +146,7 @@ def demo(
     from facecnn.train.trainer import Trainer
 
     cfg = TrainConfig(data="mnist5k", model="seed_mnist_cnn", epochs=epochs, batch_size=32,
-                      optimizer="adam", schedule="cosine", augment="digits", val_split=0.1,
+                      optimizer="adam", schedule="onecycle", augment="digits", val_split=0.1,
                       project=project, name=name, quiet=quiet)
     trainer = Trainer(cfg, reporter_for(quiet))
     trainer.fit()

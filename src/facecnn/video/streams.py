@@ -8,6 +8,7 @@ bounded; when it drops it is reopened a bounded number of times, with one line p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -118,10 +119,8 @@ class VideoSource:
         self._stop.set()
         if self._thread is not None:
             while self._thread.is_alive():  # unblock a decoder waiting to hand a frame over
-                try:
+                with contextlib.suppress(queue.Empty):
                     self._queue.get(timeout=0.05)
-                except queue.Empty:
-                    pass
         self.capture.release()
 
     def _decode(self) -> None:
@@ -153,11 +152,9 @@ class VideoSource:
         try:
             self._queue.put_nowait(item)
         except queue.Full:  # behind: the oldest waiting frame goes
-            try:
+            with contextlib.suppress(queue.Empty):
                 self._queue.get_nowait()
                 self.dropped += 1
-            except queue.Empty:
-                pass
             self._queue.put_nowait(item)
 
     def _reconnect(self) -> bool:

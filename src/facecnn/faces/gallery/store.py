@@ -9,6 +9,7 @@ same tables by the same rules.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -169,7 +170,5 @@ class Store(ABC):
             self.in_transaction = False
 
     def _rollback(self) -> None:
-        try:
+        with contextlib.suppress(GalleryUnavailable):  # gone: its transaction went with it
             self._end("ROLLBACK")
-        except GalleryUnavailable:
-            pass  # the connection is gone, and its transaction with it
