@@ -53,6 +53,7 @@ PEOPLE = [f"s{i}" for i in range(1, 11)]
 HOST = "127.0.0.1"
 RESULTS = Path(__file__).with_name("results") / "gallery_backends.json"
 TIMEOUT_S = 120
+START_LIMIT = 300  # seconds a server may take to answer /healthz (a hung one fails)
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -149,7 +150,8 @@ def servers(gallery: str, count: int, work: Path) -> Iterator[list[str]]:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         for base, proc in zip(bases, procs):
-            while proc.poll() is None:
+            deadline = time.time() + START_LIMIT
+            while proc.poll() is None and time.time() < deadline:
                 try:
                     if httpx.get(f"{base}/healthz").status_code == 200:
                         break
