@@ -111,16 +111,18 @@ def test_clusters_json_folders_and_pages(clustered: dict) -> None:
     assert sizes == sorted(sizes, reverse=True)
     assert names[0] == "cluster_001" and "cluster_009" in names
     for entry in document:
-        assert set(entry) == {"cluster", "faces", "size", "cohesion"}
+        assert set(entry) == {"cluster", "name", "folder", "sheet", "dismissed", "faces", "size",
+                              "cohesion"}
+        assert entry["name"] is None and entry["folder"] == entry["cluster"]  # nobody named
         assert entry["size"] == len(entry["faces"])
         assert all(set(f) == {"file", "box", "score"} and len(f["box"]) == 4
                    for f in entry["faces"])
-        folder = out / entry["cluster"]
+        folder = out / entry["folder"]
         assert len(list(folder.glob("*.jpg"))) == entry["size"]  # one crop per face
         links = list((folder / ".photos").iterdir())
         assert {str(p.resolve()) for p in links} == {f["file"] for f in entry["faces"]}
         assert all(p.is_symlink() for p in links)
-        assert (out / f"{entry['cluster']}.png").is_file()
+        assert (out / entry["sheet"]).is_file()
     page = (out / "index.html").read_text()
     assert page.index('"cluster_001.png"') < page.index('"cluster_009.png"')
     with Image.open(next((out / "cluster_001").glob("*.jpg"))) as crop:

@@ -146,6 +146,16 @@ def test_people_are_enrolled_and_removed(browser: webdriver.Chrome, url: str,
     assert by_id(browser, "people-message").text == "removed Dora Maar (2 faces)"
 
 
+def test_unnamed_tab_needs_a_cluster_folder(browser: webdriver.Chrome, url: str) -> None:
+    """This server was started without --clusters: the tab says how to start one."""
+    open_page(browser, url)
+    browser.find_element(By.CSS_SELECTOR, '.tab[data-tab="unnamed"]').click()
+    message = by_id(browser, "unnamed-message")
+    wait_for(browser, lambda _: "--clusters DIR" in message.text)
+    assert message.text.startswith("404: ") and "error" in message.get_attribute("class")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#clusters li")
+
+
 def test_webcam_frames_are_recognized(browser: webdriver.Chrome, url: str) -> None:
     open_page(browser, url)
     browser.execute_script("performance.clearResourceTimings()")

@@ -1,11 +1,11 @@
-"""The photo-library commands of `facecnn`: cluster (unlabelled faces into people) and search
-(where else a face appears)."""
+"""The photo-library commands of `facecnn`: cluster (unlabelled faces into people, the ones a
+gallery knows named) and search (where else a face appears, or who enrolled looks like it)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 from rich.markup import escape
@@ -24,8 +24,11 @@ from facecnn.cli.options import (
     detector_from_flags,
     embedder_from_flags,
     embedder_option,
+    gallery_option,
 )
 from facecnn.cluster.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
+from facecnn.errors import FacecnnError
+from facecnn.faces.embedders import DEFAULT_EMBEDDER
 from facecnn.terminal import console, err_console, reporter_for
 
 THRESHOLD = typer.Option(None, help="Distance under which two faces are one person (default: "
@@ -50,6 +53,9 @@ def cluster(
     min_faces: int = typer.Option(3, min=1, help="Smaller groups stay unsorted."),
     copy: bool = typer.Option(False, "--copy", help="Copy the source photos into the cluster "
                               "folders instead of linking them."),
+    gallery: Optional[str] = gallery_option(None, "Name the faces of the people enrolled here "
+                                            "(at its threshold) and cluster the rest; its "
+                                            "embedder must be --embedder's."),
     embedder: str = embedder_option(),
     detector: str = DETECTOR,
     landmarks: str = LANDMARKS,
@@ -63,7 +69,8 @@ def cluster(
     quiet: bool = QUIET,
 ) -> None:
     """Group every face of a photo library by person: OUT/cluster_001/ ... (face crops, links
-    to the photos), a contact sheet per cluster, OUT/index.html and OUT/clusters.json."""
+    to the photos), a contact sheet per cluster, OUT/index.html and OUT/clusters.json.
+    With --gallery, a known person's faces go to OUT/<person>/."""
     from facecnn.cluster.output import CLUSTERS, INDEX, check_out
     from facecnn.cluster.workflow import cluster_photos
 
@@ -72,7 +79,7 @@ def cluster(
     report = cluster_photos(photos, out, _pipeline(detector, landmarks, upsample, min_size,
                                                    embedder, flip, batch_size, device, workers),
                             algorithm=algorithm, threshold=threshold, min_size=min_faces,
-                            copy=copy, reporter=reporter_for(quiet or as_json))
+                            copy=copy, gallery=gallery, reporter=reporter_for(quiet or as_json))
     for name in report.left_alone:
         err_console.print(escape(f"left alone (not written by facecnn): {out / name}"),
                           highlight=False)
@@ -80,27 +87,34 @@ def cluster(
         print(json.dumps({"out": str(out), "photos": report.photos,
                           "embedded": report.embedded, "faces": report.faces,
                           "threshold": report.threshold, "unsorted": report.unsorted,
-                          "no_face": report.no_face,
-                          "clusters": [{"cluster": g.name, "size": g.size,
+                          "known": report.known, "no_face": report.no_face,
+                          "clusters": [{"cluster": g.cluster, "name": g.person,
+                                        "folder": g.folder, "size": g.size,
                                         "cohesion": g.cohesion} for g in report.clusters]},
                          indent=2))
         return
+    named = sum(1 for g in report.clusters if g.person)
+    known = f", {named} of them named ({report.known} faces from the gallery now)" \
+        if gallery is not None else ""
     console.print(escape(f"{report.faces} faces in {report.photos} photos ({report.embedded} "
                          f"embedded now, {len(report.no_face)} without a face): "
-                         f"{len(report.clusters)} clusters, {report.unsorted} faces unsorted "
-                         f"(threshold {report.threshold:g}) -> {out / INDEX}, {out / CLUSTERS}"),
-                  highlight=False)
+                         f"{len(report.clusters)} clusters{known}, {report.unsorted} faces "
+                         f"unsorted (threshold {report.threshold:g}) -> {out / INDEX}, "
+                         f"{out / CLUSTERS}"), highlight=False)
 
 
 def search(
     face: Path = typer.Argument(..., help="A photo of the face to look for (its largest face)."),
-    inputs: List[Path] = typer.Option(..., "--in", help="Photos or folders to search (repeat "
-                                      "for several)."),
+    inputs: Optional[List[Path]] = typer.Option(None, "--in", help="Photos or folders to "
+                                                "search (repeat for several)."),
+    gallery: Optional[str] = gallery_option(None, "Or search the faces enrolled here (its "
+                                            "FAISS index)."),
     top: int = typer.Option(20, min=1, help="How many faces to list."),
-    cache: Optional[Path] = typer.Option(None, help="The vector cache to use and extend: a "
-                                         "`facecnn cluster` output folder, or an .npz file "
+    cache: Optional[Path] = typer.Option(None, help="--in: the vector cache to use and extend: "
+                                         "a `facecnn cluster` output folder, or an .npz file "
                                          "(default: one per library in ~/.cache/facecnn)."),
-    embedder: str = embedder_option(),
+    embedder: Optional[str] = embedder_option(None, f"Default: {DEFAULT_EMBEDDER}, or with "
+                                              "--gallery the gallery's."),
     detector: str = DETECTOR,
     landmarks: str = LANDMARKS,
     upsample: int = UPSAMPLE,
@@ -112,14 +126,25 @@ def search(
     as_json: bool = JSON,
     quiet: bool = QUIET,
 ) -> None:
-    """The faces of a photo library nearest to a face (file, box, distance), nearest first."""
+    """The faces nearest to a face, nearest first: in a photo library (file, box, distance)
+    or among a gallery's enrolled faces (person, source, distance)."""
+    from functools import partial
+
+    if (not inputs) == (gallery is None):
+        raise FacecnnError("give exactly one of --in PHOTOS and --gallery DB")
+    if gallery is not None and cache is not None:
+        raise FacecnnError("--cache is the --in library's: a gallery is searched by its index")
+    pipeline = partial(_pipeline, detector, landmarks, upsample, min_size, flip=flip,
+                       batch_size=batch_size, device=device, workers=workers)
+    if gallery is not None:
+        _search_gallery(face, gallery, top, embedder, pipeline, as_json)
+        return
     from rich.table import Table
 
     from facecnn.cluster.search import search_faces
 
-    hits = search_faces(face, inputs, _pipeline(detector, landmarks, upsample, min_size,
-                                                embedder, flip, batch_size, device, workers),
-                        top=top, cache=cache, reporter=reporter_for(quiet or as_json))
+    hits = search_faces(face, inputs, pipeline(embedder=embedder or DEFAULT_EMBEDDER), top=top,
+                        cache=cache, reporter=reporter_for(quiet or as_json))
     if as_json:
         print(json.dumps([hit.as_dict() for hit in hits], indent=2))
         return
@@ -127,6 +152,26 @@ def search(
     for hit in hits:
         table.add_row(f"{hit.distance:.4f}", escape(hit.file),
                       ", ".join(f"{v:.0f}" for v in hit.box))
+    console.print(table)
+
+
+def _search_gallery(face: Path, gallery: str, top: int, embedder: str | None,
+                    pipeline: Callable[..., Any], as_json: bool) -> None:
+    """search --gallery: with the gallery's embedder unless --embedder says otherwise."""
+    from rich.table import Table
+
+    from facecnn.cluster.search import search_gallery
+    from facecnn.faces.gallery import open_gallery
+
+    with open_gallery(gallery) as enrolled:
+        hits = search_gallery(face, enrolled, pipeline(embedder=embedder or enrolled.embedder),
+                              top)
+    if as_json:
+        print(json.dumps([hit.as_dict() for hit in hits], indent=2))
+        return
+    table = Table("distance", "person", "source")
+    for hit in hits:
+        table.add_row(f"{hit.distance:.4f}", escape(hit.person), escape(hit.source or ""))
     console.print(table)
 
 

@@ -1,9 +1,12 @@
 """`facecnn gallery ...`: look into, edit and copy a gallery made by `facecnn enroll`, in a
-SQLite file or a PostgreSQL database alike."""
+SQLite file or a PostgreSQL database alike; turn a `facecnn cluster` cluster into a person
+(name) and fix people who are two (split) or one under two names (merge)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 from rich.markup import escape
@@ -12,8 +15,8 @@ from rich.table import Table
 from facecnn.cli.options import GALLERY_VALUE, JSON
 from facecnn.terminal import console
 
-gallery_app = typer.Typer(help="List, rename, remove or copy the people of a gallery.",
-                          no_args_is_help=True)
+gallery_app = typer.Typer(help="List, rename, remove, merge, split or copy the people of a "
+                          "gallery; name a cluster of `facecnn cluster`.", no_args_is_help=True)
 GALLERY = typer.Argument(..., metavar="GALLERY", help=GALLERY_VALUE)
 
 
@@ -89,6 +92,77 @@ def gallery_copy(source: str = typer.Argument(..., metavar="SRC", help=GALLERY_V
     console.print(f"copied {people} people ({faces} faces) from "
                   f"{escape(gallery_location(source))} to "
                   f"{escape(gallery_location(destination))}", highlight=False)
+
+
+@gallery_app.command("name")
+def gallery_name(gallery: str = typer.Argument(..., metavar="GALLERY", help=GALLERY_VALUE +
+                                               " Created if missing."),
+                 cluster: Path = typer.Argument(..., help="A cluster's folder in a `facecnn "
+                                                "cluster` output: people/cluster_007."),
+                 name: str = typer.Option(..., "--as", help="The person they are (added to "
+                                          "if enrolled already)."),
+                 as_json: bool = JSON) -> None:
+    """Enrol a cluster of `facecnn cluster` as a person.
+
+    Its cached vectors are added in one transaction (naming it again adds nothing), and the
+    name is recorded in its folder: people/cluster_007 becomes people/NAME/, and later
+    `facecnn cluster` runs keep it.
+    """
+    from facecnn.cluster.edits import name_cluster
+
+    added = name_cluster(cluster.parent, cluster.name, gallery, name)
+    if as_json:
+        print(json.dumps({"cluster": cluster.name, "name": name, "added": added}))
+        return
+    console.print(escape(f"{cluster.name} is {name}: {added} faces added to {name}"),
+                  highlight=False)
+
+
+@gallery_app.command("merge")
+def gallery_merge(gallery: str = GALLERY, name: str = typer.Argument(..., help="The person "
+                                                                     "who stays."),
+                  others: List[str] = typer.Argument(..., help="The same person under other "
+                                                     "names: their faces move to NAME, and "
+                                                     "they go."),
+                  as_json: bool = JSON) -> None:
+    """Merge people who are one person (one transaction)."""
+    from facecnn.faces.gallery import open_gallery
+
+    with open_gallery(gallery) as g:
+        moved = g.merge(name, others)
+    if as_json:
+        print(json.dumps({"name": name, "merged": others, "moved": moved}))
+        return
+    console.print(escape(f"merged {', '.join(others)} into {name} ({moved} faces moved)"),
+                  highlight=False)
+
+
+@gallery_app.command("split")
+def gallery_split(gallery: str = GALLERY, name: str = typer.Argument(...),
+                  clusters: int = typer.Option(2, min=2, help="How many people NAME is."),
+                  names: Optional[List[str]] = typer.Option(None, "--as", help="Names for the "
+                                                            "new people, biggest group first "
+                                                            "(repeat; default NAME_2, "
+                                                            "NAME_3...)."),
+                  as_json: bool = JSON) -> None:
+    """Split a person who is several people.
+
+    NAME's faces are grouped by k-means (scikit-learn); the biggest group keeps the name, the
+    others become new people (one transaction). Prints where each face went.
+    """
+    from facecnn.faces.gallery import open_gallery
+
+    with open_gallery(gallery) as g:
+        found = g.split(name, clusters, names or None)
+    if as_json:
+        print(json.dumps({person: {"faces": len(sources), "sources": sources}
+                          for person, sources in found.items()}, indent=2))
+        return
+    table = Table("person", "faces", "sources")
+    for person, sources in found.items():
+        table.add_row(escape(person), str(len(sources)),
+                      escape(", ".join(str(s) for s in sources)))
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

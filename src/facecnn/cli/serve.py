@@ -34,6 +34,10 @@ def serve(
                                 "that many times more requests; the gallery is shared)."),
     max_queue: int = typer.Option(32, min=0, help="Model requests each process holds beyond "
                                   "the two it works on; more get 503 with Retry-After."),
+    clusters: Optional[Path] = typer.Option(None, metavar="DIR", help="A `facecnn cluster` "
+                                            "--out folder: the page's Unnamed tab names "
+                                            "(into --gallery), merges and dismisses its "
+                                            "clusters."),
 ) -> None:
     """REST API, web page at / and OpenAPI docs at /docs, on one port."""
     import uvicorn
@@ -54,7 +58,7 @@ def serve(
 
     where = gallery if gallery is None or is_database_url(gallery) else text(Path(gallery))
     settings = ServeSettings(where, text(model), text(api_key_file), max_upload_mb,
-                             max_pixels, detector, embedder, max_queue)
+                             max_pixels, detector, embedder, max_queue, text(clusters))
     made_for = settings.new_gallery() if gallery is not None else None
     if made_for is not None:
         console.print(f"created the empty gallery {escape(gallery_location(gallery))} "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from facecnn.cluster.algorithms import Settings, cluster_vectors
-from facecnn.cluster.cache import UNSORTED
+from facecnn.cluster.cache import UNSORTED, LibraryCache
 from facecnn.cluster.graph import knn
 
 NAME = "cluster_{:03d}"
@@ -53,3 +53,16 @@ def assign(vectors: np.ndarray, clusters: list[str], new: np.ndarray, next_clust
         if label >= 0:
             clusters[i] = NAME.format(next_cluster + int(label))
     return clusters, next_cluster + (int(max(labels)) + 1 if len(labels) else 0)
+
+
+def assign_unnamed(cache: LibraryCache, new: np.ndarray, algorithm: str,
+                   settings: Settings) -> None:
+    """`assign` among the faces of no named cluster (a named cluster is a person's: its
+    faces are who they are, and a face no gallery matched is not voted into it)."""
+    free = np.array([i for i, c in enumerate(cache.clusters) if c not in cache.names],
+                    np.int64)
+    clusters, cache.next_cluster = assign(
+        cache.vectors[free], [cache.clusters[i] for i in free],
+        np.flatnonzero(np.isin(free, new)), cache.next_cluster, algorithm, settings)
+    for row, cluster in zip(free, clusters):
+        cache.clusters[row] = cluster

@@ -35,7 +35,12 @@ class LibraryCache:
     """Photos (key -> why no face, "" when it has faces) and faces, one row each: the photo's
     resolved path, box (x1, y1, x2, y2), vector and cluster name (UNSORTED for none).
     `recipe` names the detector and embedder the vectors came from; `next_cluster` numbers
-    the next new cluster; `written` lists the files its output folder holds (output.py)."""
+    the next new cluster; `written` lists the files its output folder holds (output.py).
+
+    What people decided stays with the faces: `names` (cluster -> the person it is, one
+    cluster per person) and `dismissed` (clusters that are nobody to name); and what the
+    folder was written with: `threshold` (the clustering distance) and `copy` (photos copied,
+    not linked), so an edit (edits.py) rewrites it as the run did."""
 
     recipe: dict[str, Any]
     photos: dict[tuple[str, int, int], str] = field(default_factory=dict)
@@ -45,26 +50,34 @@ class LibraryCache:
     clusters: list[str] = field(default_factory=list)
     next_cluster: int = 1
     written: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)
+    dismissed: list[str] = field(default_factory=list)
+    threshold: float | None = None
+    copy: bool = False
 
     @classmethod
-    def load(cls, path: Path, recipe: dict[str, Any]) -> LibraryCache:
+    def load(cls, path: Path, recipe: dict[str, Any] | None) -> LibraryCache:
         """The cache at `path`, or an empty one if there is none; one made by another detector
-        or embedder is refused (its vectors would not mix)."""
+        or embedder than `recipe`'s is refused (its vectors would not mix). `recipe=None`
+        takes the cache's own (an edit of the clusters, which embeds nothing)."""
         if not path.exists():
-            return cls(recipe)
+            return cls(recipe or {})
         try:
             with np.load(path, allow_pickle=False) as data:
                 found = json.loads(str(data["recipe"]))
                 paths, sizes, times = data["photo_paths"], data["photo_sizes"], data["photo_times"]
+                state = json.loads(str(data["state"])) if "state" in data.files else {}
                 cache = cls(found, dict(zip(zip(paths.tolist(), sizes.tolist(), times.tolist()),
                                             data["photo_errors"].tolist())),
                             data["files"].tolist(), data["boxes"].astype(np.float32),
                             data["vectors"].astype(np.float32), data["clusters"].tolist(),
-                            int(data["next_cluster"]), data["written"].tolist())
+                            int(data["next_cluster"]), data["written"].tolist(),
+                            dict(state.get("names", {})), list(state.get("dismissed", [])),
+                            state.get("threshold"), bool(state.get("copy", False)))
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise FacecnnError(f"{path} is not a facecnn face cache ({exc}); remove it or "
                                "choose another folder") from None
-        if found != recipe:
+        if recipe is not None and found != recipe:
             raise FacecnnError(f"{path} holds faces found with {describe(found)}, not "
                                f"{describe(recipe)}: use the same options or another folder")
         return cache
@@ -86,7 +99,11 @@ class LibraryCache:
                                   else np.zeros((0, dim), np.float32)),
                          clusters=np.asarray(self.clusters, dtype=str),
                          next_cluster=np.asarray(self.next_cluster),
-                         written=np.asarray(self.written, dtype=str))
+                         written=np.asarray(self.written, dtype=str),
+                         state=np.asarray(json.dumps(
+                             {"names": self.names, "dismissed": self.dismissed,
+                              "threshold": self.threshold, "copy": self.copy},
+                             sort_keys=True)))
 
         atomic_write(path, write)
 
@@ -120,6 +137,20 @@ class LibraryCache:
             vectors.append(np.asarray(faces.vectors, np.float32))
         self.boxes = np.concatenate(boxes)
         self.vectors = np.concatenate(vectors) if vectors else None
+
+    def rows_in(self, cluster: str) -> np.ndarray:
+        """Indices of the faces of one cluster."""
+        return np.array([i for i, c in enumerate(self.clusters) if c == cluster], np.int64)
+
+    def move(self, source: str, target: str) -> None:
+        """Every face of cluster `source` into cluster `target` (`source` is then gone)."""
+        self.clusters = [target if c == source else c for c in self.clusters]
+        self.names.pop(source, None)
+        self.dismissed = [c for c in self.dismissed if c != source]
+
+    def cluster_named(self, person: str) -> str | None:
+        """The cluster that is `person`, if one is."""
+        return next((c for c, name in self.names.items() if name == person), None)
 
     def rows_of(self, photos: list[Path]) -> np.ndarray:
         """Indices of the faces of these photos."""

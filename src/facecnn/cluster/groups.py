@@ -1,7 +1,9 @@
 """The clusters as a user reads them: biggest first, "unsorted" last, each face's score (how
 surely it belongs) and each cluster's cohesion (how much it looks like one person), and the
-clusters.json document: `[{"cluster", "faces": [{"file", "box", "score"}], "size",
-"cohesion"}]`, the cluster's name being its folder's, which later commands refer to.
+clusters.json document: `[{"cluster", "name", "folder", "sheet", "dismissed", "faces":
+[{"file", "box", "score"}], "size", "cohesion"}]`. "cluster" is its lasting number
+(cluster_007), "name" the person it was named as (null: nobody yet); a named cluster's folder
+and contact sheet are the person's (dora/, dora.png), unless that name is taken in the folder.
 """
 
 from __future__ import annotations
@@ -24,14 +26,21 @@ class Group:
     its pairs of faces closer than the threshold (1: everyone matches everyone; a low one is
     two look-alikes merged). Unsorted faces have score 0 and no cohesion."""
 
-    name: str
+    cluster: str
     rows: np.ndarray
     scores: np.ndarray
     cohesion: float | None
+    person: str | None = None
+    dismissed: bool = False
+    folder: str = ""
 
     @property
     def size(self) -> int:
         return len(self.rows)
+
+    @property
+    def sheet(self) -> str:
+        return f"{self.folder}.png"
 
 
 def _cohesion(vectors: np.ndarray, threshold: float) -> float:
@@ -45,9 +54,11 @@ def _cohesion(vectors: np.ndarray, threshold: float) -> float:
     return float(np.mean(distances[upper] < threshold))
 
 
-def make_groups(cache: LibraryCache, threshold: float) -> list[Group]:
+def make_groups(cache: LibraryCache, threshold: float,
+                reserved: frozenset[str] = frozenset()) -> list[Group]:
     """Every cluster of the cache, biggest first (then by name), and the unsorted faces last
-    (if any)."""
+    (if any), each with its folder: a named cluster's is the person's name unless another
+    cluster, the unsorted faces or one of the `reserved` files have it (in any case)."""
     by_name: dict[str, list[int]] = {}
     for row, name in enumerate(cache.clusters):
         by_name.setdefault(name, []).append(row)
@@ -60,17 +71,24 @@ def make_groups(cache: LibraryCache, threshold: float) -> list[Group]:
         distances = np.linalg.norm(vectors - vectors.mean(0), axis=1)
         scores = np.clip(1.0 - distances / threshold, 0.0, 1.0)
         order = np.argsort(-scores, kind="stable")
-        groups.append(Group(name, rows[order], scores[order], _cohesion(vectors, threshold)))
-    groups.sort(key=lambda g: (-g.size, g.name))
+        groups.append(Group(name, rows[order], scores[order], _cohesion(vectors, threshold),
+                            cache.names.get(name), name in cache.dismissed))
+    groups.sort(key=lambda g: (-g.size, g.cluster))
     if UNSORTED in by_name:
         rows = np.asarray(by_name[UNSORTED], np.int64)
         groups.append(Group(UNSORTED_NAME, rows, np.zeros(len(rows)), None))
+    taken = {n.casefold() for n in (*by_name, UNSORTED_NAME, *reserved)}
+    for group in groups:
+        person = group.person or ""
+        free = person and not person.startswith(".") and person.casefold() not in taken
+        group.folder = person if free else group.cluster
     return groups
 
 
 def document(groups: list[Group], cache: LibraryCache) -> list[dict[str, Any]]:
     """clusters.json: boxes are (x1, y1, x2, y2) in the photo's pixels."""
-    return [{"cluster": g.name,
+    return [{"cluster": g.cluster, "name": g.person, "folder": g.folder, "sheet": g.sheet,
+             "dismissed": g.dismissed,
              "faces": [{"file": cache.files[row],
                         "box": [round(float(v), 1) for v in cache.boxes[row]],
                         "score": round(float(s), 4)} for row, s in zip(g.rows, g.scores)],

@@ -4,15 +4,18 @@
                                    so the folder goes straight into `enroll` or `train`
     cluster_001/.photos/           links to (or with --copy, copies of) the source photos:
                                    hidden, so enroll and train see only this person's faces
+    dora/                          a cluster named dora (by `gallery name` or a gallery match)
     unsorted/                      the faces in no cluster, the same way
     cluster_001.png                the cluster's contact sheet
     index.html, clusters.json      every cluster, biggest first
     prepare_report.json            the crops' layout, as `prepare` writes it (enroll reads it)
     cache.npz                      the vector cache and cluster store (cache.py)
+    .lock                          held by whoever writes the folder (lock.py)
 
 Nothing outside the folder is written, and the photos are only read. A rerun rewrites only
 the files it wrote itself (the cache lists them): a file of the user's in the way is left
-alone and reported, and a crop whose face left a cluster is removed.
+alone and reported, a crop whose face left a cluster is removed, and the files of a cluster
+whose folder changed (named, merged) are moved, not cut from the photos again.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from pathlib import Path
 from PIL import Image
 
 from facecnn.cluster.cache import LibraryCache
-from facecnn.cluster.groups import Group, document
+from facecnn.cluster.groups import Group, document, make_groups
+from facecnn.cluster.lock import LOCK
 from facecnn.cluster.sheets import contact_sheet, index_page
 from facecnn.data.decode import read_image
 from facecnn.errors import FacecnnError
@@ -42,13 +46,15 @@ CLUSTERS = "clusters.json"
 INDEX = "index.html"
 PHOTOS = ".photos"
 CROP = DLIB_CHIP
+OWN_FILES = frozenset({CACHE, CLUSTERS, INDEX, REPORT, LOCK})  # no cluster's folder may be one
 
 
 def check_out(out: Path) -> None:
     """Refuse, before any work, an --out that is a file or a folder of someone else's files."""
     if out.exists() and not out.is_dir():
         raise FacecnnError(f"--out {out} is a file: give a folder for the clusters")
-    if out.is_dir() and not (out / CACHE).is_file() and any(out.iterdir()):
+    if out.is_dir() and not (out / CACHE).is_file() and any(
+            p.name != LOCK for p in out.iterdir()):  # a lock alone: a killed first run's
         raise FacecnnError(f"--out {out} holds files `facecnn cluster` did not write: give a "
                            "new or empty folder")
 
@@ -71,16 +77,25 @@ class _Plan:
             for row in group.rows:
                 file, box = cache.files[row], tuple(float(v) for v in cache.boxes[row])
                 stem = Path(file).stem
-                crop = f"{group.name}/{stem}-{_short(repr((keys[file], box)))}.jpg"
+                crop = f"{group.folder}/{stem}-{_short(repr((keys[file], box)))}.jpg"
                 self.crops[crop] = (file, box)
                 crops.append(crop)
-                link = f"{group.name}/{PHOTOS}/{stem}-{_short(file)}{Path(file).suffix}"
+                link = f"{group.folder}/{PHOTOS}/{stem}-{_short(file)}{Path(file).suffix}"
                 self.photos[link] = file
-            self.members[group.name] = crops
+            self.members[group.folder] = crops
         self.sheets = {f"{name}.png": name for name in self.members}
 
     def files(self) -> set[str]:
         return {*self.crops, *self.photos, *self.sheets, CLUSTERS, INDEX, REPORT}
+
+
+def update(out: Path, cache: LibraryCache) -> tuple[list[Group], list[str]]:
+    """Bring `out` in line with the cache's clusters, names and settings (threshold, copy),
+    and save the cache; returns the groups and the files left alone (write_output)."""
+    groups = make_groups(cache, cache.threshold, OWN_FILES)
+    blocked = write_output(out, cache, groups, cache.copy)
+    cache.save(out / CACHE)
+    return groups, blocked
 
 
 def write_output(out: Path, cache: LibraryCache, groups: list[Group], copy: bool = False
@@ -91,10 +106,11 @@ def write_output(out: Path, cache: LibraryCache, groups: list[Group], copy: bool
     wanted, ours = plan.files(), set(cache.written)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
-    for stale in sorted(ours - wanted):  # a face gone from a cluster, a photo gone
-        (out / stale).unlink(missing_ok=True)
     blocked = sorted(f for f in wanted - ours if (out / f).exists() or (out / f).is_symlink())
     mine = wanted - set(blocked)
+    moved = _move(out, ours - wanted, {f for f in mine if f not in ours})
+    for stale in sorted(ours - wanted - moved):  # a face gone from a cluster, a photo gone
+        (out / stale).unlink(missing_ok=True)
     cache.written = sorted(mine)
     cache.save(out / CACHE)  # before writing: a killed run's files are still known as ours
     _cut_crops(out, {c: p for c, p in plan.crops.items()
@@ -106,7 +122,7 @@ def write_output(out: Path, cache: LibraryCache, groups: list[Group], copy: bool
         if sheet in mine:
             crops = [out / c for c in plan.members[name] if (out / c).is_file()]
             write_bytes_atomic(out / sheet, contact_sheet(name, crops, len(plan.members[name])))
-    page = [(g.name, g.size, g.cohesion, f"{g.name}.png") for g in groups]
+    page = [(g.folder, g.size, g.cohesion, g.sheet) for g in groups]
     pages = {CLUSTERS: json.dumps(document(groups, cache), indent=1) + "\n",
              INDEX: index_page(page),
              REPORT: json.dumps(PrepareReport(CROP, cache.recipe["detector"]["name"],
@@ -117,6 +133,29 @@ def write_output(out: Path, cache: LibraryCache, groups: list[Group], copy: bool
             write_text_atomic(out / name, text)
     _remove_empty_folders(out, {Path(f).parts[0] for f in ours - wanted} - set(plan.members))
     return blocked
+
+
+def _move(out: Path, stale: set[str], missing: set[str]) -> set[str]:
+    """Move our files of a cluster whose folder changed to where they are wanted now: a crop's
+    or photo link's name says which face or photo it holds, whatever folder it is in (so a
+    cluster named dora keeps its crops, even if its photos are out of reach now). Returns
+    the stale files moved."""
+    def within(name: str) -> str | None:  # the name inside its cluster's folder
+        parts = Path(name).parts
+        return Path(*parts[1:]).as_posix() if len(parts) > 1 else None
+
+    movable: dict[str, str] = {}
+    for name in sorted(stale):
+        if within(name) and ((out / name).exists() or (out / name).is_symlink()):
+            movable.setdefault(within(name), name)
+    moved = set()
+    for name in sorted(missing):
+        source = movable.pop(within(name) or "", None)
+        if source is not None and not (out / name).exists() and not (out / name).is_symlink():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(out / source, out / name)
+            moved.add(source)
+    return moved
 
 
 def _cut_crops(out: Path, crops: dict[str, tuple[str, tuple[float, ...]]]) -> None:

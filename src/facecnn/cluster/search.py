@@ -1,5 +1,6 @@
 """`facecnn search FACE --in PHOTOS`: where else a face appears, nearest first, from the
-library's vector cache (photos not cached yet are embedded and added to it first).
+library's vector cache (photos not cached yet are embedded and added to it first); and
+`--gallery DB`: the nearest enrolled faces, from the gallery's FAISS index (faces/index.py).
 
 The cache is a cluster output folder's (`--cache people/`) or, by default, one per library
 in facecnn's cache folder (`$FACECNN_CACHE_DIR`, else ~/.cache/facecnn), so a second search
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +24,10 @@ from facecnn.errors import FacecnnError
 from facecnn.faces.pipeline import NO_FACE, FacePipeline
 from facecnn.progress import Reporter
 
+if TYPE_CHECKING:
+    from facecnn.faces.gallery import Gallery
+    from facecnn.faces.index import GalleryIndex
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -31,6 +37,19 @@ class Hit:
 
     def as_dict(self) -> dict:
         return {"file": self.file, "box": [round(v, 1) for v in self.box],
+                "distance": round(self.distance, 4)}
+
+
+@dataclass(frozen=True)
+class EnrolledHit:
+    """An enrolled face near the query: whose, the photo it was enrolled from, how far."""
+
+    person: str
+    source: str | None
+    distance: float
+
+    def as_dict(self) -> dict:
+        return {"person": self.person, "source": self.source,
                 "distance": round(self.distance, 4)}
 
 
@@ -74,3 +93,27 @@ def search_faces(face: Path, inputs: list[Path], pipeline: FacePipeline, *, top:
     distances, indices = knn(store.vectors[rows], min(top, len(rows)), query[None])
     return [Hit(store.files[rows[j]], tuple(float(v) for v in store.boxes[rows[j]]), float(d))
             for d, j in zip(distances[0], indices[0]) if j >= 0]
+
+
+def nearest_enrolled(query: np.ndarray, gallery: Gallery, index: GalleryIndex,
+                     top: int = 20) -> list[EnrolledHit]:
+    """The `top` enrolled faces nearest to the vector `query`, nearest first, from `index`
+    (a live index of `gallery`: brought up to date first)."""
+    index.sync()
+    if len(index) == 0:
+        raise FacecnnError(f"gallery {gallery.location} is empty: nobody to search")
+    distances, ids = index.nearest(query[None], top)
+    faces = gallery.faces(ids[0][ids[0] >= 0].tolist())
+    return [EnrolledHit(*faces[int(i)], float(d)) for d, i in zip(distances[0], ids[0])
+            if int(i) in faces]  # a face removed since the sync is left out
+
+
+def search_gallery(face: Path, gallery: Gallery, pipeline: FacePipeline,
+                   top: int = 20) -> list[EnrolledHit]:
+    """`facecnn search FACE --gallery DB`: the enrolled faces nearest to the largest face of
+    the photo `face` (the pipeline's embedder must be the gallery's)."""
+    from facecnn.faces.index import GalleryIndex
+
+    gallery.check_embedder(pipeline.embedder)
+    return nearest_enrolled(query_vector(face, pipeline), gallery,
+                            GalleryIndex.for_gallery(gallery, must_save=False), top)

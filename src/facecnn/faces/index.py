@@ -156,6 +156,7 @@ class GalleryIndex:
         self.kind = _kind_of(index)
         self.dim: int = index.d
         self._relabel(np.asarray(owners, dtype=np.int64), names)
+        self.ids = np.zeros(0, np.int64)  # the gallery's embedding id of each row (for_gallery)
         self._source: _Source | None = None  # set by for_gallery: what sync() follows
         self._lock = threading.RLock()  # a sync changes what a search reads
         if self.kind == IVF:
@@ -196,6 +197,7 @@ class GalleryIndex:
                     raise
         names = sorted(set(rows.names))
         found = cls(index, _owners(rows.names, names), names, nprobe)
+        found.ids = rows.ids
         last_id = int(rows.ids[-1]) if len(rows.ids) else 0
         found._source = _Source(gallery, rows.version, last_id, built, exact_limit, nprobe,
                                 must_save)
@@ -246,6 +248,7 @@ class GalleryIndex:
                                          _owners(new.names, names)])
                 self.index.add(new.vectors)
                 self._relabel(owners, names)
+                self.ids = np.concatenate([self.ids, new.ids])
                 source.last_id = int(new.ids[-1])
             source.version = new.version
             return self
@@ -254,6 +257,7 @@ class GalleryIndex:
         """Become `fresh` (a reloaded index), so that whoever holds this one sees it."""
         self.index, self.kind, self.dim, self._source = (fresh.index, fresh.kind, fresh.dim,
                                                          fresh._source)
+        self.ids = fresh.ids
         self._relabel(fresh.owners, fresh.names)
 
     def __len__(self) -> int:
@@ -267,7 +271,15 @@ class GalleryIndex:
         so exact search answers exactly as Gallery.identify does.
         """
         with self._lock:  # never half-way through a sync
-            return self._search(np.ascontiguousarray(queries, dtype=np.float32), k)
+            dist, rows = self._search(np.ascontiguousarray(queries, dtype=np.float32), k)
+            return dist, self._labels[np.where(rows >= 0, self.owners[rows], -1)]
+
+    def nearest(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """As `search`, with the gallery's embedding ids of the faces found (-1 for none) in
+        place of their names: which faces, not only whose (an index from for_gallery)."""
+        with self._lock:
+            dist, rows = self._search(np.ascontiguousarray(queries, dtype=np.float32), k)
+            return dist, np.where(rows >= 0, self.ids[rows], -1)
 
     def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if q.ndim != 2 or q.shape[1] != self.dim or not np.isfinite(q).all():
@@ -288,7 +300,7 @@ class GalleryIndex:
                                self.index.reconstruct_batch(cand))
             best = np.lexsort((cand, self.owners[cand], d))[:k]
             dist[i, :len(best)], rows[i, :len(best)] = d[best], cand[best]
-        return dist, self._labels[np.where(rows >= 0, self.owners[rows], -1)]
+        return dist, rows
 
     def identify(self, queries: np.ndarray, threshold: float,
                  mode: str = "nearest") -> list[Match]:

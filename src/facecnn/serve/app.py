@@ -32,11 +32,13 @@ MAX_QUEUE = 32  # per process: about a second of waiting for dlib_torch on two c
 def create_app(gallery: str | Path | None = None, model: Path | None = None,
                keys: KeyStore | None = None, max_upload_mb: float = 10.0,
                max_pixels: int = MAX_PIXELS, detector: str = DEFAULT_DETECTOR,
-               embedder: Embedder | None = None, max_queue: int = MAX_QUEUE) -> FastAPI:
+               embedder: Embedder | None = None, max_queue: int = MAX_QUEUE,
+               clusters: Path | None = None) -> FastAPI:
     """The app; `gallery` a SQLite path or a postgresql:// URL, `embedder` (an Embedder)
-    searches the gallery instead of the one that made it."""
+    searches the gallery instead of the one that made it, `clusters` a `facecnn cluster`
+    output folder for the page's Unnamed tab."""
     service = Service(gallery, model, keys, max_upload_mb, max_pixels, detector, embedder,
-                      max_queue)
+                      max_queue, clusters)
     app = FastAPI(title="facecnn", description="Face recognition with convolutional networks.")
     app.state.service = service
     add_handlers(app)

@@ -40,7 +40,8 @@ async def with_classifier(served: Service = Depends(service)) -> Service:
 
 async def admin(role: str | None = Depends(caller)) -> None:
     if role != "admin":
-        raise UploadError(403, "this key is read-only; enrolling and removing need an admin key")
+        raise UploadError(403, "this key is read-only; changing the gallery or its clusters "
+                               "needs an admin key")
 
 
 async def read(upload: UploadFile) -> Upload:

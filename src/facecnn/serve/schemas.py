@@ -78,6 +78,51 @@ class Classification(BaseModel):
     top_k: list[tuple[str, float]]
 
 
+class Cluster(BaseModel):
+    cluster: str = Field(description="Its folder's name in the --clusters folder.")
+    size: int = Field(description="Faces in it.")
+    cohesion: float | None = Field(description="Share of its pairs of faces closer than the "
+                                               "threshold (1: they all look alike).")
+    sheet: str = Field(description="Its contact sheet (PNG), relative to the server's root, "
+                                   "as the page's own paths are.")
+
+
+class Clusters(BaseModel):
+    clusters: list[Cluster] = Field(description="The clusters not named or dismissed yet, "
+                                                "biggest first.")
+
+
+class ClusterName(BaseModel):
+    name: str = Field(description="The person the cluster's faces are enrolled as.")
+
+
+class ClusterMerge(BaseModel):
+    clusters: list[str] = Field(min_length=2, description="Two or more clusters to make one.")
+
+
+class Naming(BaseModel):
+    cluster: str
+    name: str
+    added: int = Field(description="Faces enrolled (a face already in the gallery adds none).")
+
+
+class Merging(BaseModel):
+    cluster: str = Field(description="The cluster kept, now holding all their faces.")
+    merged: list[str] = Field(description="The clusters merged into it (gone now).")
+
+
+class Dismissal(BaseModel):
+    cluster: str
+    dismissed: bool = True
+
+
+class EnrolledFace(BaseModel):
+    person: str
+    source: str | None = Field(description="The photo it was enrolled from (None: not "
+                                           "recorded).")
+    distance: float = Field(description="Euclidean, to the uploaded photo's largest face.")
+
+
 # What /docs lists beside each /v1 answer; every one carries an Error.
 ERRORS: dict[int | str, dict] = {status: {"model": Error, "description": text} for status, text in (
     (401, "No key, or a wrong one."), (403, "A read key where an admin key is needed, or a "

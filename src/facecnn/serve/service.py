@@ -65,14 +65,22 @@ class Service:
     `store`, a second connection to the same gallery, lists, enrols and removes, so a write
     waiting for the gallery's lock never holds up a recognition. Where the gallery's database
     tells of writes (PostgreSQL), the search index catches up as each one lands, not at the
-    next request (which still checks the change counter, as on SQLite)."""
+    next request (which still checks the change counter, as on SQLite). `clusters`, a
+    `facecnn cluster` output folder for the cluster routes, is read once here, so a wrong
+    one fails at start; `location` is the gallery's, for the cluster edits that open it."""
 
     def __init__(self, gallery: str | Path | None, model: Path | None, keys: KeyStore | None,
                  max_upload_mb: float, max_pixels: int, detector: str,
-                 embedder: Embedder | None, max_queue: int) -> None:
+                 embedder: Embedder | None, max_queue: int,
+                 clusters: Path | None = None) -> None:
         from facecnn.faces.detect import FaceDetector
 
         self.keys, self.max_pixels = keys, max_pixels
+        self.location, self.clusters = gallery, clusters
+        if clusters is not None:
+            from facecnn.cluster.edits import list_clusters
+
+            list_clusters(clusters)
         self.max_bytes = int(max_upload_mb * 2**20)
         self.admission = Admission(MODEL_THREADS + max_queue)
         self._threads = ThreadPoolExecutor(MODEL_THREADS, thread_name_prefix="facecnn-model")
@@ -143,6 +151,17 @@ class Service:
             raise UploadError(422, f"no face found in {', '.join(missing)}")
         return verdict(vectors[0], vectors[1], self.recognizer.embedder,
                        self.recognizer.current_threshold())
+
+    def search(self, upload: Upload, top: int) -> list[dict[str, Any]]:
+        """`facecnn search --gallery --json`: the enrolled faces nearest to the upload's
+        largest face, from the recognizer's live search index."""
+        from facecnn.cluster.search import nearest_enrolled
+
+        _, vectors, missing = self.main_faces([upload])
+        if missing:
+            raise UploadError(422, f"no face found in {upload.name}")
+        return [hit.as_dict() for hit in nearest_enrolled(
+            vectors[0], self.recognizer.gallery, self.recognizer.index, top)]
 
     def classify(self, upload: Upload, top_k: int) -> Prediction:
         from PIL import Image

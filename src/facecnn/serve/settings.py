@@ -35,6 +35,7 @@ class ServeSettings:
     detector: str = DEFAULT_DETECTOR
     embedder: str | None = None
     max_queue: int = MAX_QUEUE
+    clusters: str | None = None
 
     def app(self) -> FastAPI:
         embedder = None
@@ -49,7 +50,8 @@ class ServeSettings:
 
         return create_app(self.gallery, path(self.model),
                           KeyStore.load(path(self.api_key_file)), self.max_upload_mb,
-                          self.max_pixels, self.detector, embedder, self.max_queue)
+                          self.max_pixels, self.detector, embedder, self.max_queue,
+                          path(self.clusters))
 
     def _default_embedder(self) -> str | None:
         """dlib galleries are served by dlib's network in PyTorch: the same vectors, about

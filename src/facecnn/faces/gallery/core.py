@@ -311,6 +311,78 @@ class Gallery:
             db.execute("UPDATE people SET name = ? WHERE id = ?", (new, pid))
             self._check_new_name(db, new)  # after the update: the old name reads as `new`
 
+    def merge(self, name: str, others: list[str]) -> int:
+        """Fix one person enrolled under several names: every face of `others` moves to
+        `name` and they go, in one transaction; returns how many faces moved."""
+        with self._store.write(rewrites=True) as db:
+            pid = self._person_id(db, name)
+            moved = 0
+            for other in others:
+                oid = self._person_id(db, other)
+                if oid == pid:
+                    raise FacecnnError(f"cannot merge {name!r} into itself")
+                moved += db.execute("UPDATE embeddings SET person_id = ? WHERE person_id = ?",
+                                    (pid, oid)).rowcount
+                db.execute("DELETE FROM people WHERE id = ?", (oid,))
+        return moved
+
+    def split(self, name: str, parts: int, names: list[str] | None = None,
+              seed: int = 0) -> dict[str, list[str | None]]:
+        """Fix several people enrolled as one: `name`'s faces grouped by k-means
+        (scikit-learn) into `parts`, in one transaction. The biggest group keeps the name;
+        the others, biggest first, become `names` (new people) or NAME_2, NAME_3... (the next
+        free ones). Returns person -> the sources of their faces, as enrolled."""
+        given = [check_name(n) for n in names or []]
+        if parts < 2:
+            raise FacecnnError(f"split into at least 2 people, not {parts}")
+        if names is not None and len(given) != parts - 1:
+            raise FacecnnError(f"{len(given)} names given for the {parts - 1} new people")
+        if len({name_key(n) for n in [name, *given]}) != len(given) + 1:
+            raise FacecnnError("the new people's names must differ from each other and from "
+                               f"{name!r}")
+        with self._store.write(rewrites=True) as db:
+            pid = self._person_id(db, name)
+            rows = db.execute("SELECT id, vector, source FROM embeddings WHERE person_id = ? "
+                              "ORDER BY id", (pid,)).fetchall()
+            if len(rows) < parts:
+                raise FacecnnError(f"{name!r} has {len(rows)} faces: too few to split into "
+                                   f"{parts}")
+            groups = _kmeans(_unpack([r[1] for r in rows], self.dim), parts, seed)
+            created = now()
+            found = {name: [rows[i][2] for i in groups[0]]}
+            for k, members in enumerate(groups[1:]):
+                new = given[k] if given else self._free_name(db, name)
+                if db.execute("SELECT 1 FROM people WHERE name = ?", (new,)).fetchone():
+                    raise FacecnnError(f"a person named {new!r} already exists: split into new "
+                                       "names, then merge")
+                self._check_new_name(db, new)
+                db.execute("INSERT INTO people (name, created) VALUES (?, ?)", (new, created))
+                db.executemany("UPDATE embeddings SET person_id = ? WHERE id = ?",
+                               [(self._person_id(db, new), rows[i][0]) for i in members])
+                found[new] = [rows[i][2] for i in members]
+        return found
+
+    def _free_name(self, db: Store, name: str) -> str:
+        """NAME_2, NAME_3...: the first that reads as nobody's name yet."""
+        taken = {name_key(n) for (n,) in db.execute("SELECT name FROM people")}
+        k = 2
+        while name_key(f"{name}_{k}") in taken:
+            k += 1
+        return check_name(f"{name}_{k}")
+
+    def faces(self, ids: list[int]) -> dict[int, tuple[str, str | None]]:
+        """Embedding id -> (person, source) for those of `ids` in the gallery (what a search
+        index's `nearest` finds, told by name and photo)."""
+        found: dict[int, tuple[str, str | None]] = {}
+        for start in range(0, len(ids), 500):  # SQLite caps the parameters of a statement
+            chunk = [int(i) for i in ids[start:start + 500]]
+            for face, name, source in self._store.read(
+                    f"SELECT e.id, p.name, e.source FROM embeddings e JOIN people p ON "
+                    f"p.id = e.person_id WHERE e.id IN ({', '.join('?' * len(chunk))})",
+                    tuple(chunk)):
+                found[int(face)] = (name, source)
+        return found
+
     def people(self) -> list[tuple[str, int]]:
         """(name, embedding count) for everyone, sorted by name (code point order: the same
         whatever the database's collation)."""
@@ -409,6 +481,17 @@ class Gallery:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _kmeans(vectors: np.ndarray, parts: int, seed: int) -> list[np.ndarray]:
+    """Row indices of `parts` k-means groups, biggest first (ties: the earliest face)."""
+    from sklearn.cluster import KMeans
+
+    labels = KMeans(n_clusters=parts, n_init=10, random_state=seed).fit_predict(vectors)
+    groups = [np.flatnonzero(labels == k) for k in range(parts)]
+    if any(len(rows) == 0 for rows in groups):  # fewer distinct faces than parts
+        raise FacecnnError(f"these faces do not make {parts} different groups")
+    return sorted(groups, key=lambda rows: (-len(rows), rows[0]))
 
 
 def open_gallery(value: str | Path, *, busy_timeout: float = BUSY_TIMEOUT) -> Gallery:

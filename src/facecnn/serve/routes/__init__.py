@@ -1,5 +1,6 @@
-"""The API's routers: the page and health, face work, and the gallery's people."""
+"""The API's routers: the page and health, face work, the gallery's people, searching its
+faces, and the clusters of a `facecnn cluster` folder."""
 
-from facecnn.serve.routes import faces, health, people
+from facecnn.serve.routes import clusters, faces, health, people, search
 
-ROUTERS = (health.router, faces.router, people.router)
+ROUTERS = (health.router, faces.router, people.router, search.router, clusters.router)

@@ -1,4 +1,5 @@
-// The facecnn web page: recognize a photo or the webcam, manage the gallery's people.
+// The facecnn web page: recognize a photo or the webcam, manage the gallery's people,
+// name, merge or dismiss the groups of faces of a `facecnn cluster` folder.
 // Plain JS against the REST API; paths are relative so the page also works behind a prefix.
 "use strict";
 
@@ -12,20 +13,31 @@ keyInput.addEventListener("input", () => {
   localStorage.setItem("facecnn-key", keyInput.value.trim());
 });
 
-/** Call the API; resolve to its JSON or reject with the server's `detail` line. */
-async function api(method, path, body) {
+/** Fetch from the API with the key typed in (a body that is not a form goes as JSON);
+ * resolve to the response or reject with the server's `detail` line. */
+async function call(method, path, body) {
   const key = keyInput.value.trim();
+  const headers = key ? { "x-api-key": key } : {};
+  if (body !== undefined && !(body instanceof FormData)) {
+    headers["content-type"] = "application/json";
+    body = JSON.stringify(body);
+  }
   let response;
   try {
-    response = await fetch(path, { method, body, headers: key ? { "x-api-key": key } : {} });
+    response = await fetch(path, { method, body, headers, cache: "no-store" });
   } catch {
     throw new Error("the server cannot be reached");
   }
-  const answer = await response.json().catch(() => ({}));
   if (!response.ok) {
+    const answer = await response.json().catch(() => ({}));
     throw new Error(`${response.status}: ${answer.detail || response.statusText}`);
   }
-  return answer;
+  return response;
+}
+
+/** Call the API; resolve to its JSON or reject with the server's `detail` line. */
+async function api(method, path, body) {
+  return (await call(method, path, body)).json().catch(() => ({}));
 }
 
 function say(element, text, isError = false) {
@@ -259,6 +271,105 @@ $("enrol").addEventListener("submit", async (event) => {
   listPeople();
 });
 
+// ---- Unnamed: the groups of faces of the server's --clusters folder ----
+
+let sheets = []; // the contact sheets' object URLs, released when the list is redrawn
+
+/** An element with these properties and children. */
+function make(tag, properties = {}, ...children) {
+  const element = Object.assign(document.createElement(tag), properties);
+  element.append(...children);
+  return element;
+}
+
+async function listClusters() {
+  const message = $("unnamed-message"), list = $("clusters");
+  let clusters;
+  try {
+    ({ clusters } = await api("GET", "v1/clusters"));
+  } catch (error) {
+    list.replaceChildren();
+    say(message, error.message, true);
+    return;
+  }
+  sheets.forEach((url) => URL.revokeObjectURL(url));
+  sheets = [];
+  list.replaceChildren(...clusters.map(clusterCard));
+  selectionChanged();
+  if (!clusters.length) say(message, "no clusters left to name");
+}
+
+function clusterCard({ cluster, size, cohesion, sheet }) {
+  const path = `v1/clusters/${encodeURIComponent(cluster)}`;
+  const image = make("img", { alt: `faces of ${cluster}` });
+  call("GET", sheet).then((response) => response.blob()).then((blob) => {
+    image.src = URL.createObjectURL(blob); // an <img> itself could not send the key
+    sheets.push(image.src);
+  }).catch((error) => say($("unnamed-message"), error.message, true));
+
+  const name = labelled(make("input", { required: true, maxLength: 100, placeholder: "name" }),
+                        `name for ${cluster}`);
+  const naming = make("form", { className: "toolbar" }, name, labelled(
+    make("button", { type: "submit", textContent: "Name" }), `Name ${cluster}`));
+  naming.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const person = name.value.trim();
+    clusterAction(`naming ${cluster}…`, () => api("POST", `${path}/name`, { name: person }),
+      (answer) => `${cluster} is ${answer.name}: ${plural(answer.added, "face")} enrolled`);
+  });
+  const pick = make("input", { type: "checkbox", value: cluster });
+  pick.addEventListener("change", selectionChanged);
+  const dismiss = labelled(make("button", { type: "button", className: "danger",
+                                            textContent: "Dismiss" }), `Dismiss ${cluster}`);
+  dismiss.addEventListener("click", () => clusterAction(`dismissing ${cluster}…`,
+    () => api("POST", `${path}/dismiss`), () => `dismissed ${cluster}`));
+
+  const stated = cohesion === null ? "" : `, cohesion ${cohesion.toFixed(2)}`;
+  const card = make("li", { className: "card" },
+                    make("h2", {}, cluster, make("small", {}, ` ${plural(size, "face")}${stated}`)),
+                    image,
+                    make("div", { className: "toolbar" }, naming,
+                         make("label", { className: "pick" }, pick, "select to merge"), dismiss));
+  card.dataset.cluster = cluster;
+  return card;
+}
+
+/** A control whose accessible name says which cluster it acts on. */
+function labelled(element, label) {
+  element.setAttribute("aria-label", label);
+  return element;
+}
+
+function selected() {
+  return Array.from($("clusters").querySelectorAll("input[type=checkbox]:checked"),
+                    (box) => box.value);
+}
+
+function selectionChanged() {
+  const count = selected().length;
+  $("merge").disabled = count < 2;
+  $("selected").textContent = count ? `${count} selected` : "";
+}
+
+/** Run one action on the clusters, say how it went, and show the list as it is now. */
+async function clusterAction(doing, work, done) {
+  const message = $("unnamed-message");
+  say(message, doing);
+  try {
+    say(message, done(await work()));
+  } catch (error) {
+    say(message, error.message, true);
+  }
+  listClusters();
+}
+
+$("merge").addEventListener("click", () => {
+  const clusters = selected();
+  clusterAction(`merging ${clusters.join(", ")}…`,
+    () => api("POST", "v1/clusters/merge", { clusters }),
+    (answer) => `merged ${answer.merged.join(", ")} into ${answer.cluster}`);
+});
+
 // ---- Tabs ----
 
 document.querySelectorAll(".tab").forEach((tab) => tab.addEventListener("click", () => {
@@ -267,9 +378,13 @@ document.querySelectorAll(".tab").forEach((tab) => tab.addEventListener("click",
     other.setAttribute("aria-selected", String(chosen));
     $(other.dataset.tab).hidden = !chosen;
   });
+  if (tab.dataset.tab !== "recognize") stopCamera(); // leaving the tab releases the camera
   if (tab.dataset.tab === "people") {
-    stopCamera(); // leaving the tab releases the camera
     say($("people-message"), "");
     listPeople();
+  }
+  if (tab.dataset.tab === "unnamed") {
+    say($("unnamed-message"), "");
+    listClusters();
   }
 }));

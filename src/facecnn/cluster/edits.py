@@ -1,0 +1,163 @@
+"""What a person does with a cluster output folder after a run: name a cluster (its faces
+become a person of a gallery), merge clusters that are one person, dismiss one that is nobody
+to name. `facecnn gallery name` and the web page's Unnamed tab call these.
+
+Each edit holds the folder's lock (lock.py) around its read-modify-write of cache.npz and
+clusters.json, which are written atomically (fileio.py), and rewrites the folder at once: a
+named cluster_007 becomes people/dora/ (its crops moved, not cut again). A later `facecnn
+cluster` run keeps every decision: named clusters keep their names, dismissed ones stay
+hidden and keep the faces that join them. Clusters are referred to by number (cluster_007)
+or by folder name (dora).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facecnn.cluster.cache import UNSORTED, LibraryCache
+from facecnn.cluster.groups import UNSORTED_NAME
+from facecnn.cluster.lock import locked
+from facecnn.cluster.output import CACHE, CLUSTERS, update
+from facecnn.errors import FacecnnError
+from facecnn.faces.names import check_name
+from facecnn.fileio import content_hash, file_hash
+
+
+def list_clusters(out: Path) -> list[dict[str, Any]]:
+    """The clusters.json entries, biggest first, unsorted last: "cluster", "name" (None if
+    unnamed), "folder", "sheet" (the contact sheet's file name in `out`), "dismissed",
+    "size", "cohesion" and "faces". Needs no lock: clusters.json is replaced whole."""
+    _check_folder(out)
+    return [{"name": None, "folder": entry["cluster"], "sheet": f"{entry['cluster']}.png",
+             "dismissed": False, **entry}  # (a folder written before names were kept)
+            for entry in json.loads((Path(out) / CLUSTERS).read_text())]
+
+
+def name_cluster(out: Path, cluster: str, gallery: str, name: str) -> int:
+    """Enrol the faces of `cluster` as `name` in `gallery` (a --gallery value; created if
+    missing, with the cache's embedder and crop; `name` added to if enrolled already), in one
+    gallery transaction, from the cached vectors; then record that the cluster is `name`.
+    Returns the faces added: naming a cluster again adds none (each face's content hash is
+    its photo's and its box's, so the faces of one group photo may be different people).
+    A cluster named like another one is merged into it (one cluster per person)."""
+    name = check_name(name)
+    with locked(_check_folder(out)):
+        cache = _load(out)
+        key = _find(cache, cluster)
+        known = cache.names.get(key)
+        if known is not None and known != name:
+            raise FacecnnError(f"{cluster} is named {known} already: rename the person with "
+                               f"`facecnn gallery rename`")
+        added = _enrol(cache, cache.rows_in(key), gallery, name)
+        other = cache.cluster_named(name)
+        if other is not None and other != key:
+            cache.move(key, other)
+        else:
+            cache.names[key] = name
+            cache.dismissed = [c for c in cache.dismissed if c != key]
+        update(out, cache)
+    return added
+
+
+def merge_clusters(out: Path, clusters: list[str]) -> str:
+    """Merge unnamed clusters into the first given; returns its name (cluster_NNN)."""
+    with locked(_check_folder(out)):
+        cache = _load(out)
+        keys = [_find(cache, c) for c in clusters]
+        if len(set(keys)) < 2:
+            raise FacecnnError("give two or more different clusters to merge")
+        for given, key in zip(clusters, keys):
+            _check_open(cache, given, key, "merged")
+        for key in keys[1:]:
+            cache.move(key, keys[0])
+        update(out, cache)
+    return keys[0]
+
+
+def dismiss_cluster(out: Path, cluster: str) -> None:
+    """Mark a cluster as nobody to name: hidden from the Unnamed list, and its faces (and new
+    ones like them) are not offered again on reruns. Dismissing it again changes nothing."""
+    with locked(_check_folder(out)):
+        cache = _load(out)
+        key = _find(cache, cluster)
+        if key in cache.names:
+            raise FacecnnError(f"{cluster} is {cache.names[key]}: a named cluster cannot be "
+                               "dismissed")
+        if key not in cache.dismissed:
+            cache.dismissed.append(key)
+            update(out, cache)
+
+
+def _check_folder(out: Path) -> Path:
+    if not (Path(out) / CACHE).is_file() or not (Path(out) / CLUSTERS).is_file():
+        raise FacecnnError(f"{out} is not a `facecnn cluster` output folder (no {CACHE} and "
+                           f"{CLUSTERS})")
+    return Path(out)
+
+
+def _load(out: Path) -> LibraryCache:
+    cache = LibraryCache.load(out / CACHE, None)
+    if cache.threshold is None:  # written before edits were recorded: rewrite it first
+        raise FacecnnError(f"{out} was written by an older facecnn: run `facecnn cluster` on "
+                           "it again first")
+    return cache
+
+
+def _find(cache: LibraryCache, cluster: str) -> str:
+    """The cluster a number (cluster_007) or folder name (dora) refers to."""
+    if cluster in (UNSORTED_NAME, UNSORTED):
+        raise FacecnnError("the unsorted faces are no cluster: name or merge clusters only")
+    present = set(cache.clusters) - {UNSORTED}
+    if cluster in present:
+        return cluster
+    named = cache.cluster_named(cluster)
+    if named in present:
+        return named
+    listed = ", ".join(sorted(present)[:5]) + (", ..." if len(present) > 5 else "")
+    raise FacecnnError(f"no cluster {cluster!r} in this folder (it has {listed or 'none'})")
+
+
+def _check_open(cache: LibraryCache, given: str, key: str, what: str) -> None:
+    """Refuse a cluster that was named or dismissed: only the others can be `what`."""
+    if key in cache.names:
+        raise FacecnnError(f"{given} is named {cache.names[key]}: only unnamed clusters can "
+                           f"be {what}")
+    if key in cache.dismissed:
+        raise FacecnnError(f"{given} was dismissed: only clusters still offered can be {what}")
+
+
+def face_hashes(files: list[str], boxes: np.ndarray) -> list[str]:
+    """Each face's own content hash, of its photo's bytes and its box: one photo's faces are
+    told apart, and a face is the same face under any file name."""
+    photos: dict[str, str] = {}
+    hashes = []
+    for file, box in zip(files, boxes):
+        if file not in photos:
+            try:
+                photos[file] = file_hash(file)
+            except OSError as exc:
+                raise FacecnnError(f"cannot read {file} ({exc.strerror}): a face is known "
+                                   "by its photo's content") from None
+        where = ",".join(f"{float(v):.1f}" for v in box)
+        hashes.append(content_hash(f"{photos[file]}:{where}".encode()))
+    return hashes
+
+
+def _enrol(cache: LibraryCache, rows: np.ndarray, gallery: str, name: str) -> int:
+    """The faces of `rows` added to `name` in one transaction (with a threshold if the gallery
+    has none yet: the one the clusters were made with)."""
+    from facecnn.faces.gallery import Gallery
+
+    files = [cache.files[r] for r in rows]
+    vectors = cache.vectors[rows]
+    hashes = face_hashes(files, cache.boxes[rows])
+    made = cache.recipe["embedder"], int(vectors.shape[1]), cache.recipe["crop"]
+    with Gallery.open_or_create(gallery, *made) as target, target.batch():
+        added = target.add(name, vectors, files, hashes)
+        if target.threshold is None:
+            target.set_threshold(cache.threshold, "default")
+    return added
