@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from facecnn.cluster import edits, lock
+from facecnn.data.folders import class_folders
 from facecnn.errors import FacecnnError
 from facecnn.faces.crops import DLIB_CHIP
 from facecnn.faces.gallery import Gallery
@@ -184,6 +185,8 @@ def test_folder_edits(named: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert len(list((out / s3).glob("*.jpg"))) == 12
     edits.dismiss_cluster(out, s3)
     assert {e["cluster"]: e for e in edits.list_clusters(out)}[s3]["dismissed"]
+    people = {p.name for p in class_folders(out)}  # what enroll and train would take
+    assert s3 not in people and "unsorted" not in people and "s1" in people
     for call, text in ((lambda: edits.name_cluster(out, "cluster_999", "g.db", "x"),
                         "no cluster 'cluster_999'"),
                        (lambda: edits.merge_clusters(out, [s1, s3]), "is named s1"),

@@ -6,6 +6,8 @@
                                    hidden, so enroll and train see only this person's faces
     dora/                          a cluster named dora (by `gallery name` or a gallery match)
     unsorted/                      the faces in no cluster, the same way
+    unsorted/.not-a-person         (also in dismissed clusters) so enroll and train pass the
+                                   folder by
     cluster_001.png                the cluster's contact sheet
     index.html, clusters.json      every cluster, biggest first
     prepare_report.json            the crops' layout, as `prepare` writes it (enroll reads it)
@@ -35,6 +37,7 @@ from facecnn.cluster.groups import Group, document, make_groups
 from facecnn.cluster.lock import LOCK
 from facecnn.cluster.sheets import contact_sheet, index_page
 from facecnn.data.decode import read_image
+from facecnn.data.folders import NOT_A_PERSON
 from facecnn.errors import FacecnnError
 from facecnn.faces.crops import DLIB_CHIP, make_chips
 from facecnn.faces.detect import Face
@@ -84,9 +87,11 @@ class _Plan:
                 self.photos[link] = file
             self.members[group.folder] = crops
         self.sheets = {f"{name}.png": name for name in self.members}
+        self.markers = {f"{g.folder}/{NOT_A_PERSON}" for g in groups
+                        if g.cohesion is None or g.dismissed}
 
     def files(self) -> set[str]:
-        return {*self.crops, *self.photos, *self.sheets, CLUSTERS, INDEX, REPORT}
+        return {*self.crops, *self.photos, *self.sheets, *self.markers, CLUSTERS, INDEX, REPORT}
 
 
 def update(out: Path, cache: LibraryCache) -> tuple[list[Group], list[str]]:
@@ -131,6 +136,9 @@ def write_output(out: Path, cache: LibraryCache, groups: list[Group], copy: bool
     for name, text in pages.items():
         if name in mine:
             write_text_atomic(out / name, text)
+    for marker in plan.markers & mine:
+        write_text_atomic(out / marker, "No person: facecnn enroll and train pass this folder "
+                          "by.\n")
     _remove_empty_folders(out, {Path(f).parts[0] for f in ours - wanted} - set(plan.members))
     return blocked
 

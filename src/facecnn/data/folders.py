@@ -10,15 +10,20 @@ import numpy as np
 from facecnn.errors import FacecnnError
 
 SPLIT_NAMES = ("train", "val", "test")
+# A folder holding this file is nobody (`facecnn cluster`'s unsorted and dismissed faces):
+# enroll, train and prepare pass it by.
+NOT_A_PERSON = ".not-a-person"
 
 
 def class_folders(root: Path) -> list[Path]:
-    """The class folders of `root`, sorted by name; errors a user can fix are one line."""
+    """The class folders of `root`, sorted by name (hidden ones and those marked NOT_A_PERSON
+    left out); errors a user can fix are one line."""
     if not root.exists():
         raise FacecnnError(f"data folder not found: {root}")
     if not root.is_dir():
         raise FacecnnError(f"data must be a folder of class folders, got a file: {root}")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                     and not (p / NOT_A_PERSON).exists())
     if not folders:
         raise FacecnnError(f"no class folders in {root}: expected one folder per person/class")
     return folders
