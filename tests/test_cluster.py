@@ -233,3 +233,17 @@ def test_out_that_is_a_file_or_foreign_folder_is_refused(tmp_path: Path) -> None
     assert result.returncode == 2 and "did not write" in result.stderr
     assert (tmp_path / "taken").read_text() == "mine"
     assert [p.name for p in (tmp_path / "folder").iterdir()] == ["notes.txt"]
+
+
+def test_copy_puts_copies_not_links_and_leaves_the_photos(tmp_path: Path) -> None:
+    photos = [tmp_path / "photos" / f"{i}.jpg" for i in (1, 2, 3)]
+    for i, path in enumerate(photos, 1):
+        _photo(path, [("s5", i)])
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in photos}
+    result = invoke_cli("cluster", str(tmp_path / "photos"), "--out", str(tmp_path / "people"),
+                        "--copy", *FAST, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    placed = list((tmp_path / "people" / "cluster_001" / ".photos").iterdir())
+    assert len(placed) == 3 and not any(p.is_symlink() for p in placed)
+    assert sorted(p.read_bytes() for p in placed) == sorted(b for b, _ in before.values())
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in photos} == before
