@@ -9,13 +9,17 @@
                      between, embed a track's face every few frames, one name per track.
 
 Nobody in the clip is in a shipped gallery, so the people are found first: face_recognition's
-encodings of every frame are grouped (same person within 0.5) and each group of at least 10
-faces becomes a person p1, p2...; five of their faces (from frames spread over the clip) are
-enrolled into a facecnn gallery at face_recognition's tolerance (0.6: the pipelines are
-compared, not the thresholds; a threshold calibrated from five faces a person is far
-stricter), and face_recognition knows each person by their group's mean. "names" lists who
+encodings of every frame are clustered as its clustering example does (dlib's chinese
+whispers, linked within 0.5) and each cluster of at least 10 faces becomes a person p1, p2...
+(the singer seen far off in the first scene and close up in the third is one person: grouping
+by running means split him in two, with his close-ups enrolled under both names); five of
+their faces (from frames spread over the clip) are enrolled into a facecnn gallery at
+face_recognition's tolerance (0.6: the pipelines are compared, not the thresholds; a
+threshold calibrated from five faces a person is far stricter), and face_recognition knows
+each person by their cluster's encodings (nearest within 0.6). "names" lists who
 each method named anywhere in the clip; "agree" is the share of face_recognition's named faces
-(frame by frame) that the method gives the same name.
+(frame by frame) that the method gives the same name; "load" is the machine's 1-minute
+load average after each row (other work on the cores lowers frames/s, not the ratios).
 
 Needs face_recognition (`pip install --no-deps face_recognition`); its model package's
 pkg_resources (gone from setuptools 81) is stood in for by the package's own folder.
@@ -95,30 +99,35 @@ def face_recognition_loop(video: Path) -> tuple[list[list], float]:
 
 
 def people_of(found: list[list]) -> list[np.ndarray]:
-    """Group every face's encoding (greedy, by the group's mean); groups of MIN_GROUP faces
-    or more are the clip's people."""
-    groups: list[list[np.ndarray]] = []
-    for faces in found:
-        for _, encoding in faces:
-            means = [np.mean(g, axis=0) for g in groups]
-            distances = [np.linalg.norm(m - encoding) for m in means]
-            if distances and min(distances) < GROUP_DISTANCE:
-                groups[int(np.argmin(distances))].append(encoding)
-            else:
-                groups.append([encoding])
-    return [np.mean(g, axis=0) for g in groups if len(g) >= MIN_GROUP]
+    """The clip's people as face_recognition's clustering example finds them: dlib's chinese
+    whispers on every face's encoding (linked within 0.5); clusters of MIN_GROUP faces or
+    more are the people, each known by its members' encodings."""
+    import dlib
+
+    encodings = [encoding for faces in found for _, encoding in faces]
+    labels = np.array(dlib.chinese_whispers_clustering(
+        [dlib.vector(e.tolist()) for e in encodings], GROUP_DISTANCE))
+    sizes = np.bincount(labels)
+    return [np.array(encodings)[labels == k] for k in np.argsort(-sizes)
+            if sizes[k] >= MIN_GROUP]
+
+
+def person_of(people: list[np.ndarray], encoding: np.ndarray) -> tuple[int, float]:
+    """The nearest person (index, distance to their nearest face)."""
+    distances = [float(np.linalg.norm(p - encoding, axis=1).min()) for p in people]
+    best = int(np.argmin(distances))
+    return best, distances[best]
 
 
 def names_by_face_recognition(found: list[list], people: list[np.ndarray]) -> list[list]:
     """Per frame: [(box as x1, y1, x2, y2, name)], named as its example names (nearest known
-    encoding within 0.6)."""
+    encoding within 0.6; a person's encodings are their cluster's)."""
     out = []
     for faces in found:
         named = []
         for (top, right, bottom, left), encoding in faces:
-            distances = [np.linalg.norm(p - encoding) for p in people]
-            best = int(np.argmin(distances))
-            name = f"p{best + 1}" if distances[best] <= TOLERANCE else "unknown"
+            best, distance = person_of(people, encoding)
+            name = f"p{best + 1}" if distance <= TOLERANCE else "unknown"
             named.append(((left, top, right, bottom), name))
         out.append(named)
     return out
@@ -126,11 +135,12 @@ def names_by_face_recognition(found: list[list], people: list[np.ndarray]) -> li
 
 def write_gallery_photos(video: Path, found: list[list], people: list[np.ndarray],
                          root: Path) -> Path:
-    """Five faces of each person, from frames spread over the clip, with room around them."""
+    """Five faces of each person (of their own cluster), from frames spread over the clip,
+    with room around them."""
     frames = list(frames_of(video))
     for k, person in enumerate(people):
         mine = [(i, box) for i, faces in enumerate(found) for box, enc in faces
-                if np.linalg.norm(person - enc) < GROUP_DISTANCE]
+                if np.linalg.norm(person - enc, axis=1).min() == 0.0]
         folder = root / f"p{k + 1}"
         folder.mkdir(parents=True)
         for j in np.linspace(0, len(mine) - 1, 5).round().astype(int):
@@ -173,7 +183,8 @@ def facecnn_tracked(video: Path, gallery: Path, detector: str) -> tuple[list[lis
     from facecnn.faces.recognize import Recognizer
     from facecnn.video import VideoRecognizer, VideoSource
 
-    recognizer = Recognizer(gallery=gallery, detector=FaceDetector(detector))
+    # as `recognize clip.mp4` does: dlib's vectors from its PyTorch port for videos
+    recognizer = Recognizer(gallery=gallery, detector=FaceDetector(detector), fast=True)
     start = time.perf_counter()
     result = VideoRecognizer(recognizer).run(VideoSource(str(video)))
     seconds = time.perf_counter() - start
@@ -190,16 +201,18 @@ def measure(video: Path, label: str, gallery: Path, reference: list[list], refer
             detectors: list[str]) -> list[dict]:
     count = len(reference)
     rows = [{"clip": label, "method": "face_recognition per-frame (hog)",
-             "fps": count / reference_s, "names": named_people(reference), "agree": 1.0}]
+             "fps": count / reference_s, "names": named_people(reference), "agree": 1.0,
+             "load": os.getloadavg()[0]}]
     for detector in detectors:
         named, seconds = facecnn_per_frame(video, gallery, detector)
         rows.append({"clip": label, "method": f"facecnn per-frame ({detector})",
                      "fps": count / seconds, "names": named_people(named),
-                     "agree": agreement(reference, named)})
+                     "agree": agreement(reference, named), "load": os.getloadavg()[0]})
         named, seconds, tracks = facecnn_tracked(video, gallery, detector)
         rows.append({"clip": label, "method": f"facecnn tracked ({detector})",
                      "fps": count / seconds, "names": named_people(named),
-                     "agree": agreement(reference, named), "tracks": tracks})
+                     "agree": agreement(reference, named), "tracks": tracks,
+                     "load": os.getloadavg()[0]})
     base = rows[0]["fps"]
     for row in rows:
         row["speedup"] = row["fps"] / base
@@ -209,7 +222,7 @@ def measure(video: Path, label: str, gallery: Path, reference: list[list], refer
 
 def print_row(row: dict) -> None:
     print(f"{row['clip']:<22} {row['method']:<34} {row['fps']:8.2f} {row['speedup']:7.2f} "
-          f"{row['agree']:6.2f}  {','.join(row['names'])}"
+          f"{row['agree']:6.2f} {row['load']:5.1f}  {','.join(row['names'])}"
           + (f"  ({row['tracks']} tracks)" if "tracks" in row else ""), flush=True)
 
 
@@ -225,7 +238,8 @@ def main() -> None:
     require(args.data, what="a video (hamilton.mp4)")
     detectors = args.detectors.split(",")
     rows = []
-    print(f"{'clip':<22} {'method':<34} {'frames/s':>8} {'x loop':>7} {'agree':>6}  names")
+    print(f"{'clip':<22} {'method':<34} {'frames/s':>8} {'x loop':>7} {'agree':>6} {'load':>5}"
+          "  names")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         found, seconds = face_recognition_loop(args.data)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import socket
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -62,8 +64,8 @@ def scripted_clip() -> tuple[list[np.ndarray], list[set[str]]]:
     return frames, people
 
 
-def write_clip(path: Path, frames: list[np.ndarray]) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
+def write_clip(path: Path, frames: list[np.ndarray], codec: str = "MJPG") -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), FPS, (WIDTH, HEIGHT))
     for image in frames:
         writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     writer.release()
@@ -174,18 +176,80 @@ def test_any_detector_tracks_one_face(name: str, gallery: Path) -> None:
     assert [t.votes.decision().name for t in result.tracks] == ["s1"], name
 
 
-def test_hamilton_scenes_and_people(work: Path, gallery: Path) -> None:
-    """The real clip: three cuts, one face then up to four at once; nobody is enrolled."""
-    recognizer = Recognizer(gallery=gallery, detector=FaceDetector("hog", upsample=0))
-    result = VideoRecognizer(recognizer).run(VideoSource(str(HAMILTON)))
+def hamilton_frames(step: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    capture = cv2.VideoCapture(str(HAMILTON))
+    k = 0
+    while (ok := capture.read())[0]:
+        if k % step == 0:
+            yield k, ok[1]
+        k += 1
+    capture.release()
+
+
+@pytest.fixture(scope="module")
+def hamilton(work: Path) -> dict:
+    """hamilton.mp4 named frame by frame (every 4th frame, as the per-frame loop did before
+    tracking) and tracked, with HOG and a gallery of its two people made from that loop's
+    faces: the singer (close-ups in the third scene), the laughing guest (the fourth)."""
+    detector = FaceDetector("hog")
+    found = {k: (image, detector(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))
+             for k, image in hamilton_frames(step=4)}
+    for name, scene in (("singer", range(82, 211)), ("guest", range(211, 275))):
+        views = [(k, faces[0].box) for k, (_, faces) in found.items()
+                 if k in scene and len(faces) == 1]
+        (work / "hamilton" / name).mkdir(parents=True)
+        for k, (x1, y1, x2, y2) in views[::max(len(views) // 4, 1)][:4]:
+            side = x2 - x1
+            image = found[k][0]
+            cv2.imwrite(str(work / "hamilton" / name / f"{k}.jpg"),
+                        image[max(int(y1 - side), 0):int(y2 + side),
+                              max(int(x1 - side), 0):int(x2 + side)])
+    enrolled = invoke_cli("enroll", str(work / "hamilton"), "--gallery",
+                          str(work / "hamilton.db"), *HOG, "--threshold", "0.6", "--quiet",
+                          cwd=work)
+    assert enrolled.returncode == 0, enrolled.stderr
+    recognizer = Recognizer(gallery=work / "hamilton.db", detector=detector, fast=True)
+    every_frame = {k: recognizer.name_faces(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), faces)
+                   if faces else [] for k, (image, faces) in found.items()}
+    return {"every_frame": every_frame,
+            "tracked": VideoRecognizer(recognizer).run(VideoSource(str(HAMILTON)))}
+
+
+def test_hamilton_tracked_covers_the_every_frame_loop(hamilton: dict) -> None:
+    """The real clip (three cuts; turning, moving, gesturing people): the tracked path names
+    the people the per-frame loop names, on the frames that loop finds them, and more."""
+    from facecnn.faces.boxes import iou
+
+    result = hamilton["tracked"]
     assert result.frames_read == 275
-    tracks = result.track_records()
-    assert all(t["name"] == "unknown" for t in tracks)
+    named = {k: result.faces(k) for k in range(len(result.frames))}
+    def people(frames: Iterator[list]) -> set[str]:
+        return {r.name for faces in frames for r in faces} - {"unknown", "uncertain"}
+
+    assert people(hamilton["every_frame"].values()) == people(named.values()) == {
+        "singer", "guest"}
+    loop = [(k, r) for k, faces in hamilton["every_frame"].items() for r in faces]
+    boxed = [[f for f in named[k] if iou(f.box, r.box) >= 0.3] for k, r in loop]
+    assert len(loop) >= 35 and np.mean([bool(b) for b in boxed]) >= 0.9
+    same = [any(f.name == r.name for f in b) for (_, r), b in zip(loop, boxed)
+            if r.name != "unknown"]
+    assert len(same) >= 30 and np.mean(same) >= 0.9
+    # ... and it shows a face on at least as many of those frames as the loop finds one
+    shown = sum(bool(named[k]) for k in hamilton["every_frame"])
+    assert shown >= sum(bool(faces) for faces in hamilton["every_frame"].values())
+
+
+def test_hamilton_scenes_and_tracks(hamilton: dict) -> None:
+    tracks = hamilton["tracked"].track_records()
     # no track runs across a cut (frames 20, 82, 211)
     for cut in (20, 82, 211):
         assert not any(t["first_frame"] < cut <= t["last_frame"] for t in tracks), cut
     longest = max(tracks, key=lambda t: t["last_frame"] - t["first_frame"])
     assert longest["first_frame"] <= 90 and longest["last_frame"] >= 200  # followed 4 s
+    assert longest["name"] == "singer" and longest["shares"] == {"singer": 1.0}
+    # a track stops embedding once enough views agree
+    assert all(t["votes"] <= TrackingOptions().enough_views for t in tracks
+               if t["name"] != "uncertain")
 
 
 def test_a_trained_classifier_names_tracks(work: Path, clip: tuple) -> None:
@@ -254,9 +318,13 @@ def test_a_dropped_stream_is_reconnected(work: Path, gallery: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: stream {url} dropped and did not come back after 2 tries")
-    document = json.loads(result.stdout)  # what was seen is still reported
-    assert len(document["frames"]) + document["dropped_frames"] > _Camera.frames  # both visits
-    assert {t["name"] for t in document["tracks"]} == {"s1"}
+    # a JSON line per frame as it came (none kept in memory), then the tracks: what was seen
+    # is still reported
+    *frames, summary = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(frames) + summary["dropped_frames"] > _Camera.frames  # both visits
+    assert [f["frame"] for f in frames] == sorted({f["frame"] for f in frames})
+    assert {t["name"] for t in summary["tracks"]} == {"s1"} and "frames" not in summary
+    assert {face["name"] for f in frames for face in f["faces"]} <= {"s1", "uncertain"}
     events = [json.loads(line) for line in (work / "live.jsonl").read_text().splitlines()]
     assert {e["event"] for e in events} == {"appeared", "left"}
     assert all(e["name"] == "s1" and e["at"] for e in events)
@@ -288,3 +356,73 @@ def test_the_command_in_a_fresh_process(work: Path, gallery: Path, clip: tuple) 
                      "--quiet", cwd=work)
     assert result.returncode == 0, result.stderr
     assert sorted(t["name"] for t in json.loads(result.stdout)["tracks"]) == sorted(PEOPLE)
+
+
+# ---- the server -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def client(gallery: Path, work: Path, monkeypatch_module: pytest.MonkeyPatch) -> Iterator:
+    """`facecnn serve --gallery team.db --detector hog --max-upload-mb 1`, in this process;
+    uploads go to a temporary folder of the test's own, to see them removed."""
+    from fastapi.testclient import TestClient
+
+    from facecnn.serve.settings import ServeSettings
+
+    monkeypatch_module.setattr(tempfile, "tempdir", str(work / "tmp"))
+    (work / "tmp").mkdir()
+    app = ServeSettings(gallery=str(gallery), detector="hog", max_upload_mb=1.0).app()
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def upload(client, name: str, data: bytes, field: str = "video") -> tuple[int, dict]:
+    answer = client.post("/v1/recognize", files={field: (name, data)})
+    assert not list((Path(tempfile.gettempdir())).iterdir())  # the upload's file is gone
+    return answer.status_code, answer.json()
+
+
+def test_a_video_upload_gives_the_commands_tracks(client, work: Path, gallery: Path) -> None:
+    """POST /v1/recognize with an mp4 (s1 panning): `facecnn recognize clip.mp4 --json`."""
+    frames = [frame(90, [("s1", 8, 100 + 8 * k, 120, 1.1)]) for k in range(12)]
+    clip = write_clip(work / "upload.mp4", frames, "mp4v")
+    status, answer = upload(client, "pan.mp4", clip.read_bytes())
+    assert status == 200, answer
+    command = invoke_cli("recognize", str(clip), "--gallery", str(gallery), *HOG, "--json",
+                         "--quiet", cwd=work)
+    assert command.returncode == 0, command.stderr
+    expected = json.loads(command.stdout)
+    for document in (answer, expected):
+        for record in document["frames"] + document["tracks"]:
+            record.pop("file")
+    assert answer == expected
+    assert [t["name"] for t in answer["tracks"]] == ["s1"] and len(answer["frames"]) == 12
+    assert all(f["faces"][0]["track"] == 1 for f in answer["frames"][2:])
+    status, photo = upload(client, "s1.jpg", cv2.imencode(".jpg", frames[0])[1].tobytes(),
+                           field="image")
+    assert status == 200 and photo["faces"][0]["name"] == "s1" and "tracks" not in photo
+
+
+def test_bad_video_uploads_are_refused_in_one_line(client, work: Path) -> None:
+    from facecnn.serve.video import VideoLimits
+
+    clip = write_clip(work / "long.avi", [frame(90, [])] * 20).read_bytes()  # 2 s
+    served = client.app.state.service
+    cases = [  # (limits, upload, data, status, detail)
+        (VideoLimits(seconds=1.5), "long.avi", clip, 413, "video of 2.0 s (20 frames) is over"),
+        (VideoLimits(frames=10), "long.avi", clip, 413, "is over 30 s or 10 frames"),
+        # its header says 20 frames; FFmpeg reads on through the copies after it
+        (VideoLimits(frames=25), "copies.avi", clip * 3, 413, "video over 30 s or 25 frames"),
+        (VideoLimits(), "big.avi", clip + os.urandom(2**21), 413, "upload over 1 MB"),
+        (VideoLimits(), "cut.avi", clip[:3000], 422, "the video could not be decoded"),
+        (VideoLimits(), "notes.mp4", b"just some text, named like a video", 415, "not an image")]
+    for limits, name, data, expected, detail in cases:
+        served.video_limits = limits
+        status, answer = upload(client, name, data)
+        assert status == expected and detail in answer["detail"], (name, answer)
+        assert "\n" not in answer["detail"]
+    served.video_limits = VideoLimits()

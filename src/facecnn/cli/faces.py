@@ -182,13 +182,16 @@ def recognize(
     quiet: bool = QUIET,
 ) -> None:
     """Name every face in photos, videos, a camera or a stream; strangers are 'unknown'.
-    Video faces are tracked and each track named once, from the votes of several views."""
+    Video faces are tracked and each track named once, from the votes of several views.
+    --json: one document for files; a camera or stream prints a JSON line per frame as it
+    goes, then one with its tracks."""
     from contextlib import nullcontext
 
+    from facecnn.data.folders import expand_inputs
     from facecnn.faces.recognize import Recognizer
     from facecnn.faces.sources import recognize_inputs, recognize_live
     from facecnn.video import EventLog, TrackingOptions
-    from facecnn.video.streams import is_stream_url
+    from facecnn.video.streams import is_stream_url, is_video
 
     live = camera if camera is not None else next(
         (p for p in inputs or [] if is_stream_url(p)), None)
@@ -197,22 +200,26 @@ def recognize(
                            "--camera N")
     if live is not None and len(inputs or []) > (camera is None):
         raise FacecnnError("a camera or stream is recognized on its own: give no other inputs")
+    files = [] if live is not None else expand_inputs([Path(p) for p in inputs])
     recognizer = Recognizer(gallery=gallery, model=model, threshold=threshold, mode=mode,
                             min_confidence=min_confidence, device=device, workers=workers,
                             detector=detector_from_flags(detector, upsample, min_size, device,
                                                          landmarks),
-                            embedder=_gallery_embedder(embedder, device))
+                            embedder=_gallery_embedder(embedder, device),
+                            fast=live is not None or any(map(is_video, files)))
     options = TrackingOptions(every=every)
     with EventLog(events) if events is not None else nullcontext() as log:
         if live is not None:
             found = recognize_live(recognizer, live, show=camera is not None if show is None
                                    else show, save=save, options=options, events=log,
-                                   keep_frames=as_json, timeout=timeout, retries=retries)
+                                   on_record=_json_line if as_json else None,
+                                   timeout=timeout, retries=retries)
         else:
-            found = recognize_inputs(recognizer, [Path(p) for p in inputs], save=save,
-                                     options=options, events=log,
-                                     reporter=reporter_for(quiet or as_json))
-    if as_json:
+            found = recognize_inputs(recognizer, files, save=save, options=options,
+                                     events=log, reporter=reporter_for(quiet or as_json))
+    if as_json and live is not None:  # a JSON line per frame went out as it came
+        _json_line(found.summary())
+    elif as_json:
         print(json.dumps(found.document(), indent=2))
     else:
         _print_recognized(found)
@@ -226,6 +233,10 @@ def recognize(
     for video in found.videos:
         if video.error:
             raise FacecnnError(video.error)
+
+
+def _json_line(record: dict) -> None:
+    print(json.dumps(record), flush=True)
 
 
 def _print_recognized(found) -> None:

@@ -21,6 +21,9 @@ from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.threshold import Threshold, resolve_threshold
 
 UNCERTAIN = "uncertain"  # a video track whose views disagree (facecnn.video.votes)
+# an embedder giving the same vectors for less CPU a face: dlib's network in PyTorch, about
+# 5x faster than dlib's C++ on one face at a time (what video tracks embed)
+FASTER = {"dlib": "dlib_torch"}
 
 
 @dataclass
@@ -44,7 +47,8 @@ class Recognizer:
     With a gallery: nearest-neighbour (or per-person mean) identification, unknown above
     `threshold`, else the gallery's stored threshold (read at every answer), else the
     embedder's default. With `model=RUN`: seed C's classifier, unknown below `min_confidence`
-    softmax probability.
+    softmax probability. `fast`: search a gallery made by an embedder in FASTER with its faster
+    twin (same vectors) unless `embedder` is given.
 
     Mode "nearest" searches the gallery's FAISS index (loaded or built once, then synced with
     the gallery before every answer, so writes from any process count at once; while it is
@@ -58,7 +62,7 @@ class Recognizer:
                  detector: FaceDetector | None = None, threshold: float | None = None,
                  mode: str = "nearest", min_confidence: float = 0.5,
                  embedder: Embedder | None = None, device: str = "auto",
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, fast: bool = False) -> None:
         if (gallery is None) == (model is None):
             raise FacecnnError("give either a gallery (--gallery) or a trained model (--model)")
         self.detector = detector or FaceDetector()
@@ -66,7 +70,9 @@ class Recognizer:
         self.gallery = self.classifier = self.index = None
         if gallery is not None:
             self.gallery = gallery if isinstance(gallery, Gallery) else open_gallery(gallery)
-            self.embedder = embedder or create_embedder(self.gallery.embedder, device=device)
+            made_by = self.gallery.embedder
+            self.embedder = embedder or create_embedder(
+                FASTER.get(made_by, made_by) if fast else made_by, device=device)
             self.gallery.check_embedder(self.embedder)
             self.pipeline = FacePipeline(self.detector, self.embedder, workers)
             if mode == "nearest":

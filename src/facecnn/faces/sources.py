@@ -19,7 +19,7 @@ from facecnn.video.events import EventLog
 from facecnn.video.output import LiveView, free_path, save_file_video, save_outputs
 from facecnn.video.output import show as show_frame
 from facecnn.video.recognize import TrackingOptions, VideoRecognizer, VideoResult
-from facecnn.video.streams import VideoSource, is_video
+from facecnn.video.streams import Frame, VideoSource, is_video
 
 
 @dataclass
@@ -36,8 +36,11 @@ class Recognized:
         or {"frames": [...], "tracks": [...]} when there were videos."""
         if not self.videos:
             return self.records
-        return {"frames": self.records, "tracks": self.tracks,
-                "dropped_frames": sum(v.dropped for v in self.videos)}
+        return {"frames": self.records, **self.summary()}
+
+    def summary(self) -> dict[str, Any]:
+        """The tracks of the videos and streams, and the frames dropped to keep up."""
+        return {"tracks": self.tracks, "dropped_frames": sum(v.dropped for v in self.videos)}
 
     def add(self, video: VideoResult, crops: dict[int, Path] | None = None) -> None:
         self.videos.append(video)
@@ -77,17 +80,26 @@ def recognize_inputs(recognizer: Recognizer, inputs: list[Path], *, save: Path |
 
 def recognize_live(recognizer: Recognizer, source: int | str, *, show: bool,
                    save: Path | None = None, options: TrackingOptions | None = None,
-                   events: EventLog | None = None, keep_frames: bool = False,
+                   events: EventLog | None = None,
+                   on_record: Callable[[dict[str, Any]], None] | None = None,
                    timeout: float = 10.0, retries: int = 5) -> Recognized:
     """A camera or stream until it ends for good, 'q' in the window or Ctrl-C: the latest
     frames tracked (older ones dropped when processing falls behind), names and events as
-    they stand. `keep_frames`: also keep every frame's faces (for --json)."""
+    they stand. Frames are not kept (a camera never ends): `on_record` is handed each
+    frame's record as it is processed, its faces named as their tracks stand then."""
     stream = VideoSource(source, timeout=timeout, retries=retries)
     stem = f"camera{source}" if isinstance(source, int) else "stream"
     view = LiveView(show=show, save=save, stem=stem, fps=stream.fps)
+
+    def on_frame(frame: Frame, faces: list[FaceResult]) -> bool:
+        if on_record is not None:
+            on_record({"file": stream.name, "frame": frame.index, "time": round(frame.time, 3),
+                       "faces": [f.to_dict() for f in faces]})
+        return view(frame, faces)
+
     try:
-        video = VideoRecognizer(recognizer, options).run(stream, events=events, on_frame=view,
-                                                         keep_frames=keep_frames)
+        video = VideoRecognizer(recognizer, options).run(stream, events=events,
+                                                         on_frame=on_frame, keep_frames=False)
     finally:
         view.close()
     out = Recognized()

@@ -38,8 +38,42 @@ class NamedFace(BaseModel):
                                                "is enrolled).")
 
 
+class TrackedFace(NamedFace):
+    name: str = Field(description='The track\'s person, "unknown", or "uncertain" (its views '
+                                  'disagree).')
+    track: int = Field(description="Its track: one person followed from frame to frame.")
+
+
+class VideoFrame(BaseModel):
+    file: str = Field(description="The upload's name.")
+    frame: int
+    time: float = Field(description="Seconds into the video.")
+    faces: list[TrackedFace]
+
+
+class VideoTrack(BaseModel):
+    file: str
+    track: int
+    name: str = Field(description='The person, "unknown", or "uncertain" (its views disagree).')
+    score: float
+    distance: float | None
+    votes: int = Field(description="Views of the face that were embedded and voted.")
+    shares: dict[str, float] = Field(description="Each name's share of the votes' weight.")
+    first_frame: int
+    last_frame: int
+    first_time: float
+    last_time: float
+    crop: str | None = Field(description="Its best view's file (None: not saved).")
+
+
 class Recognition(BaseModel):
-    faces: list[NamedFace]
+    """A photo's faces, or a video's frames and tracks, as `facecnn recognize --json` gives
+    them; the answer has the one or the other."""
+
+    faces: list[NamedFace] | None = Field(None, description="A photo's faces.")
+    frames: list[VideoFrame] | None = Field(None, description="A video's frames, every one.")
+    tracks: list[VideoTrack] | None = Field(None, description="A video's tracks, one name each.")
+    dropped_frames: int | None = Field(None, description="A video: frames not processed (0).")
 
 
 class Verification(BaseModel):

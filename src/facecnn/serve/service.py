@@ -82,6 +82,9 @@ class Service:
 
             list_clusters(clusters)
         self.max_bytes = int(max_upload_mb * 2**20)
+        from facecnn.serve.video import VideoLimits
+
+        self.video_limits = VideoLimits()  # the longest video /v1/recognize takes
         self.admission = Admission(MODEL_THREADS + max_queue)
         self._threads = ThreadPoolExecutor(MODEL_THREADS, thread_name_prefix="facecnn-model")
         self._detecting, self._embedding = threading.Lock(), threading.Lock()
@@ -127,6 +130,14 @@ class Service:
         with self._embedding:
             vectors = self.recognizer.embedder.embed([(pixels, face) for face in faces])
         return self.recognizer.name_vectors([face.box for face in faces], vectors)
+
+    def recognize_video(self, upload: Upload, container: str) -> dict[str, Any]:
+        """`facecnn recognize clip.mp4 --json` of an uploaded video (serve/video.py), each
+        model called under its lock, as for the photos served meanwhile."""
+        from facecnn.serve.video import recognize_video
+
+        return recognize_video(upload, container, _Locked(self), self.video_limits,
+                               self.max_pixels)
 
     def main_faces(self, uploads: list[Upload]) -> tuple[list[Upload], np.ndarray, list[str]]:
         """The uploads with a face, the vectors of their largest faces (embedded as one
@@ -180,3 +191,18 @@ class Service:
         pixels = decode_upload(upload.data, self.max_pixels)
         with self._detecting:
             return pixels, self.detector(pixels)
+
+
+class _Locked:
+    """The service's recognizer as a tracked video calls it: each model under its lock."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        with self.service._detecting:
+            return self.service.recognizer.detect(image)
+
+    def name_faces(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]:
+        with self.service._embedding:
+            return self.service.recognizer.name_faces(image, faces)

@@ -12,25 +12,37 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import cv2
+import numpy as np
 
-from facecnn.faces.recognize import FaceResult, Recognizer
+from facecnn.faces.detect import Face
+from facecnn.faces.recognize import FaceResult
 from facecnn.video.events import EventLog, clock
 from facecnn.video.schedule import DetectionSchedule
 from facecnn.video.streams import Frame, VideoSource
 from facecnn.video.tracker import Box, FaceTracker, Track
 from facecnn.video.votes import AGREEMENT, CROP_MARGIN, face_region, quality
 
-OnFrame = Callable[[Frame, list[FaceResult]], bool]  # False stops a live source
+OnFrame = Callable[[Frame, list[FaceResult]], bool]  # False stops the source
+
+
+class Namer(Protocol):
+    """What tracking asks of a Recognizer (the server hands one that locks each model)."""
+
+    def detect(self, image: np.ndarray) -> list[Face]: ...
+
+    def name_faces(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]: ...
 
 
 @dataclass
 class TrackingOptions:
     """every: look for faces at least every N frames (more often after a loss or new motion).
     first_views: a new track's views embedded at every look, so that it is named from
-    several at once; after them, one every `embed_every` frames.
+    several at once; after them, one every `embed_every` frames, until `enough_views` agree
+    (the leading name holds `agreement` of the weight): then the track is named and its
+    face is not embedded again.
     agreement: share of the vote weight a track's leading name needs (else "uncertain").
     max_age: seconds a face may go unseen and keep its track.
     min_hits: detections that make a track (fewer: a false detection, dropped)."""
@@ -38,6 +50,7 @@ class TrackingOptions:
     every: int = 5
     first_views: int = 3
     embed_every: int = 10
+    enough_views: int = 5
     agreement: float = AGREEMENT
     max_age: float = 1.0
     min_hits: int = 2
@@ -96,7 +109,7 @@ class VideoRecognizer:
     """`VideoRecognizer(recognizer).run(VideoSource("clip.mp4"))` -> VideoResult; works with
     any detector, and with a gallery or a trained classifier (whatever `recognizer` has)."""
 
-    def __init__(self, recognizer: Recognizer, options: TrackingOptions | None = None) -> None:
+    def __init__(self, recognizer: Namer, options: TrackingOptions | None = None) -> None:
         self.recognizer, self.options = recognizer, options or TrackingOptions()
 
     def run(self, source: VideoSource, *, events: EventLog | None = None,
@@ -139,7 +152,9 @@ class VideoRecognizer:
         if schedule.due(frame, [t.box for t in tracker.tracks if not t.lost]):
             rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
             confirmed = tracker.update(self.recognizer.detect(rgb), frame.index, frame.time)
-            schedule.looked(frame, any(t.lost or not t.confirmed for t in tracker.tracks))
+            # unsure: a track was just missed, or a new one waits for the look that confirms it
+            schedule.looked(frame, any(t.misses == (1 if t.confirmed else 0)
+                                       for t in tracker.tracks))
             self._vote(frame, rgb, tracker.tracks)
             log.appeared(confirmed)
         log.ended(tracker.expire(frame.index))
@@ -148,7 +163,8 @@ class VideoRecognizer:
     def _vote(self, frame: Frame, rgb: Any, tracks: list[Track]) -> None:
         """Embed (as one batch) the detected faces of the tracks due a new view."""
         opts = self.options
-        due = [t for t in tracks if t.face is not None and (
+        due = [t for t in tracks if t.face is not None and not t.votes.settled(
+            opts.enough_views, opts.agreement) and (
             len(t.votes) < opts.first_views or frame.index - t.embedded >= opts.embed_every)]
         if not due:
             return

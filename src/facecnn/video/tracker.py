@@ -69,6 +69,7 @@ class Track:
     hits: int = 1
     seen: int = 0  # frame of the last matching detection
     lost: bool = False
+    misses: int = 0  # detections in a row that did not find it
     id: int | None = None
     votes: Votes = field(default_factory=Votes)
     embedded: int = -(10 ** 9)  # frame of the last embedding
@@ -111,7 +112,7 @@ class FaceTracker:
             track.box = track.observed = face.box
             track.face, track.seen = face, frame
             track.hits += 1
-            track.lost = False
+            track.lost, track.misses = False, 0
             if track.id is None and track.hits >= self.min_hits:
                 self._ids += 1
                 track.id = self._ids
@@ -119,6 +120,7 @@ class FaceTracker:
         for track in self.tracks:
             if id(track) not in matched:
                 track.lost = True
+                track.misses += 1
         for face in new:
             self._keys += 1
             self.tracks.append(Track(self._keys, box_filter(face.box), face.box, frame, seconds,

@@ -68,6 +68,10 @@ class Votes:
         self.distances.append(distance)
         self.weights.append(max(weight, 1e-6))  # a view too blurred to measure still counts
 
+    def settled(self, enough: int, agreement: float = AGREEMENT) -> bool:
+        """Whether `enough` views agree on one name: more of them would not change it."""
+        return len(self) >= enough and self.decision(agreement).name != UNCERTAIN
+
     def decision(self, agreement: float = AGREEMENT) -> Decision:
         """The leading name when it holds `agreement` of the weight, else UNCERTAIN; score and
         distance are its views' weighted means."""

@@ -1,4 +1,5 @@
-"""Face work on uploaded photos: detect, recognize, verify, and the optional classifier."""
+"""Face work on uploaded photos: detect, recognize (videos too), verify, and the optional
+classifier."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from facecnn.serve.deps import API_KEY, read, service, with_classifier, with_gal
 from facecnn.serve.schemas import ERRORS, Classification, Detections, Recognition, Verification
 from facecnn.serve.security import UploadError
 from facecnn.serve.service import Service
+from facecnn.serve.video import video_container
 
 router = APIRouter(prefix="/v1", dependencies=[Security(API_KEY)], responses=ERRORS)
 
@@ -19,11 +21,20 @@ async def detect(image: UploadFile = File(...), served: Service = Depends(servic
                        "landmarks": f.landmarks.round(1).tolist()} for f in faces]}
 
 
-@router.post("/recognize", response_model=Recognition)
-async def recognize(image: UploadFile = File(...),
+@router.post("/recognize", response_model=Recognition, response_model_exclude_unset=True)
+async def recognize(image: UploadFile | None = File(None, description="A photo or a video."),
+                    video: UploadFile | None = File(None, description="A video (or a photo)."),
                     served: Service = Depends(with_gallery)) -> dict:
-    """`facecnn recognize --json`'s faces: "unknown" beyond the gallery's threshold."""
-    results = await served.run(served.recognize, await read(image))
+    """`facecnn recognize --json`'s answer: a photo's faces, "unknown" beyond the gallery's
+    threshold; or a short video's (mp4, mov, webm, mkv, avi: told by its bytes) frames, each
+    face with its track, and its tracks, each named once (`facecnn recognize clip.mp4`)."""
+    if (image is None) == (video is None):
+        raise UploadError(422, "send one photo or video, in the field `image` or `video`")
+    upload = await read(image or video)
+    container = video_container(upload.data)
+    if container is not None:
+        return await served.run(served.recognize_video, upload, container)
+    results = await served.run(served.recognize, upload)
     return {"faces": [r.to_dict() for r in results]}
 
 
