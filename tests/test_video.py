@@ -426,3 +426,18 @@ def test_bad_video_uploads_are_refused_in_one_line(client, work: Path) -> None:
         assert status == expected and detail in answer["detail"], (name, answer)
         assert "\n" not in answer["detail"]
     served.video_limits = VideoLimits()
+
+
+def test_serve_video_limits_reach_every_worker(gallery: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """--max-video-seconds/--max-video-frames travel to `--workers N` processes' settings."""
+    from facecnn.serve.settings import SETTINGS_ENV, ServeSettings, app_from_env
+    from facecnn.serve.video import VideoLimits
+
+    for name in (SETTINGS_ENV, "OMP_NUM_THREADS"):  # export sets both
+        monkeypatch.delenv(name, raising=False)
+    ServeSettings(gallery=str(gallery), detector="hog", max_video_seconds=2.5,
+                  max_video_frames=60).export(2)
+    assert app_from_env().state.service.video_limits == VideoLimits(2.5, 60)
+    help_text = invoke_cli("serve", "--help", cwd=gallery.parent).stdout
+    assert "--max-video-seconds" in help_text and "--max-video-frames" in help_text

@@ -24,6 +24,10 @@ def serve(
                                                 "(or $FACECNN_API_KEYS).")),
     max_upload_mb: float = typer.Option(10.0, min=0.01, help="Largest upload (413 beyond)."),
     max_pixels: int = typer.Option(40_000_000, min=1),
+    max_video_seconds: float = typer.Option(30.0, min=0.1, help="Longest video upload to "
+                                            "/v1/recognize (413 beyond)."),
+    max_video_frames: int = typer.Option(900, min=1, help="Most frames of a video upload "
+                                         "(413 beyond)."),
     embedder: Optional[str] = embedder_option(None, "Search the gallery with this embedder "
                                               "(default: the one that made it, but dlib_torch "
                                               "for dlib galleries: same vectors, ~3.5x "
@@ -58,7 +62,8 @@ def serve(
 
     where = gallery if gallery is None or is_database_url(gallery) else text(Path(gallery))
     settings = ServeSettings(where, text(model), text(api_key_file), max_upload_mb,
-                             max_pixels, detector, embedder, max_queue, text(clusters))
+                             max_pixels, detector, embedder, max_queue, text(clusters),
+                             max_video_seconds, max_video_frames)
     made_for = settings.new_gallery() if gallery is not None else None
     if made_for is not None:
         console.print(f"created the empty gallery {escape(gallery_location(gallery))} "

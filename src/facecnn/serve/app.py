@@ -21,6 +21,7 @@ from facecnn.serve.routes import ROUTERS
 from facecnn.serve.routes.health import STATIC
 from facecnn.serve.security import KeyStore
 from facecnn.serve.service import Service
+from facecnn.serve.video import VideoLimits
 
 if TYPE_CHECKING:
     from facecnn.faces.embedders import Embedder
@@ -33,12 +34,13 @@ def create_app(gallery: str | Path | None = None, model: Path | None = None,
                keys: KeyStore | None = None, max_upload_mb: float = 10.0,
                max_pixels: int = MAX_PIXELS, detector: str = DEFAULT_DETECTOR,
                embedder: Embedder | None = None, max_queue: int = MAX_QUEUE,
-               clusters: Path | None = None) -> FastAPI:
+               clusters: Path | None = None,
+               video_limits: VideoLimits | None = None) -> FastAPI:
     """The app; `gallery` a SQLite path or a postgresql:// URL, `embedder` (an Embedder)
     searches the gallery instead of the one that made it, `clusters` a `facecnn cluster`
-    output folder for the page's Unnamed tab."""
+    output folder for the page's Unnamed tab, `video_limits` the longest video upload."""
     service = Service(gallery, model, keys, max_upload_mb, max_pixels, detector, embedder,
-                      max_queue, clusters)
+                      max_queue, clusters, video_limits or VideoLimits())
     app = FastAPI(title="facecnn", description="Face recognition with convolutional networks.")
     app.state.service = service
     add_handlers(app)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 import numpy as np
 
 from facecnn.serve.security import KeyStore, UploadError, decode_upload
+from facecnn.serve.video import VideoLimits
 
 if TYPE_CHECKING:
     from facecnn.faces.detect import Face
@@ -72,7 +73,8 @@ class Service:
     def __init__(self, gallery: str | Path | None, model: Path | None, keys: KeyStore | None,
                  max_upload_mb: float, max_pixels: int, detector: str,
                  embedder: Embedder | None, max_queue: int,
-                 clusters: Path | None = None) -> None:
+                 clusters: Path | None = None,
+                 video_limits: VideoLimits | None = None) -> None:
         from facecnn.faces.detect import FaceDetector
 
         self.keys, self.max_pixels = keys, max_pixels
@@ -82,9 +84,7 @@ class Service:
 
             list_clusters(clusters)
         self.max_bytes = int(max_upload_mb * 2**20)
-        from facecnn.serve.video import VideoLimits
-
-        self.video_limits = VideoLimits()  # the longest video /v1/recognize takes
+        self.video_limits = video_limits or VideoLimits()  # the longest video upload
         self.admission = Admission(MODEL_THREADS + max_queue)
         self._threads = ThreadPoolExecutor(MODEL_THREADS, thread_name_prefix="facecnn-model")
         self._detecting, self._embedding = threading.Lock(), threading.Lock()

@@ -18,6 +18,7 @@ from facecnn.errors import FacecnnError
 from facecnn.faces.detectors import DEFAULT_DETECTOR
 from facecnn.serve.app import MAX_PIXELS, MAX_QUEUE, create_app
 from facecnn.serve.security import KeyStore
+from facecnn.serve.video import VideoLimits
 
 SETTINGS_ENV = "FACECNN_SERVE_SETTINGS"
 
@@ -36,6 +37,8 @@ class ServeSettings:
     embedder: str | None = None
     max_queue: int = MAX_QUEUE
     clusters: str | None = None
+    max_video_seconds: float = VideoLimits.seconds
+    max_video_frames: int = VideoLimits.frames
 
     def app(self) -> FastAPI:
         embedder = None
@@ -51,17 +54,19 @@ class ServeSettings:
         return create_app(self.gallery, path(self.model),
                           KeyStore.load(path(self.api_key_file)), self.max_upload_mb,
                           self.max_pixels, self.detector, embedder, self.max_queue,
-                          path(self.clusters))
+                          path(self.clusters),
+                          VideoLimits(self.max_video_seconds, self.max_video_frames))
 
     def _default_embedder(self) -> str | None:
         """dlib galleries are served by dlib's network in PyTorch: the same vectors, about
         3.5x the requests per second of dlib's own runtime (benchmarks/serve_load.py)."""
         from facecnn.faces.gallery import gallery_exists, open_gallery
+        from facecnn.faces.recognize import FASTER
 
         if self.gallery is None or not gallery_exists(self.gallery):
             return None  # create_app says what is missing
         with open_gallery(self.gallery) as gallery:
-            return "dlib_torch" if gallery.embedder == "dlib" else None
+            return FASTER.get(gallery.embedder)
 
     def new_gallery(self) -> str | None:
         """Create the gallery, empty, for --embedder or DEFAULT_EMBEDDER if it is missing, so
