@@ -123,6 +123,21 @@ def test_roi_align_crops_what_torchvision_crops(output_size: int, aligned: bool)
                                    atol=1e-5, rtol=0)
 
 
+def test_roi_align_in_float64_and_one_box_at_a_time_crops_what_torchvision_crops(
+        monkeypatch) -> None:
+    g = torch.Generator().manual_seed(5)
+    images = torch.rand(2, 3, 61, 90, generator=g, dtype=torch.float64) * 2
+    boxes = [roi_boxes(50, 61, 90, g).double(), roi_boxes(20, 61, 90, g).double()]
+    expected = tv.roi_align(images, boxes, 24, aligned=True)
+    crops = box_ops.roi_align(images, boxes, 24)
+    assert crops.dtype == torch.float64
+    torch.testing.assert_close(crops, expected, atol=1e-12, rtol=0)
+    images, boxes = images.float(), [b.float() for b in boxes]
+    monkeypatch.setattr(box_ops, "ROI_BUDGET", 1)  # every box in a batch of its own
+    torch.testing.assert_close(box_ops.roi_align(images, boxes, 24),
+                               tv.roi_align(images, boxes, 24, aligned=True), atol=1e-5, rtol=0)
+
+
 def test_importing_mtcnn_leaves_torchvision_unimported() -> None:
     code = "import facecnn.models.mtcnn, sys; assert 'torchvision' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

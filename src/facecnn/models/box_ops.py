@@ -7,13 +7,16 @@ same kept boxes in the same order, and the same crops to float rounding.
 
 from __future__ import annotations
 
+import math
+
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 NMS_BLOCK = 256  # boxes NMS settles together, at most
 NMS_PAIRS = 1 << 20  # box pairs NMS compares at once, at most: memory O(this), not O(n^2)
-ROI_BUDGET = 1 << 23  # float64 values RoIAlign samples at once: bounds memory on big boxes
+ROI_BUDGET = 1 << 23  # values RoIAlign reads and weighs at once: bounds memory on big boxes
+REGION_STEP = 2  # ratio of the box sides RoIAlign batches together: padding vs batches
+BLOCK = 8  # RoIAlign bins one band of pixels serves: wider re-reads less, multiplies more
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
@@ -126,9 +129,13 @@ def roi_align(input: Tensor, boxes: list[Tensor], output_size: int,
     side; a sample more than a pixel outside the image reads 0, one nearer reads the edge.
     `aligned` shifts boxes by half a pixel, as there; without it boxes are at least 1 x 1.
     MTCNN uses aligned=True; both are supported and tested. The sample positions are
-    torchvision's floats, clamped by its rules; `grid_sample` reads them in float64, so its
-    coordinate round trip costs nothing. Boxes go by image and sample grid, ROI_BUDGET
-    values at a time."""
+    torchvision's floats, clamped by its rules. A bilinear sample's weight is a row weight
+    times a column weight, so a bin's mean is separable: the rows first (BLOCK bins at a
+    time weigh the band of image rows their samples fall between, over the box's columns:
+    one small matrix product), then the columns of that the same way. That reads a box's
+    pixels about once, where sampling (torchvision, grid_sample) reads four per sample, and
+    runs in the input's dtype. Boxes go in batches of similar size (sides within
+    REGION_STEP), ROI_BUDGET values at a time."""
     channels, height, width = input.shape[1:]
     rois = torch.cat(boxes).to(input.dtype)
     image = torch.cat([torch.full((len(b),), i, device=input.device)
@@ -141,35 +148,99 @@ def roi_align(input: Tensor, boxes: list[Tensor], output_size: int,
         size = size.clamp(min=1)
     bin_size = size / output_size
     grids = torch.ceil(bin_size).clamp(min=0).long()  # samples per bin side; none: zeros
-    keys, group = torch.unique(torch.cat([image[:, None], grids], 1), dim=0,
-                               return_inverse=True)
-    source = input.double()
-    for g, (i, grid_x, grid_y) in enumerate(keys.tolist()):
-        if not grid_x or not grid_y:
-            continue
-        per_box = (channels + 2) * output_size ** 2 * grid_x * grid_y
-        for k in torch.nonzero(group == g)[:, 0].split(max(1, ROI_BUDGET // per_box)):
-            xs = _samples(start[k, 0], bin_size[k, 0], grid_x, output_size, width)
-            ys = _samples(start[k, 1], bin_size[k, 1], grid_y, output_size, height)
-            at = torch.stack(torch.broadcast_tensors(xs[:, None], ys[:, :, None]), 3)
-            # (1, C, n * bins * grid y, bins * grid x), zero outside the image
-            read = F.grid_sample(source[i:i + 1], at.flatten(0, 1)[None], align_corners=False)
-            bins = read.view(-1, grid_y, output_size * grid_x).sum(1).view(-1, grid_x) \
-                @ read.new_full((grid_x,), 1 / (grid_x * grid_y))  # each bin's mean
-            crops[k] = bins.view(channels, len(k), output_size, output_size).transpose(0, 1) \
-                .to(input.dtype)
+    # batches: boxes whose in-image extents fall in the same REGION_STEP classes
+    limits = torch.tensor([width, height], device=input.device)
+    extent = ((start + size).clamp(min=0).minimum(limits) - start.clamp(min=0).minimum(limits)
+              ).ceil().long() + 2
+    classes = (extent.clamp(min=1).log() / math.log(REGION_STEP)).long()
+    sampled = torch.nonzero((grids > 0).all(1))[:, 0]
+    keys, group = torch.unique(classes[sampled], dim=0, return_inverse=True)
+    pixels = input.permute(0, 2, 3, 1).contiguous().view(-1)  # (N, H, W, C), flat
+    for g in range(len(keys)):
+        members = sampled[group == g]
+        side = extent[members].amax(0).tolist()
+        per_box = channels * (side[0] + output_size) * (side[1] + output_size) * 2
+        for k in members.split(max(1, ROI_BUDGET // per_box)):
+            crops[k] = _crops(pixels, (height, width, channels), image[k], start[k],
+                              bin_size[k], grids[k], output_size)
     return crops
 
 
-def _samples(start: Tensor, bin_size: Tensor, grid: int, bins: int, limit: int
-             ) -> Tensor:
-    """Along one axis, the boxes' (boxes, bins * grid) sample positions, clamped to the image
-    as torchvision does (those it reads as 0 sent far outside), in float64 and normalized
-    for `grid_sample` (align_corners False, zero padding)."""
-    bin_index = torch.arange(bins, dtype=start.dtype, device=start.device)[:, None]
-    sub = torch.arange(grid, dtype=start.dtype, device=start.device) + 0.5
-    start, bin_size = start[:, None, None], bin_size[:, None, None]
+def _crops(pixels: Tensor, shape: tuple[int, int, int], image: Tensor, start: Tensor,
+           bin_size: Tensor, grids: Tensor, bins: int) -> Tensor:
+    """RoIAlign crops (k, C, bins, bins) of boxes with samples, from `pixels`: the images
+    (N, H, W, C) flattened. Weighs the row bands over the boxes' columns, then the column
+    bands of what that gave."""
+    height, width, channels = shape
+    count = len(start)
+    (col_first, col_weights), (row_first, row_weights) = _bands(start, bin_size, grids, bins,
+                                                                (width, height))
+    # the columns the boxes' column bands cover, from x0 on (moved inside the image)
+    x0 = col_first.amin(1)
+    cols = int((col_first.amax(1) + col_weights.shape[3] - x0).max())
+    x0 = x0.clamp(max=width - cols)
+    # a run of `cols` pixels starts at each pixel: the image rows over those columns
+    runs = pixels.as_strided((len(pixels) // channels - cols + 1, cols * channels),
+                             (channels, 1))
+    by_rows = _weigh(runs, image * height * width + x0, row_first, width, row_weights, bins)
+    # (k * cols, bins y * C): a box's columns, each with its bins' rows
+    by_rows = by_rows.reshape(count, bins, cols, channels).transpose(1, 2) \
+        .reshape(count * cols, bins * channels)
+    both = _weigh(by_rows, torch.arange(count, device=pixels.device) * cols - x0, col_first,
+                  1, col_weights, bins)
+    samples = (grids[:, 0] * grids[:, 1]).to(pixels.dtype)
+    return both.reshape(count, bins, bins, channels).permute(0, 3, 2, 1) \
+        / samples[:, None, None, None]
+
+
+def _weigh(table: Tensor, base: Tensor, first: Tensor, step: int, weights: Tensor,
+           bins: int) -> Tensor:
+    """(k, bins, run) weighted sums of `table`'s rows (runs): for box i's block j of bins,
+    the rows base[i] + (first[i, j] + t) * step, t < band, weighed by weights[i, j] (blocks,
+    bins per block, band)."""
+    count, blocks, per_block, band = weights.shape
+    at = base[:, None, None] + (first[:, :, None] + torch.arange(band, device=base.device)) \
+        * step
+    rows = table.index_select(0, at.flatten()).view(count * blocks, band, table.shape[1])
+    return (weights.view(count * blocks, per_block, band) @ rows) \
+        .view(count, blocks * per_block, -1)[:, :bins]
+
+
+def _bands(start: Tensor, bin_size: Tensor, grid: Tensor, bins: int,
+           limits: tuple[int, int]) -> list[tuple[Tensor, Tensor]]:
+    """Per axis (x, y: columns, rows), the pixels that each block of BLOCK bins weighs (a
+    band): the first (boxes, blocks) and the weights (boxes, blocks, BLOCK, band) of it and
+    the next ones, the sums of each bin's samples' bilinear weights, each sample placed,
+    clamped and weighed by torchvision's rules (one out of bounds weighs nothing); bands
+    as wide as the axis' widest, inside the image."""
+    per_block = min(BLOCK, bins)
+    blocks = -(-bins // per_block)
+    sub = torch.arange(int(grid.max()), device=start.device)
+    start, bin_size, grid = start[:, :, None, None], bin_size[:, :, None, None], \
+        grid[:, :, None, None]
+    bin_index = torch.arange(blocks * per_block, dtype=start.dtype, device=start.device)
+    bin_index = bin_index[:, None]
+    limit = torch.tensor(limits, device=start.device)[:, None, None]
     # the same operations in the same order as torchvision, for the same floats
-    at = start + bin_index * bin_size + sub * bin_size / grid
-    at = torch.where((at >= -1) & (at <= limit), at.clamp(0, limit - 1), -2.0 * limit - 2)
-    return ((2 * at.double() + 1) / limit - 1).flatten(1)
+    at = start + bin_index * bin_size + (sub + 0.5) * bin_size / grid  # (k, 2, bins, grid)
+    inside = (at >= -1) & (at <= limit) & (sub < grid) & (bin_index < bins)
+    at = at.clamp(min=0)
+    low = at.floor()
+    between = inside & (low < limit - 1)  # from the last pixel on, it alone is read
+    high_weight = torch.where(between, at - low, 0)
+    low_weight = torch.where(inside, 1 - high_weight, 0)
+    low = low.long().minimum(limit - 1)
+    by_block = (len(start), 2, blocks, -1)
+    first = torch.where(inside, low, limit).view(by_block).amin(3)
+    last = torch.where(inside, low + between.long(), -1).view(by_block).amax(3)
+    bands = []
+    for axis, band in enumerate((last - first).amax((0, 2)).clamp(min=0).add(1).tolist()):
+        axis_first = first[:, axis].clamp(max=limits[axis] - band)
+        axis_low = torch.where(inside[:, axis],
+                               low[:, axis] - axis_first.repeat_interleave(per_block, 1)[..., None],
+                               0)
+        weights = start.new_zeros((len(start), blocks * per_block, band))
+        weights.scatter_add_(2, axis_low, low_weight[:, axis])
+        weights.scatter_add_(2, axis_low + between[:, axis].long(), high_weight[:, axis])
+        bands.append((axis_first, weights.view(len(start), blocks, per_block, band)))
+    return bands
