@@ -240,3 +240,31 @@ def test_resume_continues_from_best_when_last_is_missing(tmp_path: Path) -> None
     rows = read_rows(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2] and rows[0] == first
     assert not stale.exists() and (run / "weights" / "last.pt").is_file()
+
+
+def test_atomic_writes_reach_the_disk_before_and_after_the_rename(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """A power cut after a rename that was not synced can leave an empty file under the final
+    name: the data is synced first, then the folder that holds the new name."""
+    from facecnn import fileio
+
+    events: list[tuple[str, str]] = []
+    fsync, replace = os.fsync, os.replace
+
+    def synced(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def renamed(src, dst) -> None:
+        events.append(("rename", str(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", synced)
+    monkeypatch.setattr(os, "replace", renamed)
+    target = tmp_path / "gallery.idx"
+    fileio.write_bytes_atomic(target, b"vectors")
+    assert target.read_bytes() == b"vectors"
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["fsync", "rename", "fsync"], events
+    assert events[0][1].startswith(str(tmp_path / ".gallery.idx."))  # the temporary's data
+    assert events[2][1] == str(tmp_path)  # then the folder's new entry

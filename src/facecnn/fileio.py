@@ -1,8 +1,10 @@
 """The one way facecnn replaces a file: write a hidden temporary beside it, then rename.
 
 A reader (or a crash, or kill -9) then sees the old file or the new one, never half of
-either. Temporaries carry the writer's process id, so two writers never share one and a
-later run can tell a dead writer's leftovers (`remove_stale_temps`) from a live one's.
+either; the file is fsynced before the rename and its folder after it, so a power cut cannot
+leave an empty file under the final name either. Temporaries carry the writer's process id,
+so two writers never share one and a later run can tell a dead writer's leftovers
+(`remove_stale_temps`) from a live one's.
 """
 
 from __future__ import annotations
@@ -37,12 +39,23 @@ def atomic_write(path: str | Path, write: Callable[[Path], None],
         if mode is not None:
             os.chmod(tmp, mode)
         write(tmp)
+        fsync_path(tmp)
         stat = os.stat(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_path(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     return stat
+
+
+def fsync_path(path: Path, flags: int = os.O_RDONLY) -> None:
+    """Flush a file's (or, with O_DIRECTORY, a folder's: its names) data to the disk."""
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
