@@ -47,8 +47,10 @@ async def _busy(request: Request, exc: GalleryBusy) -> JSONResponse:
 
 async def _unavailable(request: Request, exc: GalleryUnavailable) -> JSONResponse:
     """The gallery's database gone (stopped, restarting, the network down): the next request
-    connects again, so the server recovers by itself once it is back."""
-    return refusal(UploadError(503, str(exc), {"Retry-After": str(RETRY_AFTER_S)}))
+    connects again, so the server recovers by itself once it is back. Which database and why
+    go to the log, not to clients."""
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return refusal(UploadError(503, exc.public, {"Retry-After": str(RETRY_AFTER_S)}))
 
 
 def add_handlers(app: FastAPI) -> None:

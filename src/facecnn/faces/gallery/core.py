@@ -67,10 +67,6 @@ def gallery_location(value: str | Path) -> str:
     return _store_class(value).location_of(value) if is_database_url(value) else str(value)
 
 
-def _unpack(blobs: list[bytes], dim: int) -> np.ndarray:
-    return np.frombuffer(b"".join(blobs), dtype=_STORED).astype(np.float32).reshape(-1, dim)
-
-
 @dataclass
 class Rows:
     """Embedding rows in id order, read in one snapshot with the change counters of that
@@ -237,6 +233,17 @@ class Gallery:
             raise FacecnnError(f"{what} contain NaN or infinite values")
         return v
 
+    def _unpack(self, blobs: list[bytes]) -> np.ndarray:
+        """Stored vectors as an (N, dim) array; one line if any has the wrong length."""
+        size = self.dim * _STORED.itemsize
+        bad = sum(len(blob) != size for blob in blobs)
+        if bad:
+            raise FacecnnError(f"{self.location}: {bad} of the {len(blobs)} face vectors stored "
+                               f"are not {self.dim} float32 values ({size} bytes): was the "
+                               f"embeddings table edited by hand?")
+        vectors = np.frombuffer(b"".join(blobs), dtype=_STORED).astype(np.float32)
+        return vectors.reshape(-1, self.dim)
+
     @staticmethod
     def _person_id(db: Store, name: str) -> int:
         row = db.execute("SELECT id FROM people WHERE name = ?",
@@ -347,7 +354,7 @@ class Gallery:
             if len(rows) < parts:
                 raise FacecnnError(f"{name!r} has {len(rows)} faces: too few to split into "
                                    f"{parts}")
-            groups = _kmeans(_unpack([r[1] for r in rows], self.dim), parts, seed)
+            groups = _kmeans(self._unpack([r[1] for r in rows]), parts, seed)
             created = now()
             found = {name: [rows[i][2] for i in groups[0]]}
             for k, members in enumerate(groups[1:]):
@@ -399,7 +406,7 @@ class Gallery:
         index = {name: i for i, name in enumerate(names)}
         owners = np.array([index[name] for name, _ in rows], dtype=np.int64)
         order = np.argsort(owners, kind="stable")
-        return _unpack([blob for _, blob in rows], self.dim)[order], owners[order], names
+        return self._unpack([blob for _, blob in rows])[order], owners[order], names
 
     def identify(self, queries: np.ndarray, *, threshold: float | None = None,
                  mode: str = "nearest") -> list[Match]:
@@ -433,7 +440,7 @@ class Gallery:
                 "SELECT e.id, p.name, e.vector FROM embeddings e JOIN people p "
                 "ON p.id = e.person_id WHERE e.id > ? ORDER BY e.id", (after,)).fetchall()
         return Rows(version, rewritten, np.array([r[0] for r in rows], dtype=np.int64),
-                    _unpack([r[2] for r in rows], self.dim), [r[1] for r in rows])
+                    self._unpack([r[2] for r in rows]), [r[1] for r in rows])
 
     def calibrate(self, target_far: float = 0.01, cohort: np.ndarray | None = None) -> dict:
         """Choose and store a threshold by leave-one-out over the enrolled vectors and, given a

@@ -39,7 +39,14 @@ def statements(script: str) -> list[str]:
 
 class GalleryUnavailable(FacecnnError):
     """The gallery's database cannot be reached now (down, refused, wrong password): a server
-    answers 503 and tries again at the next request."""
+    answers 503 and tries again at the next request.
+
+    The message names the database (user, host, port) and libpq's reason, for whoever runs
+    facecnn (the CLI prints it, a server logs it); `public` is what a server answers, which
+    tells a client no more than that the database is out of reach.
+    """
+
+    public = "cannot reach the gallery database; try again shortly"
 
 
 class GalleryBusy(FacecnnError):
@@ -151,7 +158,7 @@ class Store(ABC):
                 raise
             finally:
                 self._depth = 0
-            self._end("COMMIT")
+            self._commit()
 
     def counters(self, *keys: str) -> list[int]:
         """Change counters from meta; 0 where missing (galleries made before they existed)."""
@@ -168,6 +175,10 @@ class Store(ABC):
             self.execute(sql)
         finally:
             self.in_transaction = False
+
+    def _commit(self) -> None:
+        """End a write transaction."""
+        self._end("COMMIT")
 
     def _rollback(self) -> None:
         with contextlib.suppress(GalleryUnavailable):  # gone: its transaction went with it
