@@ -4,10 +4,11 @@ to name. `facecnn gallery name` and the web page's Unnamed tab call these.
 
 Each edit holds the folder's lock (lock.py) around its read-modify-write of cache.npz and
 clusters.json, which are written atomically (fileio.py), and rewrites the folder at once: a
-named cluster_007 becomes people/dora/ (its crops moved, not cut again). A later `facecnn
-cluster` run keeps every decision: named clusters keep their names, dismissed ones stay
-hidden and keep the faces that join them. Clusters are referred to by number (cluster_007)
-or by folder name (dora).
+named cluster_007 becomes people/dora/ (its crops moved, not cut again; an edit killed
+half-way is finished by the next one or run, journal.py). A later `facecnn cluster` run
+keeps every decision: named clusters keep their names, dismissed ones stay hidden and keep
+the faces that join them. Clusters are referred to by number (cluster_007) or by folder name
+(dora).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@
     prepare_report.json            the crops' layout, as `prepare` writes it (enroll reads it)
     cache.npz                      the vector cache and cluster store (cache.py)
     .lock                          held by whoever writes the folder (lock.py)
+    .moves.json                    while files move to a cluster's new folder (journal.py)
 
 Nothing outside the folder is written, and the photos are only read. A rerun rewrites only
 the files it wrote itself (the cache lists them): a file of the user's in the way is left
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from facecnn.cluster import journal
 from facecnn.cluster.cache import LibraryCache
 from facecnn.cluster.groups import Group, document, make_groups
 from facecnn.cluster.lock import LOCK
@@ -49,13 +51,15 @@ CLUSTERS = "clusters.json"
 INDEX = "index.html"
 PHOTOS = ".photos"
 CROP = DLIB_CHIP
-OWN_FILES = frozenset({CACHE, CLUSTERS, INDEX, REPORT, LOCK})  # no cluster's folder may be one
+# no cluster's folder may be one of these
+OWN_FILES = frozenset({CACHE, CLUSTERS, INDEX, REPORT, LOCK, journal.JOURNAL})
 
 
 def check_out(out: Path) -> None:
     """Refuse, before any work, an --out that is a file or a folder of someone else's files."""
     if out.exists() and not out.is_dir():
         raise FacecnnError(f"--out {out} is a file: give a folder for the clusters")
+    remove_stale_temps(out)  # a first run killed while saving its cache left one
     if out.is_dir() and not (out / CACHE).is_file() and any(
             p.name != LOCK for p in out.iterdir()):  # a lock alone: a killed first run's
         raise FacecnnError(f"--out {out} holds files `facecnn cluster` did not write: give a "
@@ -110,14 +114,18 @@ def write_output(out: Path, cache: LibraryCache, groups: list[Group], copy: bool
     plan = _Plan(cache, groups)
     wanted, ours = plan.files(), set(cache.written)
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out)
-    blocked = sorted(f for f in wanted - ours if (out / f).exists() or (out / f).is_symlink())
+    for folder in {out, *((out / f).parent for f in ours | wanted)}:
+        remove_stale_temps(folder)  # what killed writers left half-written
+    recovered = journal.recover(out, ours)  # a killed rewrite's, before any file is judged
+    blocked = sorted(f for f in wanted - ours if os.path.lexists(out / f))
     mine = wanted - set(blocked)
-    moved = _move(out, ours - wanted, {f for f in mine if f not in ours})
-    for stale in sorted(ours - wanted - moved):  # a face gone from a cluster, a photo gone
+    moves = _moves(out, ours - wanted, mine - ours)
+    for stale in sorted(ours - wanted - set(moves)):  # a face gone from a cluster, a photo gone
         (out / stale).unlink(missing_ok=True)
+    journal.begin(out, moves)
     cache.written = sorted(mine)
     cache.save(out / CACHE)  # before writing: a killed run's files are still known as ours
+    journal.finish(out, moves)
     _cut_crops(out, {c: p for c, p in plan.crops.items()
                      if c in mine and not (out / c).exists()})
     for link, photo in plan.photos.items():
@@ -139,31 +147,30 @@ def write_output(out: Path, cache: LibraryCache, groups: list[Group], copy: bool
     for marker in plan.markers & mine:
         write_text_atomic(out / marker, "No person: facecnn enroll and train pass this folder "
                           "by.\n")
-    _remove_empty_folders(out, {Path(f).parts[0] for f in ours - wanted} - set(plan.members))
+    left = (ours - wanted) | set(recovered)
+    _remove_empty_folders(out, {Path(f).parts[0] for f in left} - set(plan.members))
     return blocked
 
 
-def _move(out: Path, stale: set[str], missing: set[str]) -> set[str]:
-    """Move our files of a cluster whose folder changed to where they are wanted now: a crop's
-    or photo link's name says which face or photo it holds, whatever folder it is in (so a
-    cluster named dora keeps its crops, even if its photos are out of reach now). Returns
-    the stale files moved."""
+def _moves(out: Path, stale: set[str], missing: set[str]) -> dict[str, str]:
+    """Which of our files of a cluster whose folder changed go where they are wanted now
+    (source -> target): a crop's or photo link's name says which face or photo it holds,
+    whatever folder it is in (so a cluster named dora keeps its crops, even if its photos are
+    out of reach now)."""
     def within(name: str) -> str | None:  # the name inside its cluster's folder
         parts = Path(name).parts
         return Path(*parts[1:]).as_posix() if len(parts) > 1 else None
 
     movable: dict[str, str] = {}
     for name in sorted(stale):
-        if within(name) and ((out / name).exists() or (out / name).is_symlink()):
+        if within(name) and os.path.lexists(out / name):
             movable.setdefault(within(name), name)
-    moved = set()
+    moves = {}
     for name in sorted(missing):
         source = movable.pop(within(name) or "", None)
-        if source is not None and not (out / name).exists() and not (out / name).is_symlink():
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(out / source, out / name)
-            moved.add(source)
-    return moved
+        if source is not None and not os.path.lexists(out / name):
+            moves[source] = name
+    return moves
 
 
 def _cut_crops(out: Path, crops: dict[str, tuple[str, tuple[float, ...]]]) -> None:
