@@ -12,8 +12,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from facecnn.progress import Reporter
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# Everything printed is data: names, paths and messages show as written ("[b]madonna" is
+# not a bold "madonna", "photo [1].jpg" and "me :smile:" keep their brackets and colons), so
+# the consoles read no markup or emoji codes; styled text is a rich Text.
+console = Console(soft_wrap=True, markup=False, emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
 
 
 def debugging() -> bool:
@@ -47,8 +50,8 @@ class RichReporter(Reporter):
         if self.quiet or not console.is_interactive:
             yield lambda n: None
             return
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn()]
+        columns = [TextColumn("{task.description}", markup=False), BarColumn(),
+                   MofNCompleteColumn(), TimeRemainingColumn()]
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task(description, total=total or None)
 

@@ -48,7 +48,7 @@ def main() -> None:
     except FacecnnError as exc:
         if debug:
             err_console.print_exception()
-        err_console.print(f"error: {exc}", highlight=False, markup=False)
+        err_console.print(f"error: {exc}", highlight=False)
         sys.exit(exc.exit_code)
     except Interrupted as exc:
         err_console.print(f"interrupted: saved {exc.run_dir}/weights/last.pt; continue with "
@@ -61,5 +61,5 @@ def main() -> None:
         if debug:
             err_console.print_exception()
         err_console.print(f"error: unexpected {type(exc).__name__}: {exc} (a facecnn bug; "
-                          "FACECNN_DEBUG=1 shows where)", highlight=False, markup=False)
+                          "FACECNN_DEBUG=1 shows where)", highlight=False)
         sys.exit(1)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 import typer
-from rich.markup import escape
 
 from facecnn.cli.options import (
     DETECTOR,
@@ -81,7 +80,7 @@ def cluster(
                             algorithm=algorithm, threshold=threshold, min_size=min_faces,
                             copy=copy, gallery=gallery, reporter=reporter_for(quiet or as_json))
     for name in report.left_alone:
-        err_console.print(escape(f"left alone (not written by facecnn): {out / name}"),
+        err_console.print(f"left alone (not written by facecnn): {out / name}",
                           highlight=False)
     if as_json:
         print(json.dumps({"out": str(out), "photos": report.photos,
@@ -96,11 +95,11 @@ def cluster(
     named = sum(1 for g in report.clusters if g.person)
     known = f", {named} of them named ({report.known} faces from the gallery now)" \
         if gallery is not None else ""
-    console.print(escape(f"{report.faces} faces in {report.photos} photos ({report.embedded} "
-                         f"embedded now, {len(report.no_face)} without a face): "
-                         f"{len(report.clusters)} clusters{known}, {report.unsorted} faces "
-                         f"unsorted (threshold {report.threshold:g}) -> {out / INDEX}, "
-                         f"{out / CLUSTERS}"), highlight=False)
+    console.print(f"{report.faces} faces in {report.photos} photos ({report.embedded} "
+                  f"embedded now, {len(report.no_face)} without a face): "
+                  f"{len(report.clusters)} clusters{known}, {report.unsorted} faces "
+                  f"unsorted (threshold {report.threshold:g}) -> {out / INDEX}, "
+                  f"{out / CLUSTERS}", highlight=False)
 
 
 def search(
@@ -150,7 +149,7 @@ def search(
         return
     table = Table("distance", "file", "box")
     for hit in hits:
-        table.add_row(f"{hit.distance:.4f}", escape(hit.file),
+        table.add_row(f"{hit.distance:.4f}", hit.file,
                       ", ".join(f"{v:.0f}" for v in hit.box))
     console.print(table)
 
@@ -171,7 +170,7 @@ def _search_gallery(face: Path, gallery: str, top: int, embedder: str | None,
         return
     table = Table("distance", "person", "source")
     for hit in hits:
-        table.add_row(f"{hit.distance:.4f}", escape(hit.person), escape(hit.source or ""))
+        table.add_row(f"{hit.distance:.4f}", hit.person, hit.source or "")
     console.print(table)
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from facecnn.cli.options import (
     DETECTOR,
@@ -68,7 +68,7 @@ def prepare(
     report = run_prepare(raw, out, finder, crop=layout, multi=multi, overwrite=overwrite,
                          reporter=reporter_for(quiet))
     for name in report.empty_folders:
-        err_console.print(f"empty person folder skipped: {escape(name)}", highlight=False)
+        err_console.print(f"empty person folder skipped: {name}", highlight=False)
     console.print(f"{report.faces_written} face crops written to {out} from {report.images} "
                   f"images; {len(report.no_face)} with no face, {len(report.multiple_faces)} "
                   f"with several, {len(report.unreadable)} unreadable, "
@@ -132,10 +132,11 @@ def enroll(
     for item in report.unreadable:
         err_console.print(f"unreadable: {item['file']} ({item['reason']})", highlight=False)
     added = {person: n for person, n in report.people.items() if n}
-    already = (f"; {len(report.already)} photos were already enrolled (nothing added for them)"
-               if report.already else "")
+    skipped = "".join(f"; {n} photos were {why} (nothing added for them)" for n, why in (
+        (len(report.already), "already enrolled"),
+        (report.by_another_run, "enrolled by another run meanwhile")) if n)
     console.print(f"enrolled {sum(added.values())} new faces of {len(added)} people into "
-                  f"{gallery_location(gallery)}{already}; threshold {report.threshold:.4f} "
+                  f"{gallery_location(gallery)}{skipped}; threshold {report.threshold:.4f} "
                   f"({report.threshold_source}){_expected(report.calibration)}", highlight=False)
 
 
@@ -247,21 +248,21 @@ def _print_recognized(found) -> None:
         for record in photos:
             names = ", ".join(f"{f['name']} ({f['score']:.2f})" for f in record["faces"])
             if "error" in record:
-                names = f"[red]unreadable: {escape(record['error'])}[/red]"
-            table.add_row(escape(record["file"]), names or "no face")
+                names = Text(f"unreadable: {record['error']}", style="red")
+            table.add_row(record["file"], names or "no face")
         console.print(table)
     if found.videos:
         crops = any(t["crop"] for t in found.tracks)
         table = Table("file", "track", "name", "score", "from (s)", "to (s)",
                       *["best crop"] * crops)
         for t in found.tracks:
-            table.add_row(escape(t["file"]), str(t["track"]), escape(t["name"]),
+            table.add_row(t["file"], str(t["track"]), t["name"],
                           f"{t['score']:.2f}", f"{t['first_time']:.2f}", f"{t['last_time']:.2f}",
-                          *[escape(t["crop"] or "")] * crops)
+                          *[t["crop"] or ""] * crops)
         console.print(table)
         for video in found.videos:
             dropped = f", {video.dropped} dropped (behind)" if video.dropped else ""
-            console.print(f"{escape(video.source)}: {len(video.tracks)} tracks in "
+            console.print(f"{video.source}: {len(video.tracks)} tracks in "
                           f"{video.frames_read} frames at {video.rate:.1f} frames/s{dropped}",
                           highlight=False)
 
@@ -362,7 +363,7 @@ def embed(
     result = embed_paths(inputs, pipeline, largest_only=largest_only,
                          reporter=reporter_for(quiet or as_json))
     for file, why in result.skipped.items():
-        err_console.print(escape(f"{file}: {why}"), highlight=False)
+        err_console.print(f"{file}: {why}", highlight=False)
     if not result.files:
         raise FacecnnError(f"no face found in any of the {len(result.skipped)} files; "
                            f"{out} not written")

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from facecnn.cli.options import GALLERY_VALUE, JSON
@@ -33,7 +32,7 @@ def gallery_list(gallery: str = GALLERY, as_json: bool = JSON) -> None:
     if as_json:
         print(json.dumps(info, indent=2))
         return
-    table = Table("person", "faces", title=f"{escape(where)} ({info['embedder']}, threshold "
+    table = Table("person", "faces", title=f"{where} ({info['embedder']}, threshold "
                   f"{info['threshold']})")
     for name, faces in people:
         table.add_row(name, str(faces))
@@ -89,9 +88,8 @@ def gallery_copy(source: str = typer.Argument(..., metavar="SRC", help=GALLERY_V
     from facecnn.faces.gallery import copy_gallery, gallery_location
 
     people, faces = copy_gallery(source, destination)
-    console.print(f"copied {people} people ({faces} faces) from "
-                  f"{escape(gallery_location(source))} to "
-                  f"{escape(gallery_location(destination))}", highlight=False)
+    console.print(f"copied {people} people ({faces} faces) from {gallery_location(source)} "
+                  f"to {gallery_location(destination)}", highlight=False)
 
 
 @gallery_app.command("name")
@@ -114,8 +112,7 @@ def gallery_name(gallery: str = typer.Argument(..., metavar="GALLERY", help=GALL
     if as_json:
         print(json.dumps({"cluster": cluster.name, "name": name, "added": added}))
         return
-    console.print(escape(f"{cluster.name} is {name}: {added} faces added to {name}"),
-                  highlight=False)
+    console.print(f"{cluster.name} is {name}: {added} faces added to {name}", highlight=False)
 
 
 @gallery_app.command("merge")
@@ -133,7 +130,7 @@ def gallery_merge(gallery: str = GALLERY, name: str = typer.Argument(..., help="
     if as_json:
         print(json.dumps({"name": name, "merged": others, "moved": moved}))
         return
-    console.print(escape(f"merged {', '.join(others)} into {name} ({moved} faces moved)"),
+    console.print(f"merged {', '.join(others)} into {name} ({moved} faces moved)",
                   highlight=False)
 
 
@@ -160,8 +157,7 @@ def gallery_split(gallery: str = GALLERY, name: str = typer.Argument(...),
         return
     table = Table("person", "faces", "sources")
     for person, sources in found.items():
-        table.add_row(escape(person), str(len(sources)),
-                      escape(", ".join(str(s) for s in sources)))
+        table.add_row(person, str(len(sources)), ", ".join(str(s) for s in sources))
     console.print(table)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from facecnn.cli.options import JSON
@@ -39,7 +38,7 @@ def _print_rows(rows: list[dict], columns: dict[str, str], as_json: bool) -> Non
     table = Table(*columns.values(), "model files (licence)")
     for row in rows:
         files = "; ".join(f"{m['file']} from {m['from']} ({m['licence']})" for m in row["models"])
-        table.add_row(*(escape(str(row[key])) for key in columns), escape(files))
+        table.add_row(*(str(row[key]) for key in columns), files)
     console.print(table)
 
 

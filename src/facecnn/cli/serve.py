@@ -38,6 +38,9 @@ def serve(
                                 "that many times more requests; the gallery is shared)."),
     max_queue: int = typer.Option(32, min=0, help="Model requests each process holds beyond "
                                   "the two it works on; more get 503 with Retry-After."),
+    upload_timeout: float = typer.Option(60.0, min=0.1, help="Seconds a client may take to "
+                                         "send its request body (408 after; a slow upload "
+                                         "never holds a place in the model queue)."),
     clusters: Optional[Path] = typer.Option(None, metavar="DIR", help="A `facecnn cluster` "
                                             "--out folder: the page's Unnamed tab names "
                                             "(into --gallery), merges and dismisses its "
@@ -63,10 +66,10 @@ def serve(
     where = gallery if gallery is None or is_database_url(gallery) else text(Path(gallery))
     settings = ServeSettings(where, text(model), text(api_key_file), max_upload_mb,
                              max_pixels, detector, embedder, max_queue, text(clusters),
-                             max_video_seconds, max_video_frames)
+                             max_video_seconds, max_video_frames, upload_timeout)
     made_for = settings.new_gallery() if gallery is not None else None
     if made_for is not None:
-        console.print(f"created the empty gallery {escape(gallery_location(gallery))} "
+        console.print(f"created the empty gallery {gallery_location(gallery)} "
                       f"({made_for}): enrol people with POST /v1/people/NAME or on the web "
                       "page", highlight=False)
     if workers == 1:

@@ -10,6 +10,7 @@ from typing import Any, Callable, List, Optional, get_type_hints
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from facecnn.cli.options import BATCH_SIZE, DEVICE, JSON, NAME, PROJECT, QUIET
 from facecnn.config import TrainConfig
@@ -151,8 +152,8 @@ def demo(
     trainer = Trainer(cfg, reporter_for(quiet))
     trainer.fit()
     accuracy = trainer.metrics["test"]["accuracy"]
-    console.print(f"[bold]MNIST-5k held-out test accuracy: {accuracy:.4f}[/bold] "
-                  f"({len(trainer.data.test)} images never trained on)")
+    console.print(Text.assemble((f"MNIST-5k held-out test accuracy: {accuracy:.4f}", "bold"),
+                                f" ({len(trainer.data.test)} images never trained on)"))
 
 
 def register(app: typer.Typer) -> None:

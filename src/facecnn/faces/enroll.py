@@ -32,6 +32,8 @@ from facecnn.progress import Reporter
 class EnrollReport:
     people: dict[str, int] = field(default_factory=dict)  # person -> faces added now
     already: dict[str, str] = field(default_factory=dict)  # photo -> who it is enrolled as
+    # photos this run embedded that another enroll of them wrote first: found, not lost
+    by_another_run: int = 0
     no_face: list[str] = field(default_factory=list)
     unreadable: list[dict[str, str]] = field(default_factory=list)
     empty_folders: list[str] = field(default_factory=list)
@@ -76,6 +78,7 @@ def enroll(folder: Path, gallery_path: str | Path, embedder: Embedder,
         for person, (vectors, sources, digests) in found.items():
             # fewer than given only when another enroll wrote the same photos meanwhile
             report.people[person] = gallery.add(person, np.stack(vectors), sources, digests)
+            report.by_another_run += len(vectors) - report.people[person]
         _choose_threshold(gallery, embedder, threshold, calibrate, far, report, reporter)
     return report
 
