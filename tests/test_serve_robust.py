@@ -4,10 +4,11 @@ gallery locked by another process, a threshold calibrated after start, a crash l
 
 from __future__ import annotations
 
+import io
+import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -17,13 +18,15 @@ from typing import Iterator
 
 import httpx
 import pytest
+from PIL import Image
 
 from facecnn.faces.embedders.dlib import DlibEmbedder
 from facecnn.faces.gallery import UNKNOWN, Gallery, match
-from helpers import free_port, invoke_cli, serving, write_photos
+from helpers import canvas, free_port, invoke_cli, serving, write_photos
 from test_serve import ADMIN, READER, jpeg
 
 MAX_QUEUE = 1
+UPLOAD_TIMEOUT = 3  # seconds
 CAPACITY = 2 + MAX_QUEUE  # the server's two model threads, plus its queue
 MB = 2**20
 
@@ -57,7 +60,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (root / "keys.txt").write_text(f"{ADMIN} admin\n{READER} read\n")
     gallery = root / "new.db"
     with serve_as_user(["--detector", "hog", "--gallery", str(gallery), "--api-key-file",
-                        str(root / "keys.txt"),
+                        str(root / "keys.txt"), "--upload-timeout", str(UPLOAD_TIMEOUT),
                         "--max-upload-mb", "1", "--max-queue", str(MAX_QUEUE)],
                        root) as (port, out, err):
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
@@ -147,38 +150,92 @@ def test_a_chunked_upload_over_the_limit_is_cut_off(server: Server) -> None:
     assert sum(sent) < 32 * MB
 
 
-def test_a_full_queue_answers_503_while_healthz_answers_at_once(server: Server) -> None:
-    """CAPACITY uploads held open fill the server; the next gets 503 with Retry-After, and
-    the held ones are answered once they finish."""
-    body, content_type = multipart(jpeg("s2", 5))
-    release = threading.Event()
+def big_jpeg() -> bytes:
+    """A photo whose detection takes a while (about 9 MP), in well under the 1 MB limit."""
+    buffer = io.BytesIO()
+    Image.fromarray(canvas("s2", 5, side=3000)).save(buffer, "JPEG", quality=50)
+    assert len(buffer.getvalue()) < MB
+    return buffer.getvalue()
 
-    def held() -> Iterator[bytes]:
-        yield body[:200]
-        release.wait(60)
-        yield body[200:]
 
-    def post_held(_: int) -> httpx.Response:
-        return server.client.post("/v1/recognize", content=held(), headers={
-            "x-api-key": READER, "content-type": content_type})
+def in_flight(server: Server) -> int:
+    return server.client.get("/healthz", headers={"x-api-key": READER},
+                             timeout=5).json()["in_flight"]
 
-    def in_flight() -> int:
-        return server.client.get("/healthz", headers={"x-api-key": READER},
-                                 timeout=5).json()["in_flight"]
+
+def test_a_full_queue_answers_503_while_writes_keep_their_share(server: Server) -> None:
+    """CAPACITY slow recognitions fill the server: the next gets 503 with Retry-After, while
+    an enrolment is still taken and every held one is answered once its turn comes."""
+    photo = big_jpeg()
+
+    def slow(_: int) -> httpx.Response:
+        return server.client.post("/v1/recognize", headers={"x-api-key": READER},
+                                  files={"image": ("big.jpg", photo)})
 
     with ThreadPoolExecutor(CAPACITY) as pool:
-        try:
-            answers = pool.map(post_held, range(CAPACITY))
-            deadline = time.time() + 30
-            while in_flight() < CAPACITY and time.time() < deadline:
-                time.sleep(0.05)
-            refused = recognize(server, "s2", 6)
-        finally:
-            release.set()
+        answers = pool.map(slow, range(CAPACITY))
+        deadline = time.time() + 60
+        while in_flight(server) < CAPACITY and time.time() < deadline:
+            time.sleep(0.02)
+        refused = recognize(server, "s2", 6)
+        enrolled = enrol(server, "dora", "s6", range(1, 3))
         assert [a.status_code for a in answers] == [200] * CAPACITY
     assert refused.status_code == 503 and refused.headers["retry-after"]
     assert "busy" in refused.json()["detail"]
-    assert in_flight() == 0
+    assert enrolled.status_code == 200, enrolled.text
+    assert in_flight(server) == 0
+
+
+def test_slow_uploads_hold_no_place_in_the_queue(server: Server) -> None:
+    """Twice CAPACITY clients dribble their uploads: real requests are answered meanwhile,
+    and each dribbler gets 408 once --upload-timeout has passed."""
+    body, content_type = multipart(jpeg("s2", 5))
+
+    def dribble(_: int) -> httpx.Response:
+        def chunks() -> Iterator[bytes]:
+            for byte in range(len(body)):
+                yield body[byte:byte + 1]
+                time.sleep(1)
+        return server.client.post("/v1/recognize", content=chunks(), headers={
+            "x-api-key": READER, "content-type": content_type})
+
+    with ThreadPoolExecutor(2 * CAPACITY) as pool:
+        slow = [pool.submit(dribble, i) for i in range(2 * CAPACITY)]
+        time.sleep(1)
+        for index in (6, 7, 8):
+            assert recognize(server, "s2", index).status_code == 200
+        timed_out = [future.result() for future in slow]
+    assert [a.status_code for a in timed_out] == [408] * 2 * CAPACITY
+    assert "--upload-timeout" in timed_out[0].json()["detail"]
+
+
+def raw_request(port: int, head: str, body: bytes) -> None:
+    """Send a request's head and part of its body, then hang up without reading."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(head.encode() + b"\r\n\r\n" + body)
+
+
+@pytest.mark.parametrize("key", [None, READER], ids=["refused", "admitted"])
+def test_a_client_that_hangs_up_mid_body_stalls_nothing(server: Server, key: str | None) -> None:
+    """Content-Length 1000, 10 bytes, gone: refused (401) or read, the server lets go of it
+    and keeps answering."""
+    for _ in range(3):
+        raw_request(server.port, "\r\n".join([
+            "POST /v1/recognize HTTP/1.1", "Host: 127.0.0.1", "Content-Length: 1000",
+            "Content-Type: multipart/form-data; boundary=x", *([f"x-api-key: {key}"] if key
+                                                               else [])]), b"0123456789")
+    for _ in range(3):
+        assert server.client.get("/healthz", timeout=10).status_code == 200
+    assert recognize(server, "s1", 3).status_code == 200
+    assert in_flight(server) == 0
+
+
+def test_a_postscript_upload_is_not_an_image(server: Server) -> None:
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n{ } loop\n"
+    answer = server.client.post("/v1/recognize", headers={"x-api-key": READER},
+                                files={"image": ("holiday.jpg", eps)})
+    assert answer.status_code == 415 and "not an image" in answer.json()["detail"]
+    assert recognize(server, "s1", 3).status_code == 200
 
 
 def test_a_locked_gallery_is_503_and_holds_up_nothing_else(server: Server) -> None:

@@ -20,7 +20,7 @@ from facecnn.serve.guard import Guard
 from facecnn.serve.routes import ROUTERS
 from facecnn.serve.routes.health import STATIC
 from facecnn.serve.security import KeyStore
-from facecnn.serve.service import Service
+from facecnn.serve.service import UPLOAD_TIMEOUT_S, Service
 from facecnn.serve.video import VideoLimits
 
 if TYPE_CHECKING:
@@ -35,12 +35,14 @@ def create_app(gallery: str | Path | None = None, model: Path | None = None,
                max_pixels: int = MAX_PIXELS, detector: str = DEFAULT_DETECTOR,
                embedder: Embedder | None = None, max_queue: int = MAX_QUEUE,
                clusters: Path | None = None,
-               video_limits: VideoLimits | None = None) -> FastAPI:
+               video_limits: VideoLimits | None = None,
+               upload_timeout: float = UPLOAD_TIMEOUT_S) -> FastAPI:
     """The app; `gallery` a SQLite path or a postgresql:// URL, `embedder` (an Embedder)
     searches the gallery instead of the one that made it, `clusters` a `facecnn cluster`
-    output folder for the page's Unnamed tab, `video_limits` the longest video upload."""
+    output folder for the page's Unnamed tab, `video_limits` the longest video upload,
+    `upload_timeout` the most seconds a client may take to send its body."""
     service = Service(gallery, model, keys, max_upload_mb, max_pixels, detector, embedder,
-                      max_queue, clusters, video_limits or VideoLimits())
+                      max_queue, clusters, video_limits or VideoLimits(), upload_timeout)
     app = FastAPI(title="facecnn", description="Face recognition with convolutional networks.")
     app.state.service = service
     add_handlers(app)

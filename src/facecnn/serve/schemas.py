@@ -15,7 +15,8 @@ class Health(BaseModel):
     gallery: bool | None = Field(None, description="Serving a gallery (callers with a key).")
     classifier: bool | None = Field(None, description="Serving a classifier (with a key).")
     in_flight: int | None = Field(None, description="Model requests this process holds now.")
-    capacity: int | None = Field(None, description="Beyond this many, requests get 503.")
+    capacity: int | None = Field(None, description="Beyond this many recognitions waiting, "
+                                 "requests get 503 (enrolments have a share of their own).")
     gallery_version: int | None = Field(None, description="The gallery's change count its "
                                                           "search index is current with.")
 

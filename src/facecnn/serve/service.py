@@ -3,9 +3,11 @@ model work runs in.
 
 Model work (decoding, detection, embedding, classification) runs in MODEL_THREADS threads,
 never on the event loop, so /healthz and every refusal answer while the models are busy; at
-most `Admission.capacity` requests wait for them, the rest get 503. dlib's network is not safe
-to call from two threads at once, so each model has its own lock: one request's detection
-overlaps another's embedding, and nothing else ever waits on them.
+most `Admission.capacity` requests wait for them, the rest get 503. Writes (enrolments,
+cluster edits) run in a thread of their own and wait in a share of their own, so they take
+turns at the models with the recognitions instead of queueing behind all of them. dlib's
+network is not safe to call from two threads at once, so each model has its own lock: one
+request's detection overlaps another's embedding, and nothing else ever waits on them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from facecnn.inference.base import Prediction
 
 MODEL_THREADS = 2  # one per model stage: a detection and an embedding run at once
+WRITE_SHARE = 8  # enrolments and cluster edits held at once, beside the recognitions
+UPLOAD_TIMEOUT_S = 60.0  # the most a client may take to send its body (then 408)
 BUSY_TIMEOUT_S = 2.0  # the most a request waits for the gallery's write lock (then 503)
 RETRY_AFTER_S = 1
 T = TypeVar("T")
@@ -44,21 +48,28 @@ class Upload:
 
 
 class Admission:
-    """How many model requests this process holds at once (reading their upload, waiting for
-    a thread, running): beyond `capacity` a request is refused with 503 and Retry-After
-    instead of queueing without bound. Only the event loop counts, so no lock is needed."""
+    """How many model requests this process holds at once (waiting for a thread, running), in
+    two shares: recognitions ("read") and enrolments or cluster edits ("write"), each refused
+    with 503 and Retry-After beyond its capacity instead of queueing without bound, so that a
+    flood of one never shuts out the other. Only the event loop counts, so no lock is needed.
+    A request is admitted once its whole body has arrived (serve/guard.py)."""
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity, self.in_flight = capacity, 0
+    def __init__(self, capacity: int, writes: int = WRITE_SHARE) -> None:
+        self.capacity = {"read": capacity, "write": writes}
+        self.waiting = {"read": 0, "write": 0}
 
-    def enter(self) -> None:
-        if self.in_flight >= self.capacity:
-            raise UploadError(503, f"busy: {self.in_flight} requests in progress; try again "
-                                   "shortly", {"Retry-After": str(RETRY_AFTER_S)})
-        self.in_flight += 1
+    @property
+    def in_flight(self) -> int:
+        return sum(self.waiting.values())
 
-    def leave(self) -> None:
-        self.in_flight -= 1
+    def enter(self, share: str) -> None:
+        if self.waiting[share] >= self.capacity[share]:
+            raise UploadError(503, f"busy: {self.waiting[share]} requests in progress; try "
+                                   "again shortly", {"Retry-After": str(RETRY_AFTER_S)})
+        self.waiting[share] += 1
+
+    def leave(self, share: str) -> None:
+        self.waiting[share] -= 1
 
 
 class Service:
@@ -74,7 +85,8 @@ class Service:
                  max_upload_mb: float, max_pixels: int, detector: str,
                  embedder: Embedder | None, max_queue: int,
                  clusters: Path | None = None,
-                 video_limits: VideoLimits | None = None) -> None:
+                 video_limits: VideoLimits | None = None,
+                 upload_timeout: float = UPLOAD_TIMEOUT_S) -> None:
         from facecnn.faces.detect import FaceDetector
 
         self.keys, self.max_pixels = keys, max_pixels
@@ -83,10 +95,11 @@ class Service:
             from facecnn.cluster.edits import list_clusters
 
             list_clusters(clusters)
-        self.max_bytes = int(max_upload_mb * 2**20)
+        self.max_bytes, self.upload_timeout = int(max_upload_mb * 2**20), upload_timeout
         self.video_limits = video_limits or VideoLimits()  # the longest video upload
         self.admission = Admission(MODEL_THREADS + max_queue)
         self._threads = ThreadPoolExecutor(MODEL_THREADS, thread_name_prefix="facecnn-model")
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="facecnn-write")
         self._detecting, self._embedding = threading.Lock(), threading.Lock()
         self._classifying = threading.Lock()
         self.detector = FaceDetector(detector)
@@ -118,6 +131,11 @@ class Service:
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """`work(*args)` in one of the model threads, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._threads,
+                                                                partial(work, *args))
+
+    async def write(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)`, a change to the gallery or its clusters, in the writes' thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer,
                                                                 partial(work, *args))
 
     def detect(self, upload: Upload) -> list[Face]:

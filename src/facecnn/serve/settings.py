@@ -18,6 +18,7 @@ from facecnn.errors import FacecnnError
 from facecnn.faces.detectors import DEFAULT_DETECTOR
 from facecnn.serve.app import MAX_PIXELS, MAX_QUEUE, create_app
 from facecnn.serve.security import KeyStore
+from facecnn.serve.service import UPLOAD_TIMEOUT_S
 from facecnn.serve.video import VideoLimits
 
 SETTINGS_ENV = "FACECNN_SERVE_SETTINGS"
@@ -39,6 +40,7 @@ class ServeSettings:
     clusters: str | None = None
     max_video_seconds: float = VideoLimits.seconds
     max_video_frames: int = VideoLimits.frames
+    upload_timeout: float = UPLOAD_TIMEOUT_S
 
     def app(self) -> FastAPI:
         embedder = None
@@ -55,7 +57,8 @@ class ServeSettings:
                           KeyStore.load(path(self.api_key_file)), self.max_upload_mb,
                           self.max_pixels, self.detector, embedder, self.max_queue,
                           path(self.clusters),
-                          VideoLimits(self.max_video_seconds, self.max_video_frames))
+                          VideoLimits(self.max_video_seconds, self.max_video_frames),
+                          self.upload_timeout)
 
     def _default_embedder(self) -> str | None:
         """dlib galleries are served by dlib's network in PyTorch: the same vectors, about

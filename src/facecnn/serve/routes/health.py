@@ -30,5 +30,5 @@ async def healthz(role: str | None = Depends(caller),
         return Health()
     return Health(gallery=served.recognizer is not None,
                   classifier=served.classifier is not None,
-                  in_flight=served.admission.in_flight, capacity=served.admission.capacity,
+                  in_flight=served.admission.in_flight, capacity=served.admission.capacity["read"],
                   gallery_version=served.gallery_version())
