@@ -9,6 +9,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from facecnn.data.decode import read_image
+
 THUMB = 96  # pixels per face on a sheet
 COLUMNS = 8
 MAX_FACES = 64  # a sheet shows the best faces of a bigger cluster, and says how many more
@@ -23,8 +25,10 @@ def contact_sheet(title: str, crops: list[Path], total: int) -> bytes:
     more = f" (best {len(shown)} shown)" if total > len(shown) else ""
     ImageDraw.Draw(sheet).text((6, 6), f"{title}: {total} faces{more}", fill=(20, 20, 20))
     for k, crop in enumerate(shown):
-        with Image.open(crop) as face:
-            thumb = face.convert("RGB").resize((THUMB, THUMB), Image.Resampling.BILINEAR)
+        try:
+            thumb = Image.fromarray(read_image(crop, size=THUMB))
+        except ValueError:  # a crop replaced by something else: its tile stays blank
+            continue
         sheet.paste(thumb, ((k % COLUMNS) * THUMB, TITLE + (k // COLUMNS) * THUMB))
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
