@@ -65,7 +65,8 @@ def test_ensemble_of_a_run_with_itself_is_that_run(runs: tuple[Path, Path],
     run = runs[0]
     out, metrics = ensemble([run, run], "digits", device="cpu", project=str(tmp_path))
     probs, labels = _member_probabilities(run)
-    assert np.allclose(np.load(out / "probabilities.npy"), probs, atol=1e-6)
+    assert np.allclose(np.load(out / "probabilities.npy"), probs, atol=1e-4)  # float32 sums
+    # differ with the batch size (2e-5 seen), not with the ensemble
     assert metrics["accuracy"] == metrics["members"][0]["accuracy"]
     assert metrics["accuracy"] == pytest.approx(float((probs.argmax(1) == labels).mean()))
     classes = Predictor.load(run, "cpu").classes
@@ -82,7 +83,7 @@ def test_ensemble_of_two_runs_writes_everything(runs: tuple[Path, Path],
     assert metrics["weights"] == [0.25, 0.75]
     probs = np.load(out / "probabilities.npy")
     assert probs.dtype == np.float32 and probs.shape == (len(labels), 10)
-    assert np.allclose(probs, 0.25 * p1 + 0.75 * p2, atol=1e-6)
+    assert np.allclose(probs, 0.25 * p1 + 0.75 * p2, atol=1e-4)
     assert not np.allclose(probs, 0.5 * p1 + 0.5 * p2, atol=1e-4)
 
     for member, run, p in zip(metrics["members"], runs, (p1, p2)):
