@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import List, Optional
 
 import typer
 
@@ -20,13 +20,12 @@ from facecnn.cli.options import (
     QUIET,
     UPSAMPLE,
     WORKERS,
-    detector_from_flags,
-    embedder_from_flags,
     embedder_option,
     gallery_option,
 )
 from facecnn.cluster.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from facecnn.errors import FacecnnError
+from facecnn.faces.config import PipelineConfig
 from facecnn.faces.embedders import DEFAULT_EMBEDDER
 from facecnn.terminal import console, err_console, reporter_for
 
@@ -34,13 +33,10 @@ THRESHOLD = typer.Option(None, help="Distance under which two faces are one pers
                          "the embedder's, e.g. dlib's 0.6).")
 
 
-def _pipeline(detector: str, landmarks: str, upsample: int, min_size: int, embedder: str,
-              flip: bool, batch_size: int, device: str, workers: int | None):
+def _pipeline(config: PipelineConfig):
     from facecnn.faces.pipeline import FacePipeline
 
-    return FacePipeline(detector_from_flags(detector, upsample, min_size, device, landmarks),
-                        embedder_from_flags(embedder, landmarks, flip=flip, batch_size=batch_size,
-                                  device=device), workers)
+    return FacePipeline.from_config(config)
 
 
 def cluster(
@@ -75,8 +71,10 @@ def cluster(
 
     ALGORITHMS.get(algorithm)
     check_out(out)  # before any model loads
-    report = cluster_photos(photos, out, _pipeline(detector, landmarks, upsample, min_size,
-                                                   embedder, flip, batch_size, device, workers),
+    config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
+                            min_size=min_size, embedder=embedder, flip=flip,
+                            batch_size=batch_size, device=device, workers=workers)
+    report = cluster_photos(photos, out, _pipeline(config),
                             algorithm=algorithm, threshold=threshold, min_size=min_faces,
                             copy=copy, gallery=gallery, reporter=reporter_for(quiet or as_json))
     for name in report.left_alone:
@@ -127,22 +125,22 @@ def search(
 ) -> None:
     """The faces nearest to a face, nearest first: in a photo library (file, box, distance)
     or among a gallery's enrolled faces (person, source, distance)."""
-    from functools import partial
-
     if (not inputs) == (gallery is None):
         raise FacecnnError("give exactly one of --in PHOTOS and --gallery DB")
     if gallery is not None and cache is not None:
         raise FacecnnError("--cache is the --in library's: a gallery is searched by its index")
-    pipeline = partial(_pipeline, detector, landmarks, upsample, min_size, flip=flip,
-                       batch_size=batch_size, device=device, workers=workers)
+    config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
+                            min_size=min_size, embedder=embedder, flip=flip,
+                            batch_size=batch_size, device=device, workers=workers)
     if gallery is not None:
-        _search_gallery(face, gallery, top, embedder, pipeline, as_json)
+        _search_gallery(face, gallery, top, config, as_json)
         return
     from rich.table import Table
 
     from facecnn.cluster.search import search_faces
 
-    hits = search_faces(face, inputs, pipeline(embedder=embedder or DEFAULT_EMBEDDER), top=top,
+    hits = search_faces(face, inputs, _pipeline(config.but(embedder=embedder or DEFAULT_EMBEDDER)),
+                        top=top,
                         cache=cache, reporter=reporter_for(quiet or as_json))
     if as_json:
         print(json.dumps([hit.as_dict() for hit in hits], indent=2))
@@ -154,8 +152,8 @@ def search(
     console.print(table)
 
 
-def _search_gallery(face: Path, gallery: str, top: int, embedder: str | None,
-                    pipeline: Callable[..., Any], as_json: bool) -> None:
+def _search_gallery(face: Path, gallery: str, top: int, config: PipelineConfig,
+                    as_json: bool) -> None:
     """search --gallery: with the gallery's embedder unless --embedder says otherwise."""
     from rich.table import Table
 
@@ -163,7 +161,8 @@ def _search_gallery(face: Path, gallery: str, top: int, embedder: str | None,
     from facecnn.faces.gallery import open_gallery
 
     with open_gallery(gallery) as enrolled:
-        hits = search_gallery(face, enrolled, pipeline(embedder=embedder or enrolled.embedder),
+        hits = search_gallery(face, enrolled,
+                              _pipeline(config.but(embedder=config.embedder or enrolled.embedder)),
                               top)
     if as_json:
         print(json.dumps([hit.as_dict() for hit in hits], indent=2))

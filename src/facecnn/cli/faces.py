@@ -26,19 +26,13 @@ from facecnn.cli.options import (
     SAME_VECTORS,
     UPSAMPLE,
     WORKERS,
-    detector_from_flags,
     detector_option,
-    embedder_from_flags,
     embedder_option,
     gallery_option,
 )
 from facecnn.errors import FacecnnError
+from facecnn.faces.config import PipelineConfig
 from facecnn.terminal import console, err_console, reporter_for
-
-
-def _gallery_embedder(name: str | None, device: str):
-    """The embedder a gallery is searched with when the user names one (else the gallery's)."""
-    return None if name is None else embedder_from_flags(name, device=device)
 
 
 def prepare(
@@ -60,13 +54,15 @@ def prepare(
 ) -> None:
     """Find, align and crop every face; lists photos with no face or several faces."""
     from facecnn.faces.crops import describe
+    from facecnn.faces.detect import FaceDetector
     from facecnn.faces.prepare import REPORT
     from facecnn.faces.prepare import prepare as run_prepare
 
     layout = _prepare_crop(crop, size, margin)
-    finder = detector_from_flags(detector, upsample, min_size, landmarks=landmarks)
-    report = run_prepare(raw, out, finder, crop=layout, multi=multi, overwrite=overwrite,
-                         reporter=reporter_for(quiet))
+    config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
+                            min_size=min_size)
+    report = run_prepare(raw, out, FaceDetector.from_config(config), crop=layout, multi=multi,
+                         overwrite=overwrite, reporter=reporter_for(quiet))
     for name in report.empty_folders:
         err_console.print(f"empty person folder skipped: {name}", highlight=False)
     console.print(f"{report.faces_written} face crops written to {out} from {report.images} "
@@ -116,15 +112,18 @@ def enroll(
     quiet: bool = QUIET,
 ) -> None:
     """Embed every person's photos into a gallery (no training) and calibrate 'unknown'."""
+    from facecnn.faces import embedders
+    from facecnn.faces.detect import FaceDetector
     from facecnn.faces.enroll import enroll as run_enroll
     from facecnn.faces.gallery import gallery_location
 
-    reporter = reporter_for(quiet)
-    report = run_enroll(faces, gallery, embedder_from_flags(embedder, landmarks, flip=flip,
-                                                            jitter=jitter, batch_size=batch_size),
-                        detector_from_flags(detector, upsample, min_size, landmarks=landmarks),
+    config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
+                            min_size=min_size, embedder=embedder, flip=flip, jitter=jitter,
+                            batch_size=batch_size, workers=workers)
+    report = run_enroll(faces, gallery, embedders.from_config(config),
+                        FaceDetector.from_config(config),
                         threshold=threshold, calibrate=calibrate, far=far, workers=workers,
-                        reporter=reporter)
+                        reporter=reporter_for(quiet))
     for folder in report.empty_folders:
         err_console.print(f"empty person folder skipped: {folder}", highlight=False)
     for file in report.no_face:
@@ -189,6 +188,8 @@ def recognize(
     from contextlib import nullcontext
 
     from facecnn.data.folders import expand_inputs
+    from facecnn.faces import embedders
+    from facecnn.faces.detect import FaceDetector
     from facecnn.faces.recognize import Recognizer
     from facecnn.faces.sources import recognize_inputs, recognize_live
     from facecnn.video import EventLog, TrackingOptions
@@ -202,11 +203,13 @@ def recognize(
     if live is not None and len(inputs or []) > (camera is None):
         raise FacecnnError("a camera or stream is recognized on its own: give no other inputs")
     files = [] if live is not None else expand_inputs([Path(p) for p in inputs])
+    config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
+                            min_size=min_size, embedder=embedder, device=device,
+                            workers=workers)
     recognizer = Recognizer(gallery=gallery, model=model, threshold=threshold, mode=mode,
                             min_confidence=min_confidence, device=device, workers=workers,
-                            detector=detector_from_flags(detector, upsample, min_size, device,
-                                                         landmarks),
-                            embedder=_gallery_embedder(embedder, device),
+                            detector=FaceDetector.from_config(config),
+                            embedder=embedders.from_config(config) if embedder else None,
                             fast=live is not None or any(map(is_video, files)))
     options = TrackingOptions(every=every)
     with EventLog(events) if events is not None else nullcontext() as log:
@@ -296,18 +299,20 @@ def verify(
     """Same person? For two photos, or the LFW 10-fold protocol with --pairs and --root."""
     from contextlib import nullcontext
 
+    from facecnn.faces import embedders
     from facecnn.faces.embedders import DEFAULT_EMBEDDER
     from facecnn.faces.gallery import open_gallery
     from facecnn.faces.pipeline import FacePipeline
     from facecnn.faces.verify import REPORT_KEYS, verify_pairs, verify_two
 
+    config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
+                            min_size=min_size, flip=flip, jitter=jitter, workers=workers)
     with open_gallery(gallery) if gallery is not None else nullcontext() as opened:
-        chosen = embedder_from_flags(embedder or (opened.embedder if opened else DEFAULT_EMBEDDER),
-                           landmarks, flip=flip, jitter=jitter)
+        chosen = embedders.from_config(config, embedder or (opened.embedder if opened
+                                                    else DEFAULT_EMBEDDER))
         if opened is not None:
             opened.check_embedder(chosen)
-        pipeline = FacePipeline(detector_from_flags(detector, upsample, min_size,
-                                                    landmarks=landmarks), chosen, workers)
+        pipeline = FacePipeline.from_config(config, chosen)
         if pairs is not None:
             if root is None:
                 raise FacecnnError("--pairs needs --root, the folder holding the images")
@@ -357,9 +362,9 @@ def embed(
     from facecnn.faces.pipeline import FacePipeline
 
     check_destination(out, overwrite)
-    pipeline = FacePipeline(detector_from_flags(detector, upsample, min_size, device, landmarks),
-                            embedder_from_flags(embedder, landmarks, flip=flip,
-                                                batch_size=batch_size, device=device), workers)
+    pipeline = FacePipeline.from_config(PipelineConfig(
+        detector=detector, landmarks=landmarks, upsample=upsample, min_size=min_size,
+        embedder=embedder, flip=flip, batch_size=batch_size, device=device, workers=workers))
     result = embed_paths(inputs, pipeline, largest_only=largest_only,
                          reporter=reporter_for(quiet or as_json))
     for file, why in result.skipped.items():
@@ -386,11 +391,13 @@ def capture(
     quiet: bool = QUIET,
 ) -> None:
     """Save frames that show exactly one face, for each person (seed C's face_capture)."""
+    from facecnn.faces.detect import FaceDetector
     from facecnn.faces.sources import capture_faces
 
     saved = capture_faces(out, person, count=count,
                           source=str(from_video) if from_video else camera,
-                          detector=detector_from_flags(detector, 1, 40), every=every,
+                          detector=FaceDetector.from_config(PipelineConfig(
+                              detector=detector, min_size=40)), every=every,
                           show=from_video is None, reporter=reporter_for(quiet))
     for name, files in saved.items():
         console.print(f"{name}: {len(files)} frames saved to {out / name}")

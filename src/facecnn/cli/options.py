@@ -52,20 +52,3 @@ JSON = typer.Option(False, "--json", help="Print JSON on stdout (messages go to 
 QUIET = typer.Option(False, help="No progress bars.")  # as TrainConfig.quiet says
 PROJECT = typer.Option("runs", help="Results go to PROJECT/<task>/NAME.")
 NAME = typer.Option("exp", help="Run name (exp2, exp3... when taken).")
-
-
-def detector_from_flags(name: str, upsample: int, min_size: int, device: str = "auto",
-                        landmarks: str = "auto") -> Any:
-    """The detector the --detector, --upsample, --min-size and --landmarks flags name."""
-    from facecnn.faces.detect import FaceDetector
-
-    return FaceDetector(name, upsample=upsample, min_size=min_size, device=device,
-                        landmarks=landmarks)
-
-
-def embedder_from_flags(name: str, landmarks: str = "auto", **options: Any) -> Any:
-    """The named embedder; dlib's chips come from the landmark model `--landmarks` names."""
-    from facecnn.faces.embedders import create_embedder
-    from facecnn.faces.landmarks import chip_shape
-
-    return create_embedder(name, landmarks=chip_shape(landmarks), **options)

@@ -8,7 +8,15 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from facecnn.cli.options import DETECTOR, embedder_option, gallery_option
+from facecnn.cli.options import (
+    DETECTOR,
+    DEVICE,
+    LANDMARKS,
+    MIN_SIZE,
+    UPSAMPLE,
+    embedder_option,
+    gallery_option,
+)
 from facecnn.errors import FacecnnError
 from facecnn.terminal import console
 
@@ -34,6 +42,10 @@ def serve(
                                               "faster); a new gallery is made for it (default "
                                               "dlib)."),
     detector: str = DETECTOR,
+    landmarks: str = LANDMARKS,
+    upsample: int = UPSAMPLE,
+    min_size: int = MIN_SIZE,
+    device: str = DEVICE,
     workers: int = typer.Option(1, min=1, help="Server processes (one per core serves about "
                                 "that many times more requests; the gallery is shared)."),
     max_queue: int = typer.Option(32, min=0, help="Model requests each process holds beyond "
@@ -49,6 +61,7 @@ def serve(
     """REST API, web page at / and OpenAPI docs at /docs, on one port."""
     import uvicorn
 
+    from facecnn.faces.config import PipelineConfig
     from facecnn.faces.gallery import gallery_location, is_database_url
     from facecnn.serve.security import KeyStore
     from facecnn.serve.settings import ServeSettings, log_config
@@ -64,8 +77,10 @@ def serve(
         return str(path.resolve()) if path is not None else None
 
     where = gallery if gallery is None or is_database_url(gallery) else text(Path(gallery))
+    pipeline = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
+                              min_size=min_size, embedder=embedder, device=device)
     settings = ServeSettings(where, text(model), text(api_key_file), max_upload_mb,
-                             max_pixels, detector, embedder, max_queue, text(clusters),
+                             max_pixels, pipeline, max_queue, text(clusters),
                              max_video_seconds, max_video_frames, upload_timeout)
     made_for = settings.new_gallery() if gallery is not None else None
     if made_for is not None:

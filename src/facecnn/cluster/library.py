@@ -17,7 +17,9 @@ def recipe(pipeline: FacePipeline) -> dict[str, Any]:
     """What decides a photo's faces and vectors (not where they ran): cached vectors are
     reused only under the same recipe."""
     embedder = pipeline.embedder
-    detector = {k: v for k, v in pipeline.detector.options.items() if k != "device"}
+    found = pipeline.detector.config
+    detector = {"name": found.detector, "upsample": found.upsample, "min_size": found.min_size,
+                "max_side": found.max_side, "landmarks": found.landmarks}
     return {"embedder": embedder.name, "crop": embedder.crop, "flip": embedder.flip,
             "jitter": getattr(embedder, "jitter", 0), "detector": detector}
 

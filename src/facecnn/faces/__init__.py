@@ -11,7 +11,7 @@ from typing import Any
 
 _API = {"Face": "detect", "FaceDetector": "detect", "detect_faces": "detect",
         "align_face": "align", "create_embedder": "embedders", "embed_faces": "embedders",
-        "Gallery": "gallery", "Recognizer": "recognize"}
+        "Gallery": "gallery", "PipelineConfig": "config", "Recognizer": "recognize"}
 
 __all__ = sorted(_API)
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from facecnn.data.decode import as_rgb
 from facecnn.errors import FacecnnError
+from facecnn.faces.config import PipelineConfig
 from facecnn.faces.detectors import DEFAULT_DETECTOR, Detection, create_detector
 from facecnn.faces.landmarks import LANDMARKERS, Landmarker, create_landmarker
 
@@ -62,9 +63,14 @@ class FaceDetector:
         self.device = device
         self.landmark_model = (None if landmarks == AUTO and self.detector.gives_landmarks
                                else DEFAULT_LANDMARKER if landmarks == AUTO else landmarks)
-        self.options = {"name": name, "upsample": upsample, "min_size": min_size,
-                        "max_side": max_side, "device": device,
-                        "landmarks": landmarks}  # to rebuild it in workers
+        self.config = PipelineConfig(detector=name, landmarks=landmarks, upsample=upsample,
+                                     min_size=min_size, max_side=max_side, device=device)
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> FaceDetector:
+        """The detector a pipeline configuration describes (its other fields are ignored)."""
+        return cls(config.detector, upsample=config.upsample, min_size=config.min_size,
+                   max_side=config.max_side, device=config.device, landmarks=config.landmarks)
 
     @cached_property
     def landmarker(self) -> Landmarker | None:

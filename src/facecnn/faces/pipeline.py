@@ -19,6 +19,8 @@ import numpy as np
 
 from facecnn.data.decode import read_image
 from facecnn.errors import FacecnnError
+from facecnn.faces import embedders
+from facecnn.faces.config import PipelineConfig
 from facecnn.faces.crops import crop_face, make_chips, resized, same_layout
 from facecnn.faces.detect import Face, FaceDetector
 from facecnn.faces.embedders import Embedder
@@ -46,7 +48,7 @@ class FileFaces:
 class PipelineSpec:
     """Everything a worker process needs to rebuild the pipeline (picklable)."""
 
-    detector: dict[str, Any]
+    detector: PipelineConfig  # the detection fields: workers build their detector from it
     embedder: Embedder | None  # None when workers only cut chips (pickles as its recipe)
     crop: dict[str, Any]  # the embedder's
     landmarks: bool  # whether its chips need the five ArcFace points
@@ -55,7 +57,7 @@ class PipelineSpec:
 class _Worker:
     def __init__(self, spec: PipelineSpec, detector: FaceDetector | None = None,
                  embedder: Embedder | None = None) -> None:
-        self.detector = detector or FaceDetector(**spec.detector)
+        self.detector = detector or FaceDetector.from_config(spec.detector)
         self.spec = spec
         self.embedder = embedder or spec.embedder
 
@@ -130,11 +132,18 @@ class FacePipeline:
 
     def __init__(self, detector: FaceDetector, embedder: Embedder,
                  workers: int | None = None) -> None:
-        self.spec = PipelineSpec(detector.options,
+        self.spec = PipelineSpec(detector.config,
                                  embedder if embedder.embeds_in_workers else None,
                                  embedder.crop, embedder.needs_landmarks)
         self.local = _Worker(self.spec, detector, embedder)
         self.workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig, embedder: Embedder | None = None) -> FacePipeline:
+        """The pipeline `config` describes; `embedder` replaces the one it names (a
+        gallery's, say)."""
+        return cls(FaceDetector.from_config(config), embedder or embedders.from_config(config),
+                   config.workers)
 
     @property
     def embedder(self) -> Embedder:

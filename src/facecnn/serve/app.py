@@ -9,12 +9,11 @@ endpoints), `schemas` (their answers), `errors` (failures into answers).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from facecnn.faces.detectors import DEFAULT_DETECTOR
+from facecnn.faces.config import PipelineConfig
 from facecnn.serve.errors import LogCrashes, add_handlers
 from facecnn.serve.guard import Guard
 from facecnn.serve.routes import ROUTERS
@@ -23,26 +22,25 @@ from facecnn.serve.security import KeyStore
 from facecnn.serve.service import UPLOAD_TIMEOUT_S, Service
 from facecnn.serve.video import VideoLimits
 
-if TYPE_CHECKING:
-    from facecnn.faces.embedders import Embedder
-
 MAX_PIXELS = 40_000_000
 MAX_QUEUE = 32  # per process: about a second of waiting for dlib_torch on two cores
 
 
 def create_app(gallery: str | Path | None = None, model: Path | None = None,
                keys: KeyStore | None = None, max_upload_mb: float = 10.0,
-               max_pixels: int = MAX_PIXELS, detector: str = DEFAULT_DETECTOR,
-               embedder: Embedder | None = None, max_queue: int = MAX_QUEUE,
+               max_pixels: int = MAX_PIXELS, pipeline: PipelineConfig | None = None,
+               max_queue: int = MAX_QUEUE,
                clusters: Path | None = None,
                video_limits: VideoLimits | None = None,
                upload_timeout: float = UPLOAD_TIMEOUT_S) -> FastAPI:
-    """The app; `gallery` a SQLite path or a postgresql:// URL, `embedder` (an Embedder)
-    searches the gallery instead of the one that made it, `clusters` a `facecnn cluster`
+    """The app; `gallery` a SQLite path or a postgresql:// URL, `pipeline` how faces are found
+    and embedded (its embedder, if named, searches the gallery instead of the one that made
+    it), `clusters` a `facecnn cluster`
     output folder for the page's Unnamed tab, `video_limits` the longest video upload,
     `upload_timeout` the most seconds a client may take to send its body."""
-    service = Service(gallery, model, keys, max_upload_mb, max_pixels, detector, embedder,
-                      max_queue, clusters, video_limits or VideoLimits(), upload_timeout)
+    service = Service(gallery, model, keys, max_upload_mb, max_pixels,
+                      pipeline or PipelineConfig(), max_queue, clusters,
+                      video_limits or VideoLimits(), upload_timeout)
     app = FastAPI(title="facecnn", description="Face recognition with convolutional networks.")
     app.state.service = service
     add_handlers(app)

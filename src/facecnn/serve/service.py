@@ -26,8 +26,8 @@ from facecnn.serve.security import KeyStore, UploadError, decode_upload
 from facecnn.serve.video import VideoLimits
 
 if TYPE_CHECKING:
+    from facecnn.faces.config import PipelineConfig
     from facecnn.faces.detect import Face
-    from facecnn.faces.embedders import Embedder
     from facecnn.faces.recognize import FaceResult
     from facecnn.inference.base import Prediction
 
@@ -82,8 +82,8 @@ class Service:
     one fails at start; `location` is the gallery's, for the cluster edits that open it."""
 
     def __init__(self, gallery: str | Path | None, model: Path | None, keys: KeyStore | None,
-                 max_upload_mb: float, max_pixels: int, detector: str,
-                 embedder: Embedder | None, max_queue: int,
+                 max_upload_mb: float, max_pixels: int, pipeline: PipelineConfig,
+                 max_queue: int,
                  clusters: Path | None = None,
                  video_limits: VideoLimits | None = None,
                  upload_timeout: float = UPLOAD_TIMEOUT_S) -> None:
@@ -102,15 +102,17 @@ class Service:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="facecnn-write")
         self._detecting, self._embedding = threading.Lock(), threading.Lock()
         self._classifying = threading.Lock()
-        self.detector = FaceDetector(detector)
+        self.detector = FaceDetector.from_config(pipeline)
         self.recognizer = self.store = self.classifier = self.listener = None
         if gallery is not None:
+            from facecnn.faces import embedders
             from facecnn.faces.gallery import open_gallery
             from facecnn.faces.recognize import Recognizer
 
             self.recognizer = Recognizer(
                 gallery=open_gallery(gallery, busy_timeout=BUSY_TIMEOUT_S),
-                detector=self.detector, workers=1, embedder=embedder)
+                detector=self.detector, workers=1, device=pipeline.device,
+                embedder=embedders.from_config(pipeline) if pipeline.embedder else None)
             self.store = open_gallery(gallery, busy_timeout=BUSY_TIMEOUT_S)
             self.listener = self.recognizer.gallery.watch(self._catch_up)
         if model is not None:

@@ -8,14 +8,14 @@ import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
 from facecnn.errors import FacecnnError
-from facecnn.faces.detectors import DEFAULT_DETECTOR
+from facecnn.faces.config import PipelineConfig
 from facecnn.serve.app import MAX_PIXELS, MAX_QUEUE, create_app
 from facecnn.serve.security import KeyStore
 from facecnn.serve.service import UPLOAD_TIMEOUT_S
@@ -34,8 +34,7 @@ class ServeSettings:
     api_key_file: str | None = None
     max_upload_mb: float = 10.0
     max_pixels: int = MAX_PIXELS
-    detector: str = DEFAULT_DETECTOR
-    embedder: str | None = None
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     max_queue: int = MAX_QUEUE
     clusters: str | None = None
     max_video_seconds: float = VideoLimits.seconds
@@ -43,20 +42,14 @@ class ServeSettings:
     upload_timeout: float = UPLOAD_TIMEOUT_S
 
     def app(self) -> FastAPI:
-        embedder = None
-        name = self.embedder or self._default_embedder()
-        if name is not None:
-            from facecnn.faces.embedders import create_embedder
-
-            embedder = create_embedder(name)
+        pipeline = self.pipeline.but(embedder=self.pipeline.embedder or self._default_embedder())
 
         def path(value: str | None) -> Path | None:
             return Path(value) if value is not None else None
 
         return create_app(self.gallery, path(self.model),
                           KeyStore.load(path(self.api_key_file)), self.max_upload_mb,
-                          self.max_pixels, self.detector, embedder, self.max_queue,
-                          path(self.clusters),
+                          self.max_pixels, pipeline, self.max_queue, path(self.clusters),
                           VideoLimits(self.max_video_seconds, self.max_video_frames),
                           self.upload_timeout)
 
@@ -80,7 +73,7 @@ class ServeSettings:
 
         if gallery_exists(self.gallery):
             return None
-        embedder = create_embedder(self.embedder or DEFAULT_EMBEDDER)
+        embedder = create_embedder(self.pipeline.embedder or DEFAULT_EMBEDDER)
         Gallery.open_or_create(self.gallery, embedder.name, embedder.dim, embedder.crop).close()
         return embedder.name
 
@@ -108,7 +101,9 @@ def _load_problem(settings: ServeSettings) -> str | None:
 
 def app_from_env() -> FastAPI:
     """uvicorn's app factory in each process of `facecnn serve --workers N`."""
-    return ServeSettings(**json.loads(os.environ[SETTINGS_ENV])).app()
+    values = json.loads(os.environ[SETTINGS_ENV])
+    return ServeSettings(**{**values, "pipeline": PipelineConfig.from_dict(values["pipeline"])}
+                         ).app()
 
 
 def log_config() -> dict[str, Any]:

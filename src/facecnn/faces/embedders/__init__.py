@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from facecnn.errors import FacecnnError
+from facecnn.faces.config import PipelineConfig
 from facecnn.faces.crops import make_chips
 from facecnn.faces.embedders.base import EMBEDDERS, Embedder, FaceItem
 
@@ -32,7 +33,7 @@ from facecnn.faces.embedders import onnx  # noqa: F401, E402
 # isort: on
 
 __all__ = ["DEFAULT_EMBEDDER", "EMBEDDERS", "Embedder", "FaceItem", "create_embedder",
-           "embed_faces", "make_chips", "same_vectors"]
+           "embed_faces", "from_config", "make_chips", "same_vectors"]
 DEFAULT_EMBEDDER = "dlib"
 WITH_PATH = ("run", "onnx")  # embedders named with a file: run:PATH, onnx:PATH
 UNSET = (None, False, 0, "auto")  # option values that ask for nothing an embedder lacks
@@ -73,6 +74,19 @@ def create_embedder(name: str, **options: Any) -> Embedder:
             raise FacecnnError(f"embedder {kind} has no {key} option (given {value!r})")
     kwargs = {key: value for key, value in options.items() if key in accepted}
     return cls(path, **kwargs) if path is not None else cls(**kwargs)
+
+
+def from_config(config: PipelineConfig, name: str | None = None) -> Embedder:
+    """The embedder `name` names (default: the config's own), with the config's flip, jitter,
+    batch size and device; dlib's chips come from the landmark model its `landmarks` names."""
+    from facecnn.faces.landmarks import chip_shape
+
+    chosen = name or config.embedder
+    if chosen is None:
+        raise FacecnnError("no embedder named: give one, or set PipelineConfig.embedder")
+    return create_embedder(chosen, landmarks=chip_shape(config.landmarks), flip=config.flip,
+                           jitter=config.jitter, batch_size=config.batch_size,
+                           device=config.device)
 
 
 def same_vectors(a: str, b: str) -> bool:
