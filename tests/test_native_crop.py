@@ -17,9 +17,9 @@ from facecnn.data.decode import read_image
 from facecnn.faces.crops import DLIB_CHIP, crop_for, crop_points, make_chips
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders.dlib_torch import DlibTorchEmbedder
-from facecnn.faces.prepare import crop_mismatch
 from facecnn.faces.recognize import Recognizer
 from facecnn.models.catalog import model_info
+from facecnn.train.crop_check import crop_mismatch
 from facecnn.train.trainer import Trainer
 from helpers import ATT_FACES, invoke_cli
 
@@ -54,6 +54,7 @@ def run(chips: Path) -> Path:
     return Trainer(cfg).fit()
 
 
+@pytest.mark.e2e
 def test_prepare_cuts_the_models_own_chips(raw: Path, chips: Path) -> None:
     report = json.loads((chips / "prepare_report.json").read_text())
     assert report["crop"] == DLIB_CHIP
@@ -65,6 +66,7 @@ def test_prepare_cuts_the_models_own_chips(raw: Path, chips: Path) -> None:
     assert np.abs(written.astype(int) - expected).mean() < 2.0  # JPEG's loss only
 
 
+@pytest.mark.e2e
 def test_crop_choices_are_checked_in_one_line(raw: Path, tmp_path: Path) -> None:
     both = invoke_cli("prepare", str(raw), str(tmp_path / "a"), "--crop", "dlib_resnet",
                       "--size", "100", cwd=tmp_path)
@@ -82,6 +84,7 @@ def test_a_model_without_a_native_crop_is_cut_at_its_input_size() -> None:
     assert crop_for("seed_face_cnn3") == {"size": size, "margin": 0.2}
 
 
+@pytest.mark.e2e
 def test_pretrained_backbones_warn_about_foreign_crops(chips: Path, tmp_path: Path) -> None:
     arcface = tmp_path / "arcface"
     arcface.mkdir()
@@ -95,12 +98,14 @@ def test_pretrained_backbones_warn_about_foreign_crops(chips: Path, tmp_path: Pa
     assert crop_mismatch("seed_face_cnn3", arcface) is None  # no pretrained face crop
 
 
+@pytest.mark.e2e
 def test_unfrozen_stages_keep_the_imprinted_start(run: Path) -> None:
     history = list(csv.DictReader((run / "results.csv").open()))
     assert float(history[0]["val_acc"]) >= 0.9, history  # chance is 1/12
     assert "warning" not in (run / "train.log").read_text()
 
 
+@pytest.mark.e2e
 def test_classifier_path_on_par_with_gallery_path(chips: Path, run: Path) -> None:
     """Same people, same held-out chips: the trained classifier names them as well as
     dlib's network with a nearest-neighbour gallery of the training chips (in PyTorch: dlib's
@@ -120,6 +125,7 @@ def test_classifier_path_on_par_with_gallery_path(chips: Path, run: Path) -> Non
     assert float(best["val_acc"]) >= gallery_acc - 0.02, (best, gallery_acc)
 
 
+@pytest.mark.e2e
 def test_recognize_with_the_run_cuts_faces_as_it_was_trained(raw: Path, run: Path) -> None:
     split = json.loads((run / "split.json").read_text())
     recognizer = Recognizer(model=run, min_confidence=0.0)
@@ -132,6 +138,7 @@ def test_recognize_with_the_run_cuts_faces_as_it_was_trained(raw: Path, run: Pat
     assert crop_for(str(run)) == DLIB_CHIP  # `prepare --crop RUN` cuts its chips again
 
 
+@pytest.mark.e2e
 def test_chip_points_lie_on_the_chips_faces(chips: Path) -> None:
     """The five points a folder of chips is taken to hold are where MTCNN finds them."""
     images = [read_image(chips / p / "1.jpg") for p in PEOPLE[:6]]

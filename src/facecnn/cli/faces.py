@@ -53,9 +53,8 @@ def prepare(
     quiet: bool = QUIET,
 ) -> None:
     """Find, align and crop every face; lists photos with no face or several faces."""
-    from facecnn.faces.crops import describe
+    from facecnn.data.crop_layout import PREPARE_REPORT, describe
     from facecnn.faces.detect import FaceDetector
-    from facecnn.faces.prepare import REPORT
     from facecnn.faces.prepare import prepare as run_prepare
 
     layout = _prepare_crop(crop, size, margin)
@@ -68,11 +67,11 @@ def prepare(
     console.print(f"{report.faces_written} face crops written to {out} from {report.images} "
                   f"images; {len(report.no_face)} with no face, {len(report.multiple_faces)} "
                   f"with several, {len(report.unreadable)} unreadable, "
-                  f"{len(report.kept_existing)} existing kept (see {out / REPORT}); "
+                  f"{len(report.kept_existing)} existing kept (see {out / PREPARE_REPORT}); "
                   f"{describe(layout)}")
     if not report.crops:
         raise FacecnnError(f"no face crop written or kept: nothing to train or enroll on "
-                           f"(why in {out / REPORT})")
+                           f"(why in {out / PREPARE_REPORT})")
 
 
 def _prepare_crop(crop: str | None, size: int | None, margin: float | None) -> dict:
@@ -187,11 +186,11 @@ def recognize(
     goes, then one with its tracks."""
     from contextlib import nullcontext
 
+    from facecnn.apps.sources import recognize_inputs, recognize_live
     from facecnn.data.folders import expand_inputs
     from facecnn.faces import embedders
     from facecnn.faces.detect import FaceDetector
     from facecnn.faces.recognize import Recognizer
-    from facecnn.faces.sources import recognize_inputs, recognize_live
     from facecnn.video import EventLog, TrackingOptions
     from facecnn.video.streams import is_stream_url, is_video
 
@@ -391,8 +390,8 @@ def capture(
     quiet: bool = QUIET,
 ) -> None:
     """Save frames that show exactly one face, for each person (seed C's face_capture)."""
+    from facecnn.apps.sources import capture_faces
     from facecnn.faces.detect import FaceDetector
-    from facecnn.faces.sources import capture_faces
 
     saved = capture_faces(out, person, count=count,
                           source=str(from_video) if from_video else camera,

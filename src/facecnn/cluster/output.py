@@ -38,12 +38,13 @@ from facecnn.cluster.cache import LibraryCache
 from facecnn.cluster.groups import Group, document, make_groups
 from facecnn.cluster.lock import LOCK
 from facecnn.cluster.sheets import contact_sheet, index_page
+from facecnn.data.crop_layout import PREPARE_REPORT
 from facecnn.data.decode import read_image
 from facecnn.data.folders import NOT_A_PERSON
 from facecnn.errors import FacecnnError
 from facecnn.faces.crops import DLIB_CHIP, make_chips
 from facecnn.faces.detect import Face
-from facecnn.faces.prepare import REPORT, PrepareReport
+from facecnn.faces.prepare import PrepareReport
 from facecnn.fileio import atomic_write, remove_stale_temps, write_bytes_atomic, write_text_atomic
 
 CACHE = "cache.npz"
@@ -52,7 +53,7 @@ INDEX = "index.html"
 PHOTOS = ".photos"
 CROP = DLIB_CHIP
 # no cluster's folder may be one of these
-OWN_FILES = frozenset({CACHE, CLUSTERS, INDEX, REPORT, LOCK, journal.JOURNAL})
+OWN_FILES = frozenset({CACHE, CLUSTERS, INDEX, PREPARE_REPORT, LOCK, journal.JOURNAL})
 
 
 def check_out(out: Path) -> None:
@@ -95,7 +96,8 @@ class _Plan:
                         if g.cohesion is None or g.dismissed}
 
     def files(self) -> set[str]:
-        return {*self.crops, *self.photos, *self.sheets, *self.markers, CLUSTERS, INDEX, REPORT}
+        return {*self.crops, *self.photos, *self.sheets, *self.markers, CLUSTERS, INDEX,
+                PREPARE_REPORT}
 
 
 def update(out: Path, cache: LibraryCache) -> tuple[list[Group], list[str]]:
@@ -138,7 +140,7 @@ def write_output(out: Path, cache: LibraryCache, groups: list[Group], copy: bool
     page = [(g.folder, g.size, g.cohesion, g.sheet) for g in groups]
     pages = {CLUSTERS: json.dumps(document(groups, cache), indent=1) + "\n",
              INDEX: index_page(page),
-             REPORT: json.dumps(PrepareReport(CROP, cache.recipe["detector"]["name"],
+             PREPARE_REPORT: json.dumps(PrepareReport(CROP, cache.recipe["detector"]["name"],
                                               len(cache.photos), len(plan.crops)).to_dict(),
                                 indent=2) + "\n"}
     for name, text in pages.items():

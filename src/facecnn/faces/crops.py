@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from facecnn.data.crop_layout import LEGACY_CHIP_SHAPE, Crop, is_chip
 from facecnn.errors import FacecnnError
 from facecnn.faces.align import align_face, template
 from facecnn.faces.detect import Face
-from facecnn.faces.landmarks import LEGACY_CHIP_SHAPE, dlib_shape
+from facecnn.faces.landmarks import dlib_shape
 
-Crop = dict[str, Any]
 PREPARE_MARGIN = 0.2  # the margin `prepare` cuts with, and runs trained on its crops expect
 PREPARE_SIZE = 160
 DLIB_CHIP: Crop = {"size": 150, "padding": 0.25, "landmarks": "dlib5"}
@@ -33,28 +33,6 @@ DLIB_CHIP: Crop = {"size": 150, "padding": 0.25, "landmarks": "dlib5"}
 # that align on the points when given a folder of chips.
 DLIB_CHIP_POINTS = np.array([[0.216, 0.206], [0.782, 0.205], [0.490, 0.513],
                              [0.257, 0.776], [0.735, 0.776]])
-
-
-def is_chip(crop: Crop) -> bool:
-    """Whether `crop` is dlib's chip (cut from a dlib shape, not from the five points)."""
-    return "padding" in crop
-
-
-def describe(crop: Crop) -> str:
-    if is_chip(crop):
-        return (f"dlib chips ({crop['size']} px, padding {crop['padding']:g}, "
-                f"{crop.get('landmarks', LEGACY_CHIP_SHAPE)} points)")
-    return f"ArcFace-template crops ({crop['size']} px, margin {crop['margin']:g})"
-
-
-def same_layout(a: Crop, b: Crop) -> bool:
-    """The same layout at any size: a resize turns one into the other."""
-    if is_chip(a) != is_chip(b):
-        return False
-    if is_chip(a):
-        return (a["padding"] == b["padding"]
-                and a.get("landmarks", LEGACY_CHIP_SHAPE) == b.get("landmarks", LEGACY_CHIP_SHAPE))
-    return a["margin"] == b["margin"]
 
 
 def crop_points(crop: Crop) -> np.ndarray:

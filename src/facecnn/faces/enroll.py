@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from facecnn.data.crop_layout import crop_settings
 from facecnn.data.folders import class_folders, files_of
 from facecnn.errors import FacecnnError
 from facecnn.faces.cohort import load_cohort
@@ -23,7 +24,6 @@ from facecnn.faces.embedders import Embedder
 from facecnn.faces.gallery import Gallery, gallery_exists
 from facecnn.faces.names import check_name
 from facecnn.faces.pipeline import NO_FACE, FacePipeline
-from facecnn.faces.prepare import crop_settings
 from facecnn.fileio import file_hash
 from facecnn.progress import Reporter
 

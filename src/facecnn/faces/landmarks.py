@@ -25,7 +25,6 @@ from facecnn.registry import Registry
 
 Box = tuple[float, float, float, float]
 CHIP_SHAPES = {"dlib5": DLIB_5, "dlib68": DLIB_68}  # what dlib chips can be cut from
-LEGACY_CHIP_SHAPE = "dlib68"  # galleries that do not say were cut from 68 points
 
 
 class Landmarker(ABC):

@@ -17,11 +17,12 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from facecnn.data.crop_layout import same_layout
 from facecnn.data.decode import read_image
 from facecnn.errors import FacecnnError
 from facecnn.faces import embedders
 from facecnn.faces.config import PipelineConfig
-from facecnn.faces.crops import crop_face, make_chips, resized, same_layout
+from facecnn.faces.crops import crop_face, make_chips, resized
 from facecnn.faces.detect import Face, FaceDetector
 from facecnn.faces.embedders import Embedder
 from facecnn.workers import worker_pool

@@ -19,23 +19,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from facecnn.data.crop_layout import PREPARE_REPORT, Crop, is_chip
 from facecnn.data.decode import read_image
 from facecnn.data.folders import class_folders, files_of
 from facecnn.errors import FacecnnError
-from facecnn.faces.crops import (
-    PREPARE_MARGIN,
-    PREPARE_SIZE,
-    Crop,
-    describe,
-    is_chip,
-    make_chips,
-    same_layout,
-)
+from facecnn.faces.crops import PREPARE_MARGIN, PREPARE_SIZE, make_chips
 from facecnn.faces.detect import FaceDetector
 from facecnn.fileio import remove_stale_temps, write_bytes_atomic, write_text_atomic
 from facecnn.progress import Reporter
 
-REPORT = "prepare_report.json"
 MULTI = ("largest", "all", "skip")
 
 
@@ -154,7 +146,7 @@ def prepare(raw: Path, out: Path, detector: FaceDetector, *, crop: Crop = DEFAUL
                          report)
             advance(1)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / REPORT, json.dumps(report.to_dict(), indent=2) + "\n")
+    write_text_atomic(out / PREPARE_REPORT, json.dumps(report.to_dict(), indent=2) + "\n")
     return report
 
 
@@ -193,34 +185,3 @@ def _write_crop(target: Path, pixels: np.ndarray, raw: Path) -> None:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
     write_bytes_atomic(target, buffer.getvalue())
-
-
-def crop_settings(folder: Path) -> Crop | None:
-    """The crop layout of a folder `prepare` wrote, or None for any other folder."""
-    report = folder / REPORT
-    if not report.is_file():
-        return None
-    try:
-        return json.loads(report.read_text())["crop"]
-    except (ValueError, KeyError):
-        return None
-
-
-def crop_mismatch(model: str, data: Path) -> str | None:
-    """Why `model`'s pretrained weights would be fed faces unlike those they learnt on (a
-    folder `prepare` cut in another layout, or not cut by `prepare`), or None."""
-    from facecnn.faces.prepare import crop_settings
-    from facecnn.models.catalog import model_info
-
-    native = model_info(model).crop
-    if native is None:
-        return None
-    fix = f"cut the photos with `facecnn prepare PHOTOS OUT --crop {model}`"
-    found = crop_settings(data)
-    if found is None:
-        return (f"{model}'s pretrained weights expect {describe(native)}; {data} was not "
-                f"cut by `facecnn prepare`, so they may see other crops: {fix}")
-    if not same_layout(found, native):
-        return (f"{model}'s pretrained weights expect {describe(native)}, but {data} holds "
-                f"{describe(found)}; accuracy suffers: {fix}")
-    return None

@@ -5,7 +5,7 @@ default; the answer says which it was."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -13,7 +13,16 @@ from facecnn.errors import FacecnnError
 
 if TYPE_CHECKING:
     from facecnn.faces.embedders import Embedder
-    from facecnn.faces.gallery import Gallery
+
+
+class StoresThreshold(Protocol):
+    """What the rule reads of a gallery: its stored threshold and how it was set."""
+
+    @property
+    def threshold(self) -> float | None: ...
+
+    @property
+    def threshold_source(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,7 @@ def check_threshold(value: float) -> float:
     return float(value)
 
 
-def resolve_threshold(given: float | None, gallery: Gallery | None,
+def resolve_threshold(given: float | None, gallery: StoresThreshold | None,
                       embedder: Embedder) -> Threshold:
     """The threshold an answer uses now (the gallery's is read fresh: an enroll in another
     process may have calibrated it since)."""

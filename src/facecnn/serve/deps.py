@@ -9,8 +9,8 @@ from fastapi import Depends, Request, UploadFile
 from fastapi.security import APIKeyHeader
 
 from facecnn.serve.guard import ROLE
-from facecnn.serve.security import UploadError
-from facecnn.serve.service import Service, Upload
+from facecnn.serve.security import Upload, UploadError
+from facecnn.serve.service import Service
 
 # Declared for /docs ("Authorize"); the Guard middleware checks the key before any body is read.
 API_KEY = APIKeyHeader(name="x-api-key", auto_error=False,

@@ -65,6 +65,14 @@ class KeyStore:
         return None
 
 
+@dataclass
+class Upload:
+    """An uploaded file: its name (for messages and sources) and its bytes."""
+
+    name: str
+    data: bytes
+
+
 class UploadError(Exception):
     """A request refused before any model saw it: HTTP status, a one-line reason and any
     headers the answer needs (Retry-After on 503)."""

@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
 
-from facecnn.serve.security import KeyStore, UploadError, decode_upload
+from facecnn.serve.security import KeyStore, Upload, UploadError, decode_upload
 from facecnn.serve.video import VideoLimits
 
 if TYPE_CHECKING:
@@ -37,14 +36,6 @@ UPLOAD_TIMEOUT_S = 60.0  # the most a client may take to send its body (then 408
 BUSY_TIMEOUT_S = 2.0  # the most a request waits for the gallery's write lock (then 503)
 RETRY_AFTER_S = 1
 T = TypeVar("T")
-
-
-@dataclass
-class Upload:
-    """An uploaded file: its name (for messages and sources) and its bytes."""
-
-    name: str
-    data: bytes
 
 
 class Admission:

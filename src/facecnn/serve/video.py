@@ -8,20 +8,17 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import filetype
 
+from facecnn.apps.sources import Recognized
 from facecnn.errors import FacecnnError
-from facecnn.faces.sources import Recognized
-from facecnn.serve.security import UploadError
+from facecnn.serve.security import Upload, UploadError
 from facecnn.video import VideoRecognizer, VideoSource
 from facecnn.video.recognize import Namer
 from facecnn.video.streams import Frame
-
-if TYPE_CHECKING:
-    from facecnn.serve.service import Upload
 
 CONTAINERS = ("mp4", "m4v", "mov", "webm", "mkv", "avi")
 HEADER = 8192  # bytes of an upload its container is told from

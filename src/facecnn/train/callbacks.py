@@ -19,15 +19,34 @@ writes files. They run in order, the built-in ones first.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
+from facecnn.config import TrainConfig
 from facecnn.train.checkpoint import save_atomic
+from facecnn.train.distributed import DistContext
 from facecnn.train.report import write_results_csv
 
-if TYPE_CHECKING:
-    from facecnn.train.trainer import Trainer
-
 log = logging.getLogger("facecnn.train")
+
+
+class Trainer(Protocol):
+    """What callbacks see of the trainer (trainer.Trainer), named here so that this module
+    needs nothing from the loop that calls it."""
+
+    cfg: TrainConfig
+    dist: DistContext
+    run_dir: Path
+    state: Any  # trainer.TrainState: epoch, batch, history, best_epoch, bad_epochs
+    interrupted: bool
+    should_stop: bool
+    augment_state: Any
+
+    def best_checkpoint(self) -> dict[str, Any]: ...
+
+    def checkpoint(self, augment_state: Any) -> dict[str, Any]: ...
+
+    def log(self, message: str) -> None: ...
 
 
 class Callback:

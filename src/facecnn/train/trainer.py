@@ -28,11 +28,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from facecnn.choices.optimizers import OPTIMIZER_CHOICES, PRETRAINED_BACKBONE_LR_SCALE
 from facecnn.config import TrainConfig
+from facecnn.data.crop_layout import crop_settings
 from facecnn.data.datasets import Dataset, load_dataset
 from facecnn.data.heldout import record_split
 from facecnn.data.transforms import build_augmentation
 from facecnn.errors import FacecnnError, Interrupted
-from facecnn.faces.prepare import crop_mismatch, crop_settings
 from facecnn.fileio import remove_stale_temps
 from facecnn.inference.pytorch import MODEL_FILE, latency_ms, save_inference_model
 from facecnn.models.catalog import count_parameters, create_model, model_info
@@ -45,6 +45,7 @@ from facecnn.runs import new_run_dir
 from facecnn.runtime import Runtime, select_device
 from facecnn.train.callbacks import Callback, default_callbacks
 from facecnn.train.checkpoint import resume_checkpoint, rng_state, seed_everything, set_rng_state
+from facecnn.train.crop_check import crop_mismatch
 from facecnn.train.distributed import DistContext
 from facecnn.train.evaluation import evaluate
 from facecnn.train.loader import BatchLoader, PKBatchLoader

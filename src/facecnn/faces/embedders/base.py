@@ -14,7 +14,8 @@ from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
-from facecnn.faces.crops import is_chip, make_chips
+from facecnn.data.crop_layout import is_chip
+from facecnn.faces.crops import make_chips
 from facecnn.faces.detect import Face
 from facecnn.faces.model_files import ModelFile
 from facecnn.registry import Registry

@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from facecnn.data.crop_layout import LEGACY_CHIP_SHAPE
 from facecnn.errors import FacecnnError
 from facecnn.faces import dlib_models
 from facecnn.faces.crops import DLIB_CHIP
 from facecnn.faces.embedders.base import Embedder, register
-from facecnn.faces.landmarks import CHIP_SHAPES, LEGACY_CHIP_SHAPE
+from facecnn.faces.landmarks import CHIP_SHAPES
 from facecnn.faces.model_files import DLIB_5, FRM, ModelFile
 
 RESNET = ModelFile("dlib_face_recognition_resnet_model_v1.dat", FRM, "CC0-1.0")
