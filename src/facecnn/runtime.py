@@ -39,15 +39,15 @@ def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
 
 def flush_denormals() -> None:
     """Treat subnormal floats (below ~1e-38) as zero, process-wide. Nets trained from scratch
-    can produce them in activations, and x86 CPUs handle them ~2x slower (a dlib_resnet run:
-    64 ms -> 29 ms per image) while they change no prediction."""
+    can produce them in activations, and x86 CPUs handle them much slower while they change
+    no prediction."""
     torch.set_flush_denormal(True)
 
 
 @lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """True on x86 CPUs with bf16 instructions (AVX512-BF16, AMX), where bf16 autocast trains
-    2-4x faster; elsewhere oneDNN emulates bf16 and it would be slower than fp32."""
+    faster; elsewhere oneDNN emulates bf16 and it would be slower than fp32."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -1,9 +1,9 @@
 """Worker pools whose processes die with the process that made them.
 
 A pool's workers block on their job queue, and a parent killed with SIGKILL never tells them
-to stop, so they would wait for work forever (issue 11: 160 MB each, long after the parent
-died). On Linux the kernel kills a worker when its parent dies (prctl PR_SET_PDEATHSIG);
-elsewhere a daemon thread in the worker watches the parent.
+to stop, so they would wait for work forever, each holding its models' memory. On Linux
+the kernel kills a worker when its parent dies (prctl PR_SET_PDEATHSIG); elsewhere a daemon
+thread in the worker watches the parent.
 
 The kernel sends that signal when the *thread* that started the worker ends, so a pool must be
 used up by the thread that made it: every facecnn pool lives inside one `with` block.

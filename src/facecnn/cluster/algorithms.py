@@ -30,15 +30,14 @@ class Settings:
 
 Algorithm = Callable[[np.ndarray, Settings], np.ndarray]
 ALGORITHMS: Registry[Algorithm] = Registry("clustering algorithm")
-# The best BCubed F in benchmarks/cluster.py (dlib, HOG faces): AT&T 0.996 (chinese whispers
-# 0.976, hdbscan 0.968, face_recognition's way 0.983), the Johns 1.0 for all
+# The default by benchmarks/cluster.py, which reports every algorithm on every set
 DEFAULT_ALGORITHM = "dbscan"
 # A face's vote for its own label in chinese whispers: next to nothing, so it takes its
 # neighbours' (at the weight of an edge, 1.0, faces kept their first labels: AT&T in 45 groups)
 SELF_WEIGHT = 1e-3
 # The density methods link faces closer than this share of the threshold: a chain of faces
-# each within the embedder's 0.6 of the next joins different people (DBSCAN at 0.6 put the 40
-# AT&T people in 5 groups); at 0.75 x 0.6 AT&T's BCubed F is 0.993 (benchmarks/cluster.py)
+# each within the embedder's 0.6 of the next joins different people (DBSCAN at the full
+# threshold merged most AT&T people into a few groups)
 DENSITY_SCALE = 0.75
 
 

@@ -21,8 +21,8 @@ from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.threshold import Threshold, resolve_threshold
 
 UNCERTAIN = "uncertain"  # a video track whose views disagree (facecnn.video.votes)
-# an embedder giving the same vectors for less CPU a face: dlib's network in PyTorch, about
-# 5x faster than dlib's C++ on one face at a time (what video tracks embed)
+# an embedder giving the same vectors for less CPU a face: dlib's network in PyTorch, faster
+# than dlib's C++ on one face at a time (what video tracks embed)
 FASTER = {"dlib": "dlib_torch"}
 
 

@@ -54,8 +54,9 @@ class ServeSettings:
                           self.upload_timeout)
 
     def _default_embedder(self) -> str | None:
-        """dlib galleries are served by dlib's network in PyTorch: the same vectors, about
-        3.5x the requests per second of dlib's own runtime (benchmarks/serve_load.py)."""
+        """dlib galleries are served by dlib's network in PyTorch: the same vectors, for
+        several times the requests per second of dlib's own runtime (benchmarks/serve_load.py
+        --embedder dlib measures it)."""
         from facecnn.faces.gallery import gallery_exists, open_gallery
         from facecnn.faces.recognize import FASTER
 
