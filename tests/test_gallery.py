@@ -18,7 +18,7 @@ import pytest
 
 from facecnn.errors import FacecnnError
 from facecnn.faces.calibration import calibrate_threshold, open_set_threshold
-from facecnn.faces.gallery import UNKNOWN, Gallery, gallery_exists, is_database_url
+from facecnn.faces.gallery import UNKNOWN, Gallery, GalleryLocation
 from helpers import HANG_GUARD
 
 DIM = 128
@@ -52,7 +52,7 @@ def gallery(new_location: Callable[[], str]) -> Iterator[Gallery]:
 
 def raw_sql(location: str, sql: str, params: Sequence = ()) -> None:
     """One statement on a gallery's database behind facecnn's back, as a hand edit would."""
-    if is_database_url(location):
+    if GalleryLocation.of(location).is_database:
         with psycopg.connect(location, autocommit=True) as db:
             db.execute(sql.replace("?", "%s"), params)
     else:
@@ -74,7 +74,7 @@ def test_create_add_people_vectors(new_location: Callable[[], str]) -> None:
     location = new_location()
     with pytest.raises(FacecnnError, match="invalid embedder/dim"):
         Gallery.create(location, "dlib", 0)
-    assert not gallery_exists(location)  # bad arguments leave nothing behind
+    assert not GalleryLocation.of(location).exists()  # bad arguments leave nothing behind
     with Gallery.create(location, "dlib", DIM, {"size": 150}) as g:
         assert (g.embedder, g.dim, g.crop, g.threshold) == ("dlib", DIM, {"size": 150}, None)
         assert g.add("zoe", faces[0], sources=["a.jpg", "b.jpg", "c.jpg"]) == 3
@@ -187,6 +187,7 @@ def test_open_set_threshold_leans_away_from_impostors() -> None:
         calibrate_threshold(spread_genuine, tight_impostor, 0.01))
 
 
+@pytest.mark.e2e
 def test_writes_persist_across_processes(gallery: Gallery) -> None:
     assert _people_in_new_process(gallery.location) == [["alice", 5], ["bob", 5],
                                                         ["carol", 5]]

@@ -27,6 +27,7 @@ from facecnn.cluster.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from facecnn.errors import FacecnnError
 from facecnn.faces.config import PipelineConfig
 from facecnn.faces.embedders import DEFAULT_EMBEDDER
+from facecnn.faces.gallery.location import GalleryLocation
 from facecnn.terminal import console, err_console, reporter_for
 
 THRESHOLD = typer.Option(None, help="Distance under which two faces are one person (default: "
@@ -48,9 +49,9 @@ def cluster(
     min_faces: int = typer.Option(3, min=1, help="Smaller groups stay unsorted."),
     copy: bool = typer.Option(False, "--copy", help="Copy the source photos into the cluster "
                               "folders instead of linking them."),
-    gallery: Optional[str] = gallery_option(None, "Name the faces of the people enrolled here "
-                                            "(at its threshold) and cluster the rest; its "
-                                            "embedder must be --embedder's."),
+    gallery: Optional[GalleryLocation] = gallery_option(
+        None, "Name the faces of the people enrolled here (at its threshold) and cluster the "
+        "rest; its embedder must be --embedder's."),
     embedder: str = embedder_option(),
     detector: str = DETECTOR,
     landmarks: str = LANDMARKS,
@@ -104,8 +105,8 @@ def search(
     face: Path = typer.Argument(..., help="A photo of the face to look for (its largest face)."),
     inputs: Optional[List[Path]] = typer.Option(None, "--in", help="Photos or folders to "
                                                 "search (repeat for several)."),
-    gallery: Optional[str] = gallery_option(None, "Or search the faces enrolled here (its "
-                                            "FAISS index)."),
+    gallery: Optional[GalleryLocation] = gallery_option(
+        None, "Or search the faces enrolled here (its FAISS index)."),
     top: int = typer.Option(20, min=1, help="How many faces to list."),
     cache: Optional[Path] = typer.Option(None, help="--in: the vector cache to use and extend: "
                                          "a `facecnn cluster` output folder, or an .npz file "
@@ -152,7 +153,7 @@ def search(
     console.print(table)
 
 
-def _search_gallery(face: Path, gallery: str, top: int, config: PipelineConfig,
+def _search_gallery(face: Path, gallery: GalleryLocation, top: int, config: PipelineConfig,
                     as_json: bool) -> None:
     """search --gallery: with the gallery's embedder unless --embedder says otherwise."""
     from rich.table import Table

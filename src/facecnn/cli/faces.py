@@ -32,6 +32,7 @@ from facecnn.cli.options import (
 )
 from facecnn.errors import FacecnnError
 from facecnn.faces.config import PipelineConfig
+from facecnn.faces.gallery.location import GalleryLocation
 from facecnn.terminal import console, err_console, reporter_for
 
 
@@ -89,7 +90,7 @@ def _prepare_crop(crop: str | None, size: int | None, margin: float | None) -> d
 
 def enroll(
     faces: Path = typer.Argument(..., help="Photos or prepared crops, one folder per person."),
-    gallery: str = gallery_option(..., "Gallery, created if missing."),
+    gallery: GalleryLocation = gallery_option(..., "Gallery, created if missing."),
     embedder: str = embedder_option(),
     detector: str = DETECTOR,
     landmarks: str = LANDMARKS,
@@ -114,7 +115,6 @@ def enroll(
     from facecnn.faces import embedders
     from facecnn.faces.detect import FaceDetector
     from facecnn.faces.enroll import enroll as run_enroll
-    from facecnn.faces.gallery import gallery_location
 
     config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
                             min_size=min_size, embedder=embedder, flip=flip, jitter=jitter,
@@ -134,7 +134,7 @@ def enroll(
         (len(report.already), "already enrolled"),
         (report.by_another_run, "enrolled by another run meanwhile")) if n)
     console.print(f"enrolled {sum(added.values())} new faces of {len(added)} people into "
-                  f"{gallery_location(gallery)}{skipped}; threshold {report.threshold:.4f} "
+                  f"{gallery}{skipped}; threshold {report.threshold:.4f} "
                   f"({report.threshold_source}){_expected(report.calibration)}", highlight=False)
 
 
@@ -150,7 +150,7 @@ def _expected(calibration: dict | None) -> str:
 def recognize(
     inputs: List[str] = typer.Argument(None, help="Images, folders of images, videos, or one "
                                        "stream URL (rtsp://..., http://... MJPEG)."),
-    gallery: Optional[str] = gallery_option(None, "Gallery made by `facecnn enroll`."),
+    gallery: Optional[GalleryLocation] = gallery_option(None, "Gallery made by `facecnn enroll`."),
     model: Optional[Path] = typer.Option(None, help="A training run (seed C's classifier)."),
     camera: Optional[int] = typer.Option(None, help="Camera index for live recognition."),
     embedder: Optional[str] = embedder_option(None, "Search the gallery with this embedder "
@@ -273,7 +273,7 @@ def verify(
     images: List[Path] = typer.Argument(None, help="Two photos to compare."),
     pairs: Optional[Path] = typer.Option(None, help="LFW-style pairs.txt."),
     root: Optional[Path] = typer.Option(None, help="Folder of <Name>/<Name>_0001.jpg."),
-    gallery: Optional[str] = gallery_option(None, "Use this gallery's embedder and its "
+    gallery: Optional[GalleryLocation] = gallery_option(None, "Use this gallery's embedder and its "
                                             "threshold (as `recognize` and the server do)."),
     embedder: Optional[str] = embedder_option(None, EMBEDDER_HELP + " Default: the gallery's, "
                                        "else dlib."),

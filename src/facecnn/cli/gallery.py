@@ -11,16 +11,17 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from facecnn.cli.options import GALLERY_VALUE, JSON
+from facecnn.cli.options import GALLERY_VALUE, JSON, gallery_argument
+from facecnn.faces.gallery.location import GalleryLocation
 from facecnn.terminal import console
 
 gallery_app = typer.Typer(help="List, rename, remove, merge, split or copy the people of a "
                           "gallery; name a cluster of `facecnn cluster`.", no_args_is_help=True)
-GALLERY = typer.Argument(..., metavar="GALLERY", help=GALLERY_VALUE)
+GALLERY = gallery_argument()
 
 
 @gallery_app.command("list")
-def gallery_list(gallery: str = GALLERY, as_json: bool = JSON) -> None:
+def gallery_list(gallery: GalleryLocation = GALLERY, as_json: bool = JSON) -> None:
     """People and their face counts."""
     from facecnn.faces.gallery import open_gallery
 
@@ -40,7 +41,7 @@ def gallery_list(gallery: str = GALLERY, as_json: bool = JSON) -> None:
 
 
 @gallery_app.command("index")
-def gallery_index(gallery: str = GALLERY,
+def gallery_index(gallery: GalleryLocation = GALLERY,
                   exact_limit: int = typer.Option(50_000, help="Exact search up to this many "
                                                   "faces, IVF above.")) -> None:
     """Build or refresh the gallery's FAISS index, a cache of the database.
@@ -57,7 +58,7 @@ def gallery_index(gallery: str = GALLERY,
 
 
 @gallery_app.command("rename")
-def gallery_rename(gallery: str = GALLERY, old: str = typer.Argument(...),
+def gallery_rename(gallery: GalleryLocation = GALLERY, old: str = typer.Argument(...),
                    new: str = typer.Argument(...)) -> None:
     """Rename a person."""
     from facecnn.faces.gallery import open_gallery
@@ -68,7 +69,7 @@ def gallery_rename(gallery: str = GALLERY, old: str = typer.Argument(...),
 
 
 @gallery_app.command("remove")
-def gallery_remove(gallery: str = GALLERY, name: str = typer.Argument(...)) -> None:
+def gallery_remove(gallery: GalleryLocation = GALLERY, name: str = typer.Argument(...)) -> None:
     """Remove a person and all their faces."""
     from facecnn.faces.gallery import open_gallery
 
@@ -78,23 +79,25 @@ def gallery_remove(gallery: str = GALLERY, name: str = typer.Argument(...)) -> N
 
 
 @gallery_app.command("copy")
-def gallery_copy(source: str = typer.Argument(..., metavar="SRC", help=GALLERY_VALUE),
-                 destination: str = typer.Argument(..., metavar="DST", help="Created if "
-                                                   "missing; must hold nobody yet.")) -> None:
+def gallery_copy(source: GalleryLocation = typer.Argument(..., metavar="SRC", help=GALLERY_VALUE,
+                                                          parser=GalleryLocation.of),
+                 destination: GalleryLocation = typer.Argument(
+                     ..., metavar="DST", help="Created if missing; must hold nobody yet.",
+                     parser=GalleryLocation.of)) -> None:
     """Copy a gallery exactly, SQLite to PostgreSQL or back (or any two of either).
 
     The vectors bit for bit, the names, photo hashes, crop and threshold.
     """
-    from facecnn.faces.gallery import copy_gallery, gallery_location
+    from facecnn.faces.gallery import copy_gallery
 
     people, faces = copy_gallery(source, destination)
-    console.print(f"copied {people} people ({faces} faces) from {gallery_location(source)} "
-                  f"to {gallery_location(destination)}", highlight=False)
+    console.print(f"copied {people} people ({faces} faces) from {source} to {destination}",
+                  highlight=False)
 
 
 @gallery_app.command("name")
-def gallery_name(gallery: str = typer.Argument(..., metavar="GALLERY", help=GALLERY_VALUE +
-                                               " Created if missing."),
+def gallery_name(gallery: GalleryLocation = gallery_argument(GALLERY_VALUE +
+                                                            " Created if missing."),
                  cluster: Path = typer.Argument(..., help="A cluster's folder in a `facecnn "
                                                 "cluster` output: people/cluster_007."),
                  name: str = typer.Option(..., "--as", help="The person they are (added to "
@@ -116,8 +119,8 @@ def gallery_name(gallery: str = typer.Argument(..., metavar="GALLERY", help=GALL
 
 
 @gallery_app.command("merge")
-def gallery_merge(gallery: str = GALLERY, name: str = typer.Argument(..., help="The person "
-                                                                     "who stays."),
+def gallery_merge(gallery: GalleryLocation = GALLERY,
+                  name: str = typer.Argument(..., help="The person who stays."),
                   others: List[str] = typer.Argument(..., help="The same person under other "
                                                      "names: their faces move to NAME, and "
                                                      "they go."),
@@ -135,7 +138,7 @@ def gallery_merge(gallery: str = GALLERY, name: str = typer.Argument(..., help="
 
 
 @gallery_app.command("split")
-def gallery_split(gallery: str = GALLERY, name: str = typer.Argument(...),
+def gallery_split(gallery: GalleryLocation = GALLERY, name: str = typer.Argument(...),
                   clusters: int = typer.Option(2, min=2, help="How many people NAME is."),
                   names: Optional[List[str]] = typer.Option(None, "--as", help="Names for the "
                                                             "new people, biggest group first "

@@ -9,6 +9,7 @@ import typer
 
 from facecnn.faces.detectors import DEFAULT_DETECTOR, DETECTORS
 from facecnn.faces.embedders import EMBEDDERS, spelling
+from facecnn.faces.gallery.location import GalleryLocation
 
 EMBEDDER_HELP = (f"{', '.join(spelling(e.name) for e in EMBEDDERS.entries())} (what each is: "
                  "`facecnn embedders`).")
@@ -27,8 +28,14 @@ def embedder_option(default: str | None = "dlib", help: str = EMBEDDER_HELP) -> 
 
 
 def gallery_option(default: str | None, help: str) -> Any:
-    """--gallery: text, not a path (a URL is no path), so a PostgreSQL URL passes unchanged."""
-    return typer.Option(default, metavar="FILE|URL", help=f"{help} {GALLERY_VALUE}")
+    """--gallery, parsed once into a GalleryLocation (text, not a path: a URL is no path)."""
+    return typer.Option(default, metavar="FILE|URL", help=f"{help} {GALLERY_VALUE}",
+                        parser=GalleryLocation.of)
+
+
+def gallery_argument(help: str = GALLERY_VALUE) -> Any:
+    """A GALLERY argument, parsed as --gallery is."""
+    return typer.Argument(..., metavar="GALLERY", help=help, parser=GalleryLocation.of)
 
 
 def batch_size_option(default: int) -> Any:

@@ -18,11 +18,12 @@ from facecnn.cli.options import (
     gallery_option,
 )
 from facecnn.errors import FacecnnError
+from facecnn.faces.gallery.location import GalleryLocation
 from facecnn.terminal import console
 
 
 def serve(
-    gallery: Optional[str] = gallery_option(None, "Gallery for recognize/verify/people "
+    gallery: Optional[GalleryLocation] = gallery_option(None, "Gallery for recognize/verify/people "
                                             "(created, empty, if missing; several servers "
                                             "may share one on PostgreSQL)."),
     model: Optional[Path] = typer.Option(None, help="A run or model.onnx for /v1/classify."),
@@ -62,7 +63,6 @@ def serve(
     import uvicorn
 
     from facecnn.faces.config import PipelineConfig
-    from facecnn.faces.gallery import gallery_location, is_database_url
     from facecnn.serve.security import KeyStore
     from facecnn.serve.settings import ServeSettings, log_config
 
@@ -76,15 +76,15 @@ def serve(
     def text(path: Path | None) -> str | None:
         return str(path.resolve()) if path is not None else None
 
-    where = gallery if gallery is None or is_database_url(gallery) else text(Path(gallery))
+    location = gallery.absolute() if gallery is not None else None
     pipeline = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
                               min_size=min_size, embedder=embedder, device=device)
-    settings = ServeSettings(where, text(model), text(api_key_file), max_upload_mb,
-                             max_pixels, pipeline, max_queue, text(clusters),
+    settings = ServeSettings(location and location.target, text(model), text(api_key_file),
+                             max_upload_mb, max_pixels, pipeline, max_queue, text(clusters),
                              max_video_seconds, max_video_frames, upload_timeout)
     made_for = settings.new_gallery() if gallery is not None else None
     if made_for is not None:
-        console.print(f"created the empty gallery {gallery_location(gallery)} "
+        console.print(f"created the empty gallery {location} "
                       f"({made_for}): enrol people with POST /v1/people/NAME or on the web "
                       "page", highlight=False)
     if workers == 1:

@@ -24,6 +24,7 @@ from facecnn.cluster.groups import UNSORTED_NAME
 from facecnn.cluster.lock import locked
 from facecnn.cluster.output import CACHE, CLUSTERS, update
 from facecnn.errors import FacecnnError
+from facecnn.faces.gallery.location import GalleryLocation
 from facecnn.faces.names import check_name
 from facecnn.fileio import content_hash, file_hash
 
@@ -38,7 +39,7 @@ def list_clusters(out: Path) -> list[dict[str, Any]]:
             for entry in json.loads((Path(out) / CLUSTERS).read_text())]
 
 
-def name_cluster(out: Path, cluster: str, gallery: str, name: str) -> int:
+def name_cluster(out: Path, cluster: str, gallery: GalleryLocation | str, name: str) -> int:
     """Enrol the faces of `cluster` as `name` in `gallery` (a --gallery value; created if
     missing, with the cache's embedder and crop; `name` added to if enrolled already), in one
     gallery transaction, from the cached vectors; then record that the cluster is `name`.
@@ -148,7 +149,7 @@ def face_hashes(files: list[str], boxes: np.ndarray) -> list[str]:
     return hashes
 
 
-def _enrol(cache: LibraryCache, rows: np.ndarray, gallery: str, name: str) -> int:
+def _enrol(cache: LibraryCache, rows: np.ndarray, gallery: GalleryLocation | str, name: str) -> int:
     """The faces of `rows` added to `name` in one transaction (with a threshold if the gallery
     has none yet: the one the clusters were made with)."""
     from facecnn.faces.gallery import Gallery

@@ -21,7 +21,7 @@ from facecnn.errors import FacecnnError
 from facecnn.faces.cohort import load_cohort
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import Embedder
-from facecnn.faces.gallery import Gallery, gallery_exists
+from facecnn.faces.gallery import Gallery, GalleryLocation
 from facecnn.faces.names import check_name
 from facecnn.faces.pipeline import NO_FACE, FacePipeline
 from facecnn.fileio import file_hash
@@ -122,7 +122,7 @@ def _open_existing(path: str | Path, embedder: Embedder) -> Gallery | None:
     """The gallery if it exists (refusing another embedder's before any work, and cutting
     chips as its faces were cut); a new one is only created once there are faces to put in
     it."""
-    if not gallery_exists(path):
+    if not GalleryLocation.of(path).exists():
         return None
     gallery = Gallery.open_or_create(path, embedder.name, embedder.dim, embedder.crop)
     gallery.check_embedder(embedder)

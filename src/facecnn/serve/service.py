@@ -81,7 +81,7 @@ class Service:
         from facecnn.faces.detect import FaceDetector
 
         self.keys, self.max_pixels = keys, max_pixels
-        self.location, self.clusters = gallery, clusters
+        self.clusters = clusters
         if clusters is not None:
             from facecnn.cluster.edits import list_clusters
 
@@ -94,17 +94,18 @@ class Service:
         self._detecting, self._embedding = threading.Lock(), threading.Lock()
         self._classifying = threading.Lock()
         self.detector = FaceDetector.from_config(pipeline)
-        self.recognizer = self.store = self.classifier = self.listener = None
+        self.recognizer = self.store = self.classifier = self.listener = self.location = None
         if gallery is not None:
             from facecnn.faces import embedders
-            from facecnn.faces.gallery import open_gallery
+            from facecnn.faces.gallery import GalleryLocation, open_gallery
             from facecnn.faces.recognize import Recognizer
 
+            self.location = GalleryLocation.of(gallery)
             self.recognizer = Recognizer(
-                gallery=open_gallery(gallery, busy_timeout=BUSY_TIMEOUT_S),
-                detector=self.detector, workers=1, device=pipeline.device,
+                gallery=open_gallery(self.location, busy_timeout=BUSY_TIMEOUT_S),
+                detector=self.detector, workers=1, device=pipeline.device, fast=True,
                 embedder=embedders.from_config(pipeline) if pipeline.embedder else None)
-            self.store = open_gallery(gallery, busy_timeout=BUSY_TIMEOUT_S)
+            self.store = open_gallery(self.location, busy_timeout=BUSY_TIMEOUT_S)
             self.listener = self.recognizer.gallery.watch(self._catch_up)
         if model is not None:
             from facecnn.inference import load_classifier

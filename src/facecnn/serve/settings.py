@@ -42,37 +42,23 @@ class ServeSettings:
     upload_timeout: float = UPLOAD_TIMEOUT_S
 
     def app(self) -> FastAPI:
-        pipeline = self.pipeline.but(embedder=self.pipeline.embedder or self._default_embedder())
-
         def path(value: str | None) -> Path | None:
             return Path(value) if value is not None else None
 
         return create_app(self.gallery, path(self.model),
                           KeyStore.load(path(self.api_key_file)), self.max_upload_mb,
-                          self.max_pixels, pipeline, self.max_queue, path(self.clusters),
+                          self.max_pixels, self.pipeline, self.max_queue, path(self.clusters),
                           VideoLimits(self.max_video_seconds, self.max_video_frames),
                           self.upload_timeout)
-
-    def _default_embedder(self) -> str | None:
-        """dlib galleries are served by dlib's network in PyTorch: the same vectors, for
-        several times the requests per second of dlib's own runtime (benchmarks/serve_load.py
-        --embedder dlib measures it)."""
-        from facecnn.faces.gallery import gallery_exists, open_gallery
-        from facecnn.faces.recognize import FASTER
-
-        if self.gallery is None or not gallery_exists(self.gallery):
-            return None  # create_app says what is missing
-        with open_gallery(self.gallery) as gallery:
-            return FASTER.get(gallery.embedder)
 
     def new_gallery(self) -> str | None:
         """Create the gallery, empty, for --embedder or DEFAULT_EMBEDDER if it is missing, so
         people can be enrolled through the API; returns the embedder's name (None: it was
         there)."""
         from facecnn.faces.embedders import DEFAULT_EMBEDDER, create_embedder
-        from facecnn.faces.gallery import Gallery, gallery_exists
+        from facecnn.faces.gallery import Gallery, GalleryLocation
 
-        if gallery_exists(self.gallery):
+        if GalleryLocation.of(self.gallery).exists():
             return None
         embedder = create_embedder(self.pipeline.embedder or DEFAULT_EMBEDDER)
         Gallery.open_or_create(self.gallery, embedder.name, embedder.dim, embedder.crop).close()

@@ -24,47 +24,22 @@ import numpy as np
 
 from facecnn.errors import FacecnnError
 from facecnn.faces.gallery import calibrate, search
+from facecnn.faces.gallery.location import GalleryLocation
 from facecnn.faces.gallery.meta import DATA_VERSION, REWRITE_VERSION, damaged, now, parse_meta
 from facecnn.faces.gallery.search import Match
 from facecnn.faces.gallery.store import BUSY_TIMEOUT, Closeable, Store
-from facecnn.faces.gallery.store_sqlite import SqliteStore
 from facecnn.faces.names import check_name, name_key
 from facecnn.faces.threshold import check_threshold
 
 if TYPE_CHECKING:
     from facecnn.faces.embedders import Embedder
 
+Where = str | Path | GalleryLocation  # a --gallery value, or one parsed already
 _STORED = np.dtype("<f4")  # vectors are stored as little-endian float32 bytes
 # Where the stored threshold came from: a later enroll recalibrates only what it calibrated.
 THRESHOLD_SOURCES = ("calibrated", "manual", "default")
 COPIED_META = ("embedder", "dim", "crop", "metric", "created", "threshold",
                "threshold_source")
-
-
-def is_database_url(value: str | Path) -> bool:
-    """Whether a --gallery value names a PostgreSQL database rather than a SQLite file."""
-    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
-
-
-def _store_class(value: str | Path) -> type[Store]:
-    if is_database_url(value):
-        from facecnn.faces.gallery.store_postgres import PostgresStore  # loads psycopg
-
-        return PostgresStore
-    return SqliteStore
-
-
-def gallery_exists(value: str | Path) -> bool:
-    """Whether the file exists, or the database holds a gallery (connecting to find out)."""
-    if is_database_url(value):
-        return _store_class(value).exists(value)
-    return Path(value).exists()
-
-
-def gallery_location(value: str | Path) -> str:
-    """How messages name the gallery at a --gallery value: its path, or its URL without the
-    password."""
-    return _store_class(value).location_of(value) if is_database_url(value) else str(value)
 
 
 @dataclass
@@ -121,10 +96,11 @@ class Gallery:
         return self._store.cache_mode
 
     @classmethod
-    def _connect(cls, value: str | Path, init: tuple[str, int, dict | None] | None, *,
+    def _connect(cls, value: Where, init: tuple[str, int, dict | None] | None, *,
                  new: bool = False, busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
-        store, meta = _store_class(value).connect(value, init, new=new,
-                                                  busy_timeout=busy_timeout)
+        location = GalleryLocation.of(value)
+        store, meta = location.store.connect(location.target, init, new=new,
+                                             busy_timeout=busy_timeout)
         try:
             return cls(store, meta)
         except FacecnnError as e:
@@ -132,19 +108,19 @@ class Gallery:
             raise FacecnnError(f"{store.location}: {e}") from None
 
     @classmethod
-    def create(cls, value: str | Path, embedder: str, dim: int,
+    def create(cls, value: Where, embedder: str, dim: int,
                crop: dict | None = None) -> Gallery:
         """Start a new gallery; refuses to touch an existing one."""
         return cls._connect(value, (embedder, dim, crop), new=True)
 
     @classmethod
-    def open(cls, value: str | Path, *, busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
+    def open(cls, value: Where, *, busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
         """Open an existing gallery; a write waits up to `busy_timeout` seconds for another
         process's write to finish (a server answers sooner than a batch job must)."""
         return cls._connect(value, None, busy_timeout=busy_timeout)
 
     @classmethod
-    def open_or_create(cls, value: str | Path, embedder: str, dim: int,
+    def open_or_create(cls, value: Where, embedder: str, dim: int,
                        crop: dict | None = None) -> Gallery:
         """Open the gallery, creating it if needed; embeddings from different models never mix
         (the gallery keeps the name of the embedder that made it; embedders of one family, as
@@ -501,14 +477,14 @@ def _kmeans(vectors: np.ndarray, parts: int, seed: int) -> list[np.ndarray]:
     return sorted(groups, key=lambda rows: (-len(rows), rows[0]))
 
 
-def open_gallery(value: str | Path, *, busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
+def open_gallery(value: Where, *, busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
     """The existing gallery a --gallery value names: a SQLite file's path or a postgresql://
     URL (what the CLI and the server open)."""
     return Gallery.open(value, busy_timeout=busy_timeout)
 
 
 
-def copy_gallery(source: str | Path, destination: str | Path) -> tuple[int, int]:
+def copy_gallery(source: Where, destination: Where) -> tuple[int, int]:
     """`facecnn gallery copy`: the gallery at `source` copied exactly (vectors bit for bit,
     names, sources, photo hashes, crop, threshold) into `destination`, which is created if
     missing and must hold nobody (either store, either way); returns (people, faces)."""

@@ -117,7 +117,7 @@ async def name(cluster: str, body: ClusterName,
     next recognition knows them, as the search index syncs before every answer."""
     person = check_name(body.name)
     added = await served.write(_edit, served.clusters, [cluster], name_cluster, served.clusters,
-                             cluster, str(served.location), person)
+                             cluster, served.location, person)
     return {"cluster": cluster, "name": person, "added": added}
 
 
