@@ -1,9 +1,11 @@
-"""Shared fixtures: the real AT&T faces and small image trees made from them. The helpers the
-tests share (the CLI runners, photos, servers) live in helpers.py."""
+"""Shared fixtures: the real AT&T faces and small image trees made from them; which tests are
+e2e, and the order files run in. The helpers the tests share (the CLI runners, photos, servers)
+live in helpers.py."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,37 +20,71 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 from helpers import ATT_FACES, invoke_cli, make_jpeg_tree  # noqa: E402
 
-# The files that take longest, longest first (CPU seconds measured with `-n 2 --dist loadfile`
-# in brackets). A worker is handed the next file as it nears the end of one, so starting with
-# these leaves the short files to even out the end of the run instead of one worker idling
-# while the other is still in test_train_cli.py. Files not named keep their order, after these.
-LONGEST_FIRST = [
-    "test_train_cli.py",  # 107: the demo, Ctrl-C and resume, torchrun
-    "test_studies.py",  # 95: every shipped study
-    "test_faces.py",  # 66: a 30-person gallery, 200 photos recognized
-    "test_objectives.py",  # 33
-    "test_serve.py",  # 31: two real server processes
-    "test_models.py",  # 27
-    "test_papercuts.py",  # 26
-    "test_native_crop.py",  # 25
-    "test_choices.py",  # 25
-    "test_dlib_port.py",  # 19
-    "test_file_safety.py",  # 17
-    "test_detectors.py",  # 17
-    "test_enroll_safety.py",  # 16
-    "test_open_set.py",  # 12
-]
+# Seconds per file (setup, call and teardown of its tests) as measured by
+# `python -m pytest -q -n 2 --dist loadfile --store-durations`; files run longest first. A worker
+# is handed the next file as it nears the end of one, so starting with the longest leaves the
+# short files to even out the end of the run instead of one worker idling while the other is
+# still in the longest file.
+DURATIONS = Path(__file__).with_name("durations.json")
+
+# `-m "not e2e"` is the fast tier, a minute or less: no processes started, no PostgreSQL, no
+# browser, nothing read from ../shared/data, no training runs. A test is e2e without a marker of
+# its own when it takes one of these fixtures (../shared/data, PostgreSQL, a trained run), the
+# PostgreSQL half of `new_location`, or is marked `web` (a browser) or `slow`; the others carry
+# `pytest.mark.e2e` themselves, since the helpers' processes and photos show in no fixture (and
+# test_models' build of every registered architecture, for its 15 s alone).
+E2E_FIXTURES = {"att_faces", "faces3", "postgres", "digits_run"}
+E2E_MARKERS = ("web", "slow")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--store-durations", action="store_true",
+                     help=f"write each test file's measured seconds to tests/{DURATIONS.name} "
+                          "(the order files run in); files not run keep their numbers")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # xdist would otherwise hand out files with the most tests first, whatever they cost
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
+    if config.getoption("store_durations") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(DurationStore(), "facecnn-durations")
 
 
+def _needs_e2e(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return (any(item.get_closest_marker(name) for name in E2E_MARKERS)
+            or not E2E_FIXTURES.isdisjoint(item.fixturenames)
+            or (callspec is not None and callspec.params.get("new_location") == "postgres"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the markers added here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: same file order
+    for item in items:
+        if _needs_e2e(item):
+            item.add_marker(pytest.mark.e2e)
+    seconds = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+    # stable: tests keep their order within a file, and unmeasured files theirs, after the rest
+    items.sort(key=lambda item: -seconds.get(item.path.name, -1.0))
+
+
+class DurationStore:
+    """Sums each file's test durations as reports reach this process (the xdist controller,
+    or the only process) and merges them into DURATIONS at the end."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        name = Path(report.nodeid.split("::")[0]).name
+        self.seconds[name] = self.seconds.get(name, 0.0) + report.duration
+
+    def pytest_sessionfinish(self) -> None:
+        known = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+        known = {name: s for name, s in known.items() if DURATIONS.with_name(name).is_file()}
+        known.update({name: round(s, 1) for name, s in self.seconds.items()})
+        ordered = dict(sorted(known.items(), key=lambda pair: (-pair[1], pair[0])))
+        DURATIONS.write_text(json.dumps(ordered, indent=1) + "\n")
 
 
 @pytest.fixture(scope="session", autouse=True)

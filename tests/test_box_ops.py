@@ -138,6 +138,7 @@ def test_roi_align_in_float64_and_one_box_at_a_time_crops_what_torchvision_crops
                                tv.roi_align(images, boxes, 24, aligned=True), atol=1e-5, rtol=0)
 
 
+@pytest.mark.e2e
 def test_importing_mtcnn_leaves_torchvision_unimported() -> None:
     code = "import facecnn.models.mtcnn, sys; assert 'torchvision' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

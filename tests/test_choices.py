@@ -13,6 +13,8 @@ from facecnn.config import TrainConfig
 from facecnn.models.init import INIT_CHOICES
 from facecnn.train.trainer import Trainer
 
+pytestmark = pytest.mark.e2e
+
 
 def one_epoch(tmp_path: Path, **choice: object) -> Trainer:
     settings = {"epochs": 1, **choice}

@@ -16,6 +16,8 @@ from facecnn.cluster import ALGORITHMS, DEFAULT_ALGORITHM, Settings, cluster_vec
 from facecnn.cluster.cache import LibraryCache
 from helpers import canvas, digest, invoke_cli, run_cli
 
+pytestmark = pytest.mark.e2e
+
 JOHNS = Path(__file__).resolve().parents[2] / "shared" / "data" / "johns"
 ATT = ["s1", "s2", "s3", "s4"]
 GROUPS = [[("s1", 6), ("s2", 10), ("s3", 6)], [("s4", 7), ("s1", 7)], [("s2", 8), ("s3", 8)]]

@@ -19,6 +19,7 @@ from PIL import Image
 from facecnn.cluster import edits, lock
 from facecnn.data.folders import class_folders
 from facecnn.errors import FacecnnError
+from facecnn.faces.config import PipelineConfig
 from facecnn.faces.crops import DLIB_CHIP
 from facecnn.faces.gallery import Gallery
 from helpers import canvas, digest, invoke_cli, write_photos
@@ -73,6 +74,7 @@ def _one_line_error(result, text: str) -> None:
     assert text in result.stderr, result.stderr
 
 
+@pytest.mark.e2e
 def test_cluster_names_enrolled_people_and_clusters_the_rest(named: dict) -> None:
     by_name = {e["name"]: e for e in named["document"] if e["name"]}
     assert set(by_name) == {"s1", "s2"}
@@ -92,6 +94,7 @@ def test_cluster_names_enrolled_people_and_clusters_the_rest(named: dict) -> Non
     assert digest(named["library"]) == named["before"]
 
 
+@pytest.mark.e2e
 def test_rerun_keeps_names_and_numbers(named: dict, tmp_path: Path) -> None:
     out = _copy(named, tmp_path / "people")
     new = tmp_path / "new"
@@ -109,6 +112,7 @@ def test_rerun_keeps_names_and_numbers(named: dict, tmp_path: Path) -> None:
     assert home["s1_9.jpg"] == s1 and home["s3_9.jpg"] == named["cluster_of"]["s3"]
 
 
+@pytest.mark.e2e
 def test_name_merge_split_round_trip(named: dict, new_location: Callable[[], str],
                                      tmp_path: Path) -> None:
     out = _copy(named, tmp_path / "people")
@@ -172,6 +176,7 @@ def test_split_names_and_refusals(tmp_path: Path) -> None:
             g.merge("ann", ["ann"])
 
 
+@pytest.mark.e2e
 def test_folder_edits(named: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = _copy(named, tmp_path / "people")
     s1 = next(e["cluster"] for e in named["document"] if e["name"] == "s1")
@@ -215,6 +220,7 @@ def _query(path: Path) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_search_gallery_and_post_search(named: dict, tmp_path: Path) -> None:
     from facecnn.serve.app import create_app
 
@@ -227,7 +233,7 @@ def test_search_gallery_and_post_search(named: dict, tmp_path: Path) -> None:
     assert {Path(h["source"]).name for h in hits} == {"6.jpg", "7.jpg", "8.jpg"}
     assert [h["distance"] for h in hits] == sorted(h["distance"] for h in hits)
     served = shutil.copy(named["gallery"], tmp_path / "served.db")
-    with TestClient(create_app(gallery=served, detector="hog")) as client:
+    with TestClient(create_app(gallery=served, pipeline=PipelineConfig(detector="hog"))) as client:
         def search(top: int) -> list[dict]:
             answer = client.post("/v1/search", params={"top": top},
                                  files={"image": ("face.jpg", face.read_bytes())})
@@ -248,6 +254,7 @@ def test_search_gallery_and_post_search(named: dict, tmp_path: Path) -> None:
         assert none.status_code == 422 and "no face found" in none.json()["detail"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", ["unknown cluster", "not a cluster folder", "unknown person",
                                   "split unknown", "embedder mismatch", "name mismatch",
                                   "in and gallery", "neither"])

@@ -24,6 +24,8 @@ from facecnn.cluster.cache import LibraryCache
 from helpers import CliResult, invoke_cli, write_photos
 from test_cluster import FAST
 
+pytestmark = pytest.mark.e2e
+
 OWN = {"cache.npz", ".lock"}  # the files of the folder its cache does not list
 
 

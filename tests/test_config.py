@@ -169,6 +169,7 @@ def _help(*command: str) -> str:
     return result.stdout
 
 
+@pytest.mark.e2e
 def test_help_lists_every_registered_name_without_torch() -> None:
     text = _help("train")
     for registry in REGISTRIES.values():

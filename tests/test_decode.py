@@ -117,6 +117,7 @@ def test_a_jpeg_of_too_many_scans_is_refused_before_decoding(tmp_path: Path) -> 
         read_image_bytes(plain[:-2] + scans + plain[-2:])
 
 
+@pytest.mark.e2e
 def test_sixteen_bit_images_cost_a_few_bytes_a_pixel(tmp_path: Path) -> None:
     """A 16-bit PNG compresses to almost nothing; decoding it must not cost float64 copies."""
     gray = np.tile(np.linspace(0, 65535, 3000).astype(np.uint16), (3000, 1))

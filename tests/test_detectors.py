@@ -27,6 +27,7 @@ FLOORS = {"hog": (1, "testing.xml", 0.95, 0.95), "haar": (1, "testing.xml", 0.85
           "dlib_cnn": (1, "testing.xml", 0.9, 0.95), "cnn": (0, "training.xml", 0.25, 0.95)}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", DETECTORS.names())
 def test_every_detector_finds_the_boxed_faces(name: str) -> None:
     assert name in FLOORS, f"give the new detector {name!r} its floors here"
@@ -44,6 +45,7 @@ def test_every_detector_finds_the_boxed_faces(name: str) -> None:
         assert lm[:2, 1].mean() < lm[2, 1] < lm[3:, 1].mean() < y2
 
 
+@pytest.mark.e2e
 def test_mtcnn_gives_its_own_landmarks_and_dlib_chips_still_work(tmp_path: Path) -> None:
     image = canvas("s4", 3)
     mtcnn, hog = FaceDetector("mtcnn")(image)[0], FaceDetector("hog")(image)[0]
@@ -61,6 +63,7 @@ def test_mtcnn_gives_its_own_landmarks_and_dlib_chips_still_work(tmp_path: Path)
     assert json.loads(found.stdout)[0]["faces"][0]["name"] == "s2"
 
 
+@pytest.mark.e2e
 def test_the_default_finds_turned_and_tilted_faces_that_hog_misses() -> None:
     """Real AT&T portraits: s2 turned to the side, head thrown back, head bowed and tilted."""
     images = [canvas("s2", i) for i in (6, 7, 9)]

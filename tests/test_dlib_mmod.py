@@ -64,6 +64,7 @@ def assert_agrees(ours: list, reference: list) -> None:
             assert iou(match[0], box) >= MIN_IOU and abs(match[1] - score) <= MAX_SCORE_DIFF
 
 
+@pytest.mark.e2e
 def test_port_finds_dlibs_faces_in_group_photos_and_canvases_in_one_batch(detector,
                                                                           dlib_cnn) -> None:
     """Two 500x375 photos (batched together), a 400x500 one, and AT&T faces in 200 px
@@ -86,6 +87,7 @@ def test_port_finds_dlibs_faces_in_group_photos_and_canvases_in_one_batch(detect
     assert np.allclose([s for _, s in alone], [s for _, s in found[0]], atol=1e-4)
 
 
+@pytest.mark.e2e
 def test_port_upsampled_matches_dlib_upsampled(detector, dlib_cnn) -> None:
     """Upsampled once, the faces of a downscaled photo come back in its own pixels."""
     image = photo("2008_001322.jpg", scale=0.6)
@@ -159,6 +161,7 @@ def test_images_it_cannot_take_are_a_clear_error(detector) -> None:
     assert detector([np.zeros((6, 9, 3), np.uint8)]) == [[]]  # too small for any window
 
 
+@pytest.mark.e2e
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 def test_cuda_finds_what_the_cpu_finds(detector) -> None:

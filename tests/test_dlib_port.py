@@ -13,6 +13,7 @@ import torch
 
 from facecnn.errors import FacecnnError
 from facecnn.faces import dlib_models
+from facecnn.faces.config import PipelineConfig
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import create_embedder
 from facecnn.models import dlib_port
@@ -56,6 +57,7 @@ def photos() -> list[np.ndarray]:
     return out
 
 
+@pytest.mark.e2e
 def test_port_equals_dlib_on_faces_found_in_real_photos(ported) -> None:
     """The whole chain as dlib runs it: its landmarks (5 or 68 points), its chip, its network -
     vs ours."""
@@ -82,6 +84,7 @@ def test_port_equals_dlib_on_faces_found_in_real_photos(ported) -> None:
     assert compared == 12
 
 
+@pytest.mark.e2e
 def test_port_equals_dlib_on_test_made_crops(ported) -> None:
     """Chips made without any alignment: crops, flips, colour and noise, in one batch."""
     encoder = dlib_models.face_encoder()
@@ -165,6 +168,7 @@ def test_converted_weights_are_cached_and_reused(tmp_path: Path, monkeypatch) ->
     assert cached.stat().st_size > 20_000_000
 
 
+@pytest.mark.e2e
 def test_embed_command_writes_files_boxes_and_vectors(tmp_path: Path) -> None:
     root = write_photos(tmp_path / "photos", ["s3", "s4"], range(1, 3))
     (root / "notes.txt").write_text("not an image")
@@ -189,6 +193,7 @@ def test_embed_command_writes_files_boxes_and_vectors(tmp_path: Path) -> None:
     assert np.array_equal(np.load(out)["vectors"], saved["vectors"])  # left as it was
 
 
+@pytest.mark.e2e
 def test_dlib_and_dlib_torch_galleries_name_the_same_people(tmp_path: Path) -> None:
     people = [f"s{i}" for i in range(1, 7)]
     photos_dir = write_photos(tmp_path / "enroll", people, range(1, 4))
@@ -228,6 +233,7 @@ def test_dlib_resnet_frozen_backbone_trains_only_the_head(tmp_path: Path) -> Non
     assert frozen == {"stem", "stage1", "stage2", "stage3"}
 
 
+@pytest.mark.e2e
 def test_training_dlib_resnet_pretrained_changes_only_the_head(tmp_path: Path) -> None:
     from facecnn.inference.pytorch import Predictor
 
@@ -253,6 +259,7 @@ def test_training_dlib_resnet_pretrained_changes_only_the_head(tmp_path: Path) -
     assert "trainable 387," in report  # 3 x 128 + 3: the head alone
 
 
+@pytest.mark.e2e
 def test_server_searches_a_dlib_gallery_with_dlib_torch(tmp_path: Path) -> None:
     import io
 
@@ -265,7 +272,8 @@ def test_server_searches_a_dlib_gallery_with_dlib_torch(tmp_path: Path) -> None:
     enrolled = invoke_cli("enroll", str(photos_dir), "--gallery", str(tmp_path / "g.db"),
                           "--quiet", cwd=tmp_path)
     assert enrolled.returncode == 0, enrolled.stderr
-    app = create_app(tmp_path / "g.db", embedder=create_embedder("dlib_torch", device="cpu"))
+    app = create_app(tmp_path / "g.db",
+                     pipeline=PipelineConfig(embedder="dlib_torch", device="cpu"))
     buffer = io.BytesIO()
     Image.fromarray(canvas("s6", 9)).save(buffer, "JPEG", quality=92)
     with TestClient(app) as client:

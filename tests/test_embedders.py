@@ -44,6 +44,7 @@ class CellColours(Embedder):
         return cells / np.linalg.norm(cells, axis=1, keepdims=True)
 
 
+@pytest.mark.e2e
 def test_a_new_embedder_is_one_class(tmp_path: Path) -> None:
     photos = write_photos(tmp_path / "p", ["s1", "s2"], range(1, 5))
     files = sorted(photos.rglob("*.jpg"))
@@ -58,6 +59,7 @@ def test_a_new_embedder_is_one_class(tmp_path: Path) -> None:
                        .vectors, vectors[0])
 
 
+@pytest.mark.e2e
 def test_embedders_pickle_as_their_recipe() -> None:
     """What a spawned worker process receives: the class and its arguments, with the crop a
     gallery made it adopt."""
@@ -87,6 +89,7 @@ def test_names_options_and_families() -> None:
         FaceDetector("hog", landmarks="dlib7")
 
 
+@pytest.mark.e2e
 def test_default_path_loads_no_68_point_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """dlib's 68-point model may not be used commercially: neither the default detector with
     dlib's chips, nor a detector without landmarks with ArcFace crops, loads it."""
@@ -105,6 +108,7 @@ def test_default_path_loads_no_68_point_model(monkeypatch: pytest.MonkeyPatch) -
     assert DLIB_68.name in loaded  # by flag, it is still there
 
 
+@pytest.mark.e2e
 def test_onet_points_on_other_detectors_boxes_agree_with_dlib68() -> None:
     images = [canvas(f"s{k}", 1 + k % 10) for k in range(1, 41, 3)]
     hog = FaceDetector("hog", landmarks="dlib68")
@@ -116,6 +120,7 @@ def test_onet_points_on_other_detectors_boxes_agree_with_dlib68() -> None:
     assert np.mean(errors) < 0.07 and max(errors) < 0.25, errors  # of the eye distance
 
 
+@pytest.mark.e2e
 def test_prepared_crops_are_their_own_alignment() -> None:
     """A crop `prepare` wrote is known to hold the template's points: aligning it again
     returns it unchanged, with no landmark model run."""
@@ -124,6 +129,7 @@ def test_prepared_crops_are_their_own_alignment() -> None:
     assert np.abs(align_face(crop, face.landmarks, 160, 0.2).astype(int) - crop).max() <= 1
 
 
+@pytest.mark.e2e
 def test_galleries_keep_the_chips_they_were_made_with(tmp_path: Path) -> None:
     photos = write_photos(tmp_path / "p", ["s1", "s2", "s3"], range(1, 4))
     old = tmp_path / "old.db"

@@ -13,6 +13,8 @@ from PIL import Image
 
 from helpers import HANG_GUARD, invoke_cli, write_photos
 
+pytestmark = pytest.mark.e2e
+
 # These tests are about the gallery, not detection: dlib's HOG is the quickest detector for them
 HOG = ("--detector", "hog")
 

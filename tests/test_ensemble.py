@@ -20,6 +20,8 @@ from facecnn.inference.pytorch import Predictor
 from facecnn.studies.ensemble import ensemble
 from facecnn.train.trainer import Trainer
 
+pytestmark = pytest.mark.e2e
+
 
 def _train(root: Path, name: str, data: str = "digits", **options: object) -> Path:
     cfg = TrainConfig(data=data, model="seed_mlp", epochs=1, batch_size=128, amp=False,

@@ -38,6 +38,7 @@ def test_export_matches_pytorch_with_any_batch(run: Path) -> None:
     assert np.abs(onnx_model.probabilities(images) - expected).max() < 1e-4
 
 
+@pytest.mark.e2e
 def test_predict_with_onnx_never_imports_torch(run: Path, tmp_path: Path) -> None:
     if not (run / "model.onnx").exists():
         assert invoke_cli("export", str(run), cwd=run).returncode == 0

@@ -18,6 +18,8 @@ from facecnn.faces.embedders.run import RunEmbedder
 from facecnn.faces.pairs import write_pairs
 from helpers import canvas, digest, invoke_cli, run_cli, write_photos
 
+pytestmark = pytest.mark.e2e
+
 ENROLLED = [f"s{i}" for i in range(1, 31)]
 STRANGERS = [f"s{i}" for i in range(31, 41)]
 

@@ -67,6 +67,7 @@ def _kill_and_watch(proc: subprocess.Popen, workers: int,
     return left
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_kill_9_of_embed_leaves_no_workers(tmp_path: Path) -> None:
     photos = tmp_path / "photos"
@@ -91,6 +92,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_portable_watcher_ends_an_orphaned_worker(tmp_path: Path) -> None:
     """The fallback where prctl is missing (macOS, Windows), run here for real."""
@@ -118,6 +120,7 @@ def test_embed_with_no_face_leaves_existing_out_untouched(tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "vectors.npz"]
 
 
+@pytest.mark.e2e
 def test_embed_checks_the_destination_before_any_work(tmp_path: Path) -> None:
     photos = write_photos(tmp_path / "photos", ["s1"], range(1, 2))
     (photos / "s1" / "notes.jpg").write_text("not an image")
@@ -130,6 +133,7 @@ def test_embed_checks_the_destination_before_any_work(tmp_path: Path) -> None:
 
 
 # ---- C: prepare never harms RAW, names every crop apart, writes whole ----------------------------
+@pytest.mark.e2e
 @pytest.mark.parametrize("layout", ["out_person_is_raw", "out_person_holds_raw"])
 def test_prepare_refuses_out_whose_person_folders_reach_raw(tmp_path: Path,
                                                              layout: str) -> None:
@@ -155,6 +159,7 @@ def _two_faces() -> np.ndarray:
     return np.hstack([canvas("s1", 4), canvas("s2", 4)])
 
 
+@pytest.mark.e2e
 def test_prepare_gives_every_photo_its_own_crops(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     (raw / "s1").mkdir(parents=True)
@@ -186,6 +191,7 @@ def _complete(jpeg: Path) -> bool:
         return False
 
 
+@pytest.mark.e2e
 def test_killed_prepare_leaves_no_truncated_crop(tmp_path: Path) -> None:
     raw = write_photos(tmp_path / "raw", ["s1"], range(1, 4))
     out = tmp_path / "out"
@@ -219,6 +225,7 @@ def test_prepare_with_no_crop_fails_and_names_empty_folders(tmp_path: Path) -> N
 
 
 # ---- D: training resumes after a kill that left no last.pt ---------------------------------------
+@pytest.mark.e2e
 def test_resume_continues_from_best_when_last_is_missing(tmp_path: Path) -> None:
     args = ["train", "digits", "--model", "seed_mnist_cnn", "--epochs", "2", "--batch-size",
             "64", "--no-amp", "--quiet", "--project", str(tmp_path), "--name", "cut"]

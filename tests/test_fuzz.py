@@ -128,6 +128,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_every_operation_answers_within_its_schema(server: str, mode: GenerationMode) -> None:
     """Valid (positive) and invalid (negative) requests to every operation of the schema the
@@ -166,6 +167,7 @@ def _send_raw(url: str, head: str, body: bytes, read_answer: bool) -> bytes:
         return conn.recv(64).split(b"\r\n", 1)[0] if read_answer else b""
 
 
+@pytest.mark.e2e
 @settings(BUDGET, max_examples=40)
 @given(declared=st.one_of(st.none(), st.integers(0, 3 * 2**20), st.just(-1)),
        sent=st.integers(0, 4096), chunked=st.booleans(),
@@ -195,6 +197,7 @@ def test_raw_uploads_never_stall_the_server(server: str, declared: int | None, s
     assert httpx.get(f"{server}healthz", timeout=10).status_code == 200
 
 
+@pytest.mark.e2e
 def test_the_corpus_of_requests_is_answered(server: str) -> None:
     for request in sorted(CORPUS.glob("*.http")):
         head, body = request.read_bytes().split(b"\r\n\r\n", 1)

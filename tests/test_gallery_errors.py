@@ -94,6 +94,7 @@ def reads_and_refuses_writes(gallery: Path, photos: Path, why: str) -> None:
     assert digest(gallery) == before
 
 
+@pytest.mark.e2e
 def test_a_read_only_file_system_reads_and_refuses_writes(tmp_path: Path, photos: Path) -> None:
     with tmpfs(tmp_path / "medium") as medium:
         gallery = enrolled(photos, medium / "g.db")
@@ -101,6 +102,7 @@ def test_a_read_only_file_system_reads_and_refuses_writes(tmp_path: Path, photos
         reads_and_refuses_writes(gallery, photos, "it is on a read-only file system")
 
 
+@pytest.mark.e2e
 def test_an_immutable_file_reads_and_refuses_writes(tmp_path: Path, photos: Path) -> None:
     gallery = enrolled(photos, tmp_path / "g.db")
     _system("chattr", "+i", str(gallery))
@@ -110,6 +112,7 @@ def test_an_immutable_file_reads_and_refuses_writes(tmp_path: Path, photos: Path
         _system("chattr", "-i", str(gallery))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("room", [0, 36 << 10], ids=["none", "to open, not to write"])
 def test_a_full_disk_is_one_line_and_changes_nothing(tmp_path: Path, photos: Path,
                                                      room: int) -> None:
@@ -134,6 +137,7 @@ def _free(folder: Path) -> int:
     return found.f_bavail * found.f_frsize
 
 
+@pytest.mark.e2e
 def test_a_damaged_page_is_one_line(tmp_path: Path, photos: Path) -> None:
     gallery = enrolled(photos, tmp_path / "g.db")
     data = bytearray(gallery.read_bytes())
@@ -146,6 +150,7 @@ def test_a_damaged_page_is_one_line(tmp_path: Path, photos: Path) -> None:
     assert gallery.read_bytes() == data
 
 
+@pytest.mark.e2e
 def test_a_vector_of_the_wrong_length_is_one_line(tmp_path: Path, photos: Path) -> None:
     gallery = enrolled(photos, tmp_path / "g.db")
     with sqlite3.connect(gallery) as db:
@@ -158,6 +163,7 @@ def test_a_vector_of_the_wrong_length_is_one_line(tmp_path: Path, photos: Path) 
     assert digest(gallery) == before
 
 
+@pytest.mark.e2e
 def test_a_folder_given_as_the_gallery_is_one_line(tmp_path: Path, photos: Path) -> None:
     folder = tmp_path / "galleries"
     folder.mkdir()
@@ -184,6 +190,7 @@ enroll(Path(sys.argv[1]), Path(sys.argv[2]), create_embedder("dlib"), FaceDetect
 """
 
 
+@pytest.mark.e2e
 def test_a_first_enroll_killed_before_its_commit_leaves_no_file(tmp_path: Path,
                                                                  photos: Path) -> None:
     gallery = tmp_path / "g.db"

@@ -118,6 +118,7 @@ def test_unknown_initializer_lists_the_valid_names():
     assert tuple(INIT_CHOICES) == ("default", "zeros", "normal", "glorot", "he")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", list_models())
 def test_every_registered_model_builds_and_runs(name: str) -> None:
     """Shapes only (meta device, no weights): each model maps images to one logit per class."""

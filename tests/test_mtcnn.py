@@ -87,6 +87,7 @@ def found(detector, images) -> dict[str, list]:
     return dict(zip(images, detector(list(images.values()))))
 
 
+@pytest.mark.e2e
 def test_finds_the_boxed_faces_of_dlibs_group_photos(found) -> None:
     faces = detections = hits = 0
     for name, boxes in truth().items():
@@ -105,6 +106,7 @@ def test_finds_the_boxed_faces_of_dlibs_group_photos(found) -> None:
         assert all(0 <= box[0] < box[2] and 0 <= box[1] < box[3] for box, _, _ in faces_of_one)
 
 
+@pytest.mark.e2e
 def test_finds_the_one_face_of_each_canvas(found) -> None:
     for person, index, scale, offset in CANVASES:
         (box, _, points), = found[f"{person}-{index}"]
@@ -115,6 +117,7 @@ def test_finds_the_one_face_of_each_canvas(found) -> None:
         assert_landmarks_in_order(box, points)
 
 
+@pytest.mark.e2e
 def test_gray_image_is_its_rgb_copy_and_faceless_images_give_nothing(detector, found) -> None:
     (box, score, points), = found["gray"]
     (rgb_box, rgb_score, rgb_points), = detector([canvas("s5", 3)])[0]
@@ -125,6 +128,7 @@ def test_gray_image_is_its_rgb_copy_and_faceless_images_give_nothing(detector, f
     assert detector([]) == []
 
 
+@pytest.mark.e2e
 def test_a_batch_finds_what_one_image_at_a_time_finds(detector, images, found) -> None:
     for name in ["2008_002506.jpg", "2008_004176.jpg", "s23-7", "gray", "no face"]:
         alone, = detector([images[name]])
@@ -134,6 +138,7 @@ def test_a_batch_finds_what_one_image_at_a_time_finds(detector, images, found) -
             assert np.allclose(points, p, atol=1e-3)
 
 
+@pytest.mark.e2e
 def test_min_face_sets_the_smallest_face_looked_for(images) -> None:
     assert pyramid_scales(375, 500, 20)[0] == pytest.approx(0.6)
     scales = pyramid_scales(375, 500, 40)
@@ -198,6 +203,7 @@ def test_without_the_mtcnn_package_the_error_says_what_to_install(monkeypatch) -
         MTCNNDetector("cpu")
 
 
+@pytest.mark.e2e
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 def test_cuda_finds_what_the_cpu_finds(images, found) -> None:

@@ -53,6 +53,7 @@ def enrolled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, CliR
     return root, db, result
 
 
+@pytest.mark.e2e
 def test_a_person_folder_with_brackets_is_enrolled_and_listed_as_written(
         enrolled: tuple[Path, Path, CliResult]) -> None:
     root, db, result = enrolled
@@ -63,6 +64,7 @@ def test_a_person_folder_with_brackets_is_enrolled_and_listed_as_written(
     assert table_column(listed.stdout) == ["[b]s1", "s2"]
 
 
+@pytest.mark.e2e
 def test_recognize_prints_paths_and_names_as_written(
         enrolled: tuple[Path, Path, CliResult]) -> None:
     root, db, _ = enrolled
@@ -79,6 +81,7 @@ def test_recognize_prints_paths_and_names_as_written(
     assert faces.startswith("[b]s1 (")
 
 
+@pytest.mark.e2e
 def test_an_enrol_that_lost_photos_to_another_run_says_so(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     photos = write_photos(tmp_path / "photos", ["s4", "s5"], range(1, 5))

@@ -234,6 +234,7 @@ def _digits(tmp_path: Path, name: str, objective: str) -> TrainConfig:
                        project=str(tmp_path), name=name, quiet=True, **extra)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("objective", ["arcface", "triplet"])
 def test_interrupted_run_resumes_exactly(tmp_path: Path, objective: str,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
@@ -273,6 +274,7 @@ def faces8(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("objective", ["arcface", "triplet"])
 def test_trained_embedding_names_held_out_photos(faces8: Path, objective: str) -> None:
     work, name = faces8, f"{objective}8"

@@ -52,6 +52,7 @@ def rates(tmp_path: Path, known: np.ndarray, enrolled: int, strangers: np.ndarra
             "rejected": float(np.mean(rejected)), "report": report}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("people", [5, 10, 40])
 def test_att_galleries_of_any_size(vectors, tmp_path: Path, people: int) -> None:
     order = np.random.default_rng(people).permutation(40)
@@ -63,6 +64,7 @@ def test_att_galleries_of_any_size(vectors, tmp_path: Path, people: int) -> None
     assert result["report"]["threshold"] <= result["report"]["own_threshold"]
 
 
+@pytest.mark.e2e
 def test_five_johns_against_att_strangers(vectors, tmp_path: Path) -> None:
     result = rates(tmp_path, vectors["johns"], 6, vectors["att"])
     assert result["named"] >= 0.95 and result["rejected"] >= 0.95, result

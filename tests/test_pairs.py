@@ -166,6 +166,7 @@ def test_plot_roc_writes_a_png(tmp_path: Path) -> None:
         assert img.format == "PNG" and img.size[0] > 300
 
 
+@pytest.mark.e2e
 def test_pairs_take_the_face_nearest_the_centre(tmp_path: Path) -> None:
     """LFW's subject is the face in the middle of its photo, whatever else is in it: a photo
     with a large face at the side and a smaller one in the middle gives the middle one to

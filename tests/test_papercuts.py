@@ -40,6 +40,7 @@ def piped_train(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     return result.stdout, tmp / "train" / "exp"
 
 
+@pytest.mark.e2e
 def test_piped_output_has_one_line_per_message(piped_train: tuple[str, Path]) -> None:
     out, _ = piped_train
     lines = out.splitlines()
@@ -57,6 +58,7 @@ def test_terminal_still_gets_progress_bars(monkeypatch: pytest.MonkeyPatch) -> N
     assert "decoding" in screen.getvalue()
 
 
+@pytest.mark.e2e
 def test_report_gives_size_and_latency(piped_train: tuple[str, Path]) -> None:
     _, run = piped_train
     metrics = json.loads((run / "metrics.json").read_text())
@@ -65,6 +67,7 @@ def test_report_gives_size_and_latency(piped_train: tuple[str, Path]) -> None:
     assert f"latency {metrics['latency_ms']:.2f} ms per image" in report
 
 
+@pytest.mark.e2e
 def test_version_without_torch(tmp_path: Path) -> None:
     code = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = ['facecnn', "
             "'--version']; runpy.run_module('facecnn', run_name='__main__')")
@@ -86,6 +89,7 @@ def test_every_study_uses_built_in_data_or_asks_for_data(
     assert not (tmp_path / "runs").exists()  # refused before anything trained
 
 
+@pytest.mark.e2e
 def test_study_without_its_data_is_one_line(tmp_path: Path) -> None:
     result = run_cli("compare", str(ROOT / "studies" / "mobile_size.yaml"), "--project",
                      str(tmp_path), cwd=tmp_path)
@@ -114,6 +118,7 @@ def test_benchmark_without_its_data_is_one_line(script: Path, tmp_path: Path,
     assert message.startswith(f"error: {missing}") and "pass --data" in message
 
 
+@pytest.mark.e2e
 def test_a_benchmark_without_its_data_exits_1_with_the_line_on_stderr(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     result = subprocess.run([sys.executable, str(BENCHMARKS[0]), "--data", str(missing)],
@@ -128,6 +133,7 @@ def _row(run: str, size_mb: float, val_acc: float, epochs: int) -> dict:
             "curve": [0.5 + 0.1 * e for e in range(epochs)]}
 
 
+@pytest.mark.e2e
 def test_comparison_plot_epochs_are_whole_and_labels_apart() -> None:
     rows = [_row("optimizer-adam", 1.0, 0.9, 4), _row("optimizer-sgd", 1.0, 0.9, 4),
             _row("optimizer-adamw", 1.0, 0.9001, 3), _row("optimizer-rmsprop", 1.0, 0.8999, 4)]

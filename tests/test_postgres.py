@@ -24,6 +24,8 @@ from facecnn.faces.gallery import Gallery
 from helpers import HANG_GUARD, free_port, invoke_cli, running_server, write_photos
 from test_serve import jpeg
 
+pytestmark = pytest.mark.e2e
+
 HOG = ("--detector", "hog")  # the gallery is under test, not detection: the quickest
 
 

@@ -17,6 +17,8 @@ from facecnn.evaluate import evaluate_run
 from facecnn.train.trainer import Trainer
 from helpers import invoke_cli, make_jpeg_tree
 
+pytestmark = pytest.mark.e2e
+
 PEOPLE = ["s1", "s2", "s3", "s4"]
 
 

@@ -16,11 +16,15 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from facecnn.faces.config import PipelineConfig
 from facecnn.serve.settings import ServeSettings
 from helpers import canvas, copy_run, invoke_cli, running_server, write_photos
 from test_decode import png_claiming
 
+pytestmark = pytest.mark.e2e
+
 HOG = ("--detector", "hog")  # the server's work, not detection, is under test: the quickest
+HOG_PIPELINE = PipelineConfig(detector="hog")
 ADMIN, READER = "admin-key-0123456789abcdef", "read-key-0123456789abcdef"
 
 
@@ -42,7 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, digits_run: Path):
     # --max-upload-mb 1 --max-pixels 4000000` hands uvicorn (cli.serve.serve, one process).
     settings = ServeSettings(gallery=str(root / "g.db"), model=str(root / "train" / "exp"),
                              api_key_file=str(root / "keys.txt"), max_upload_mb=1.0,
-                             max_pixels=4_000_000, detector="hog", embedder=None, max_queue=32)
+                             max_pixels=4_000_000, pipeline=HOG_PIPELINE, max_queue=32)
     with TestClient(settings.app(), raise_server_exceptions=False) as client:  # 500s, as served
         yield client
 
@@ -187,3 +191,26 @@ def test_a_keyless_server_refuses_other_sites(keyless: httpx.Client) -> None:
     assert same_origin.status_code == 200
     assert keyless.get("/", headers={"origin": own}).status_code == 200
     assert "mallory" not in keyless.get("/v1/people").text
+
+
+def test_serve_takes_the_detection_flags(tmp_path: Path, monkeypatch) -> None:
+    """`facecnn serve` builds its detector from the same flags as every other command: a face
+    smaller than --min-size is not found."""
+    import uvicorn
+
+    started: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(app=app))
+    served = invoke_cli("serve", "--gallery", str(tmp_path / "g.db"), "--detector", "hog",
+                        "--landmarks", "onet", "--upsample", "0", "--min-size", "150",
+                        "--device", "cpu", cwd=tmp_path)
+    assert served.returncode == 0, served.stderr
+    service = started["app"].state.service
+    assert service.detector.config == PipelineConfig(detector="hog", landmarks="onet",
+                                                     upsample=0, min_size=150, device="cpu")
+    photo = jpeg("s1", 1)  # a 92 x 112 face on a 200 px canvas
+    with TestClient(started["app"]) as client:
+        assert client.post("/v1/detect", files={"image": ("a.jpg", photo)}).json() == {
+            "faces": []}
+    with TestClient(ServeSettings(pipeline=HOG_PIPELINE).app()) as client:
+        assert len(client.post("/v1/detect", files={"image": ("a.jpg", photo)}).json()[
+            "faces"]) == 1

@@ -109,6 +109,7 @@ def test_serve_help_shows_the_key_file_format(tmp_path: Path) -> None:
     assert shown.returncode == 0 and "KEY [read|admin]" in shown.stdout
 
 
+@pytest.mark.e2e
 def test_a_missing_gallery_is_created_and_strangers_are_unknown(server: Server) -> None:
     assert f"created the empty gallery {server.gallery}" in server.out.read_text()
     answer = recognize(server, "s1", 1)
@@ -118,6 +119,7 @@ def test_a_missing_gallery_is_created_and_strangers_are_unknown(server: Server) 
         "people": []}
 
 
+@pytest.mark.e2e
 def test_a_keyed_server_says_it_is_reachable_and_healthz_hides_the_gallery(
         server: Server) -> None:
     said = server.out.read_text()
@@ -129,6 +131,7 @@ def test_a_keyed_server_says_it_is_reachable_and_healthz_hides_the_gallery(
     assert str(server.root) not in detailed.text and "new.db" not in detailed.text
 
 
+@pytest.mark.e2e
 def test_a_chunked_upload_with_a_wrong_key_is_refused_before_it_is_read(
         server: Server) -> None:
     """No Content-Length, 256 MB on offer: 401 at once, and the connection is closed instead
@@ -141,6 +144,7 @@ def test_a_chunked_upload_with_a_wrong_key_is_refused_before_it_is_read(
     assert sum(sent) < 64 * MB
 
 
+@pytest.mark.e2e
 def test_a_chunked_upload_over_the_limit_is_cut_off(server: Server) -> None:
     sent: list[int] = []
     body, content_type = endless_file(64 * 16, sent)
@@ -163,6 +167,7 @@ def in_flight(server: Server) -> int:
                              timeout=5).json()["in_flight"]
 
 
+@pytest.mark.e2e
 def test_a_full_queue_answers_503_while_writes_keep_their_share(server: Server) -> None:
     """CAPACITY slow recognitions fill the server: the next gets 503 with Retry-After, while
     an enrolment is still taken and every held one is answered once its turn comes."""
@@ -186,6 +191,7 @@ def test_a_full_queue_answers_503_while_writes_keep_their_share(server: Server) 
     assert in_flight(server) == 0
 
 
+@pytest.mark.e2e
 def test_slow_uploads_hold_no_place_in_the_queue(server: Server) -> None:
     """Twice CAPACITY clients dribble their uploads: real requests are answered meanwhile,
     and each dribbler gets 408 once --upload-timeout has passed."""
@@ -215,6 +221,7 @@ def raw_request(port: int, head: str, body: bytes) -> None:
         conn.sendall(head.encode() + b"\r\n\r\n" + body)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("key", [None, READER], ids=["refused", "admitted"])
 def test_a_client_that_hangs_up_mid_body_stalls_nothing(server: Server, key: str | None) -> None:
     """Content-Length 1000, 10 bytes, gone: refused (401) or read, the server lets go of it
@@ -230,6 +237,7 @@ def test_a_client_that_hangs_up_mid_body_stalls_nothing(server: Server, key: str
     assert in_flight(server) == 0
 
 
+@pytest.mark.e2e
 def test_a_postscript_upload_is_not_an_image(server: Server) -> None:
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n{ } loop\n"
     answer = server.client.post("/v1/recognize", headers={"x-api-key": READER},
@@ -238,6 +246,7 @@ def test_a_postscript_upload_is_not_an_image(server: Server) -> None:
     assert recognize(server, "s1", 3).status_code == 200
 
 
+@pytest.mark.e2e
 def test_a_locked_gallery_is_503_and_holds_up_nothing_else(server: Server) -> None:
     """Another process holds the gallery's write lock: the enrolment waits a little and gets
     503; health checks and recognitions keep answering meanwhile."""
@@ -261,6 +270,7 @@ def test_a_locked_gallery_is_503_and_holds_up_nothing_else(server: Server) -> No
     assert enrol(server, "carl", "s3", range(1, 3)).json()["added"] == 2
 
 
+@pytest.mark.e2e
 def test_the_threshold_follows_the_gallery_after_start(server: Server) -> None:
     """Started on a gallery without a threshold, the server uses the embedder's default; once
     a CLI enroll stores one (here set, as a calibration may land within rounding of the
@@ -287,6 +297,7 @@ def test_the_threshold_follows_the_gallery_after_start(server: Server) -> None:
     assert after == calibrated and scored_at(face, calibrated) and not scored_at(face, before)
 
 
+@pytest.mark.e2e
 def test_an_unexpected_error_is_logged_and_answered_in_one_line(server: Server) -> None:
     """A gallery broken under the server's feet: 500 with one JSON line, and the traceback
     in the server's log under facecnn.serve."""

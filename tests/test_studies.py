@@ -53,6 +53,7 @@ def test_optimizers_study(tmp_path: Path) -> None:
     assert "| optimizer-adam |" in (out / "comparison.md").read_text()
 
 
+@pytest.mark.e2e
 def test_seeds_pool_into_mean_and_std_and_a_study_resumes(tmp_path: Path) -> None:
     study = str(STUDIES / "initializers.yaml")
     compare(tmp_path, study, "--data", "digits", "--seeds", "0,1")
@@ -72,6 +73,7 @@ def test_seeds_pool_into_mean_and_std_and_a_study_resumes(tmp_path: Path) -> Non
     assert len(rows(out)) == 4
 
 
+@pytest.mark.e2e
 def test_transfer_odd_even_trains_only_a_two_unit_head(tmp_path: Path) -> None:
     compare(tmp_path, str(STUDIES / "transfer_odd_even.yaml"), "--data", "digits_odd_even")
     table = {r["run"]: r for r in rows(tmp_path / "compare" / "transfer_odd_even")}
@@ -80,6 +82,7 @@ def test_transfer_odd_even_trains_only_a_two_unit_head(tmp_path: Path) -> None:
     assert float(table["scratch"]["trainable"]) == float(table["scratch"]["total"])
 
 
+@pytest.mark.e2e
 def test_pretrained_study_says_what_it_needs(tmp_path: Path, faces: Path) -> None:
     study = str(STUDIES / "pretrained_vs_scratch.yaml")
     result = compare(tmp_path, study, "--data", str(faces), "--img-size", "32")
@@ -101,6 +104,7 @@ def test_pretrained_study_says_what_it_needs(tmp_path: Path, faces: Path) -> Non
         float(table["resnet18_pretrained"]["total"])  # layer1-3 frozen
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.parametrize("name,size", [("mobile_size", "32"), ("architectures", "96")])
 def test_size_and_architecture_studies(tmp_path: Path, faces: Path, name: str,
@@ -111,6 +115,7 @@ def test_size_and_architecture_studies(tmp_path: Path, faces: Path, name: str,
     assert all(float(r["latency_ms"]) > 0 for r in table)
 
 
+@pytest.mark.e2e
 def test_compare_from_flags_alone(tmp_path: Path, faces: Path) -> None:
     compare(tmp_path, "--data", str(faces), "--models", "seed_face_cnn3,resnet18",
             "--optimizers", "adam,sgd", "--img-size", "32", "--name", "grid")
@@ -171,6 +176,7 @@ def digit_runs(tmp_path_factory: pytest.TempPathFactory, digits_run: Path) -> li
     return [root / "train" / "d", root / "train" / "d2"]
 
 
+@pytest.mark.e2e
 def test_ensemble_cli(tmp_path: Path, digit_runs: list[Path]) -> None:
     result = invoke_cli("ensemble", *map(str, digit_runs), "--data", "digits", "--weights", "1,1",
                         "--quiet", "--project", str(tmp_path), cwd=tmp_path)

@@ -11,11 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from facecnn.faces.config import PipelineConfig
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.gallery import Gallery
 from facecnn.faces.recognize import Recognizer
 from facecnn.serve.app import create_app
 from helpers import canvas, invoke_cli, write_photos
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def test_every_door_resolves_the_same_threshold(enrolled: Path, stored, given,
     assert f"unknown beyond threshold {value:.4f} ({source})" in recognized.stderr
     if given is None:  # the server has no per-request threshold: the gallery's rule alone
         images = [("images", (f"{n}.jpg", (enrolled / f"{n}.jpg").read_bytes())) for n in "ab"]
-        with TestClient(create_app(db, detector="hog")) as client:
+        with TestClient(create_app(db, pipeline=PipelineConfig(detector="hog"))) as client:
             served = client.post("/v1/verify", files=images).json()
         assert (served["threshold"], served["threshold_source"]) == expected
 

@@ -13,6 +13,8 @@ import facecnn
 from facecnn.train.callbacks import Callback
 from helpers import invoke_cli
 
+pytestmark = pytest.mark.e2e
+
 
 def digits(tmp_path: Path, **options: object) -> facecnn.train.Run:
     settings = {"model": "seed_mlp", "epochs": 2, "batch_size": 128, "amp": False,

@@ -57,6 +57,7 @@ def _train_digits(tmp_path: Path, name: str, *extra: str) -> list[str]:
             str(tmp_path), "--name", name, *extra]
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_interrupted_run_resumes_exactly(tmp_path: Path) -> None:
     """Ctrl-C mid-run, then --resume: consecutive epochs and the very same final weights."""
@@ -87,6 +88,7 @@ def test_interrupted_run_resumes_exactly(tmp_path: Path) -> None:
                               load_file(cut / "model.safetensors"))
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

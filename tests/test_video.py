@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facecnn.faces.config import PipelineConfig
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.detectors import DETECTORS
 from facecnn.faces.recognize import Recognizer
@@ -103,6 +104,7 @@ def tracked(work: Path, gallery: Path, clip: tuple[Path, list[set[str]]]) -> dic
     return json.loads(result.stdout)
 
 
+@pytest.mark.e2e
 def test_tracks_are_continuous_and_named_once(tracked: dict, clip: tuple) -> None:
     people = clip[1]
     tracks = {t["track"]: t for t in tracked["tracks"]}
@@ -129,6 +131,7 @@ def test_tracks_are_continuous_and_named_once(tracked: dict, clip: tuple) -> Non
     assert all(t["votes"] >= 2 and t["shares"][t["name"]] == 1.0 for t in tracks.values())
 
 
+@pytest.mark.e2e
 def test_events_and_saved_outputs(tracked: dict, work: Path) -> None:
     with (work / "events.csv").open() as handle:
         events = list(csv.DictReader(handle))
@@ -166,6 +169,7 @@ def test_votes_that_disagree_say_uncertain() -> None:
     assert votes.decision().name == "uncertain"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", DETECTORS.names())
 def test_any_detector_tracks_one_face(name: str, gallery: Path) -> None:
     """Every registered detector drives the tracker: s1 panning, one track, named."""
@@ -215,6 +219,7 @@ def hamilton(work: Path) -> dict:
             "tracked": VideoRecognizer(recognizer).run(VideoSource(str(HAMILTON)))}
 
 
+@pytest.mark.e2e
 def test_hamilton_tracked_covers_the_every_frame_loop(hamilton: dict) -> None:
     """The real clip (three cuts; turning, moving, gesturing people): the tracked path names
     the people the per-frame loop names, on the frames that loop finds them, and more."""
@@ -239,6 +244,7 @@ def test_hamilton_tracked_covers_the_every_frame_loop(hamilton: dict) -> None:
     assert shown >= sum(bool(faces) for faces in hamilton["every_frame"].values())
 
 
+@pytest.mark.e2e
 def test_hamilton_scenes_and_tracks(hamilton: dict) -> None:
     tracks = hamilton["tracked"].track_records()
     # no track runs across a cut (frames 20, 82, 211)
@@ -252,6 +258,7 @@ def test_hamilton_scenes_and_tracks(hamilton: dict) -> None:
                if t["name"] != "uncertain")
 
 
+@pytest.mark.e2e
 def test_a_trained_classifier_names_tracks(work: Path, clip: tuple) -> None:
     """--model: seed C's classifier instead of a gallery, same tracks."""
     photos = write_photos(work / "raw", PEOPLE, range(1, 6))
@@ -308,6 +315,7 @@ def camera() -> Iterator[tuple[str, list[int]]]:
         server.server_close()
 
 
+@pytest.mark.e2e
 def test_a_dropped_stream_is_reconnected(work: Path, gallery: Path) -> None:
     with camera() as (url, served):
         result = invoke_cli("recognize", url, "--gallery", str(gallery), *HOG, "--json",
@@ -330,6 +338,7 @@ def test_a_dropped_stream_is_reconnected(work: Path, gallery: Path) -> None:
     assert all(e["name"] == "s1" and e["at"] for e in events)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", ["silent_url", "unreadable_video", "no_such_video"])
 def test_bad_sources_fail_in_one_line(case: str, work: Path, gallery: Path) -> None:
     listener = socket.socket()  # accepts connections, never says a word
@@ -350,6 +359,7 @@ def test_bad_sources_fail_in_one_line(case: str, work: Path, gallery: Path) -> N
             "no_such_video": "no such file"}[case] in result.stderr
 
 
+@pytest.mark.e2e
 def test_the_command_in_a_fresh_process(work: Path, gallery: Path, clip: tuple) -> None:
     """`facecnn recognize clip --json --quiet | jq .tracks`: one JSON document on stdout."""
     result = run_cli("recognize", str(clip[0]), "--gallery", str(gallery), *HOG, "--json",
@@ -369,7 +379,8 @@ def client(gallery: Path, work: Path, monkeypatch_module: pytest.MonkeyPatch) ->
 
     monkeypatch_module.setattr(tempfile, "tempdir", str(work / "tmp"))
     (work / "tmp").mkdir()
-    app = ServeSettings(gallery=str(gallery), detector="hog", max_upload_mb=1.0).app()
+    app = ServeSettings(gallery=str(gallery), pipeline=PipelineConfig(detector="hog"),
+                        max_upload_mb=1.0).app()
     with TestClient(app) as test_client:
         yield test_client
 
@@ -386,6 +397,7 @@ def upload(client, name: str, data: bytes, field: str = "video") -> tuple[int, d
     return answer.status_code, answer.json()
 
 
+@pytest.mark.e2e
 def test_a_video_upload_gives_the_commands_tracks(client, work: Path, gallery: Path) -> None:
     """POST /v1/recognize with an mp4 (s1 panning): `facecnn recognize clip.mp4 --json`."""
     frames = [frame(90, [("s1", 8, 100 + 8 * k, 120, 1.1)]) for k in range(12)]
@@ -407,6 +419,7 @@ def test_a_video_upload_gives_the_commands_tracks(client, work: Path, gallery: P
     assert status == 200 and photo["faces"][0]["name"] == "s1" and "tracks" not in photo
 
 
+@pytest.mark.e2e
 def test_bad_video_uploads_are_refused_in_one_line(client, work: Path) -> None:
     from facecnn.serve.video import VideoLimits
 
@@ -428,6 +441,7 @@ def test_bad_video_uploads_are_refused_in_one_line(client, work: Path) -> None:
     served.video_limits = VideoLimits()
 
 
+@pytest.mark.e2e
 def test_serve_video_limits_reach_every_worker(gallery: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """--max-video-seconds/--max-video-frames travel to `--workers N` processes' settings."""
@@ -436,8 +450,10 @@ def test_serve_video_limits_reach_every_worker(gallery: Path,
 
     for name in (SETTINGS_ENV, "OMP_NUM_THREADS"):  # export sets both
         monkeypatch.delenv(name, raising=False)
-    ServeSettings(gallery=str(gallery), detector="hog", max_video_seconds=2.5,
-                  max_video_frames=60).export(2)
-    assert app_from_env().state.service.video_limits == VideoLimits(2.5, 60)
+    ServeSettings(gallery=str(gallery), pipeline=PipelineConfig(detector="hog"),
+                  max_video_seconds=2.5, max_video_frames=60).export(2)
+    service = app_from_env().state.service
+    assert service.video_limits == VideoLimits(2.5, 60)
+    assert service.detector.config == PipelineConfig(detector="hog")  # whole, to each worker
     help_text = invoke_cli("serve", "--help", cwd=gallery.parent).stdout
     assert "--max-video-seconds" in help_text and "--max-video-frames" in help_text

@@ -21,9 +21,12 @@ from selenium.webdriver.common.by import By
 import test_web
 from facecnn.cluster.edits import list_clusters
 from facecnn.cluster.groups import UNSORTED_NAME
+from facecnn.faces.config import PipelineConfig
 from facecnn.serve.settings import ServeSettings
 from helpers import invoke_cli, running_server, write_photos
 from test_web import KEY, by_id, open_page, table_rows, wait_for
+
+pytestmark = pytest.mark.e2e
 
 PHOTOS = {"s1": 5, "s2": 4, "s3": 3, "s4": 3}  # AT&T people and photos of each: 4 clusters
 HOG = ("--detector", "hog")  # dlib's HOG: the quickest detector, and no network to run
@@ -163,7 +166,7 @@ def test_clusters_are_merged_and_dismissed(browser: webdriver.Chrome, served: di
 @pytest.fixture(scope="module")
 def client(clustered: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     root = tmp_path_factory.mktemp("clusters_api")
-    settings = ServeSettings(gallery=str(root / "g.db"), detector="hog",
+    settings = ServeSettings(gallery=str(root / "g.db"), pipeline=PipelineConfig(detector="hog"),
                              api_key_file=str(clustered.parent / "keys.txt"),
                              clusters=str(_copy(clustered, root)))
     settings.new_gallery()
@@ -261,7 +264,8 @@ def test_named_and_dismissed_clusters_conflict(client: TestClient) -> None:
 
 
 def test_without_a_cluster_folder(clustered: Path, tmp_path: Path) -> None:
-    settings = ServeSettings(detector="hog", api_key_file=str(clustered.parent / "keys.txt"))
+    settings = ServeSettings(pipeline=PipelineConfig(detector="hog"),
+                             api_key_file=str(clustered.parent / "keys.txt"))
     with TestClient(settings.app(), headers={"x-api-key": KEY}) as bare:
         for answer in (bare.get("/v1/clusters"), bare.get("/v1/clusters/cluster_001/sheet"),
                        bare.post("/v1/clusters/cluster_001/dismiss")):
