@@ -4,8 +4,8 @@ model work runs in.
 Model work (decoding, detection, embedding, classification) runs in MODEL_THREADS threads,
 never on the event loop, so /healthz and every refusal answer while the models are busy; at
 most `Admission.capacity` requests wait for them, the rest get 503. Writes (enrolments,
-cluster edits) run in a thread of their own and wait in a share of their own, so they take
-turns at the models with the recognitions instead of queueing behind all of them. dlib's
+cluster edits) are admitted in a share of their own, so a flood of recognitions never shuts
+them out, and then queue for the model threads in arrival order like any request. dlib's
 network is not safe to call from two threads at once, so each model has its own lock: one
 request's detection overlaps another's embedding, and nothing else ever waits on them.
 """
@@ -90,7 +90,6 @@ class Service:
         self.video_limits = video_limits or VideoLimits()  # the longest video upload
         self.admission = Admission(MODEL_THREADS + max_queue)
         self._threads = ThreadPoolExecutor(MODEL_THREADS, thread_name_prefix="facecnn-model")
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="facecnn-write")
         self._detecting, self._embedding = threading.Lock(), threading.Lock()
         self._classifying = threading.Lock()
         self.detector = FaceDetector.from_config(pipeline)
@@ -125,11 +124,6 @@ class Service:
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """`work(*args)` in one of the model threads, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._threads,
-                                                                partial(work, *args))
-
-    async def write(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(*args)`, a change to the gallery or its clusters, in the writes' thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._writer,
                                                                 partial(work, *args))
 
     def detect(self, upload: Upload) -> list[Face]:

@@ -104,7 +104,7 @@ async def merge(body: ClusterMerge, served: Service = Depends(with_clusters)) ->
     """Several clusters of one person made one: the first given, holding all their faces."""
     if len(set(body.clusters)) < len(body.clusters):
         raise UploadError(422, "name each cluster to merge once")
-    kept = await served.write(_edit, served.clusters, body.clusters, merge_clusters,
+    kept = await served.run(_edit, served.clusters, body.clusters, merge_clusters,
                             served.clusters, body.clusters)
     return {"cluster": kept, "merged": [c for c in body.clusters if c != kept]}
 
@@ -116,7 +116,7 @@ async def name(cluster: str, body: ClusterName,
     """Enrol the cluster's faces into the server's gallery as `name` (new or known); the
     next recognition knows them, as the search index syncs before every answer."""
     person = check_name(body.name)
-    added = await served.write(_edit, served.clusters, [cluster], name_cluster, served.clusters,
+    added = await served.run(_edit, served.clusters, [cluster], name_cluster, served.clusters,
                              cluster, served.location, person)
     return {"cluster": cluster, "name": person, "added": added}
 
@@ -125,6 +125,6 @@ async def name(cluster: str, body: ClusterName,
 async def dismiss(cluster: str, served: Service = Depends(with_clusters)) -> dict:
     """Nobody to name (strangers, posters): no longer offered, here or after reruns; its
     faces stay in the folder."""
-    await served.write(_edit, served.clusters, [cluster], dismiss_cluster, served.clusters,
+    await served.run(_edit, served.clusters, [cluster], dismiss_cluster, served.clusters,
                      cluster)
     return {"cluster": cluster}

@@ -35,7 +35,7 @@ async def enrol(name: str, images: list[UploadFile] = File(...),
     """Add the largest face of each photo to `name` (created if new); a photo already in the
     gallery adds nothing."""
     name = check_name(name)
-    found, vectors, missing = await served.write(served.main_faces,
+    found, vectors, missing = await served.run(served.main_faces,
                                                [await read(upload) for upload in images])
     if not found:
         raise UploadError(422, "no face found in any uploaded image")
