@@ -263,3 +263,26 @@ def test_python_api_mirrors_the_cli(work: Path, gallery: Path) -> None:
         assert g.identify(vector)[0].name == "s6"
     results = Recognizer(gallery=gallery, workers=1)(image)
     assert [r.name for r in results] == ["s6"] and results[0].score >= 0.5
+
+
+def test_one_recognizer_serves_several_threads(gallery: Path) -> None:
+    """The server, a video's namer and the CLI share one Recognizer: photos recognized from
+    eight threads at once get exactly the answers they get one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facecnn.faces import FaceDetector, Recognizer
+    from facecnn.faces.embedders import create_embedder
+
+    recognizer = Recognizer(gallery=gallery, detector=FaceDetector("hog"),
+                            embedder=create_embedder("dlib"))  # dlib's C++: not thread-safe
+    photos = [canvas(person, 3) for person in ENROLLED[:8]] * 3  # enrolled photos
+
+    def answer(image: np.ndarray) -> list[tuple[str, float]]:
+        return [(r.name, round(r.distance or 0.0, 5)) for r in recognizer(image)]
+
+    alone = [answer(image) for image in photos]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(answer, photos))
+    assert together == alone
+    found = [(names[0][0], person) for names, person in zip(alone, ENROLLED[:8]) if names]
+    assert len(found) >= 6 and all(name == person for name, person in found)

@@ -8,6 +8,7 @@ step sees the full-resolution image.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -65,6 +66,7 @@ class FaceDetector:
                                else DEFAULT_LANDMARKER if landmarks == AUTO else landmarks)
         self.config = PipelineConfig(detector=name, landmarks=landmarks, upsample=upsample,
                                      min_size=min_size, max_side=max_side, device=device)
+        self._lock = threading.Lock()  # dlib's and PyTorch's models: one call at a time
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> FaceDetector:
@@ -90,8 +92,12 @@ class FaceDetector:
 
     def detect_batch(self, images: list[np.ndarray], landmarks: bool = True) -> list[list[Face]]:
         """The faces of several images (network detectors run them as one batch), with their
-        five points unless `landmarks` is False (dlib's chips need none)."""
-        images = [as_rgb(image) for image in images]
+        five points unless `landmarks` is False (dlib's chips need none). Safe to call from
+        several threads: they take turns."""
+        with self._lock:
+            return self._detect_batch([as_rgb(image) for image in images], landmarks)
+
+    def _detect_batch(self, images: list[np.ndarray], landmarks: bool) -> list[list[Face]]:
         scales = [min(1.0, self.max_side / max(image.shape[:2])) for image in images]
         small = [image if s == 1.0 else _resized(image, s) for image, s in zip(images, scales)]
         min_side = max(int(self.min_size * min(scales, default=1.0)), 1)

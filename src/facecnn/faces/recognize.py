@@ -55,6 +55,10 @@ class Recognizer:
     empty, everyone is unknown); mode "mean"
     scans the per-person means in the gallery: an index of means would need rebuilding on
     every enrolment of someone already known, and there are far fewer people than faces.
+
+    Safe to share between threads (a server's, a video's decoder and namer): each stage takes
+    turns at its own model (the detector's lock, the embedder's or classifier's lock here, the
+    index's), so one call's detection overlaps another's embedding.
     """
 
     def __init__(self, *, gallery: str | Path | Gallery | None = None,
@@ -66,6 +70,7 @@ class Recognizer:
         if (gallery is None) == (model is None):
             raise FacecnnError("give either a gallery (--gallery) or a trained model (--model)")
         self.detector = detector or FaceDetector()
+        self._embedding = threading.Lock()  # dlib's network is not safe in two threads at once
         self.threshold, self.mode, self.min_confidence = threshold, mode, min_confidence
         self.gallery = self.classifier = self.index = None
         if gallery is not None:
@@ -115,16 +120,22 @@ class Recognizer:
         """The threshold of this answer, by the one rule (faces/threshold.py)."""
         return resolve_threshold(self.threshold, self.gallery, self.embedder)
 
+    def embed(self, items: list[tuple[np.ndarray, Face]]) -> np.ndarray:
+        """The gallery embedder's vectors of (image, face) pairs, as one batch."""
+        with self._embedding:
+            return self.embedder.embed(items)
+
     def name_faces(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]:
         if self.gallery is not None:
             return self.name_vectors([f.box for f in faces],
-                                     self.embedder.embed([(image, face) for face in faces]))
+                                     self.embed([(image, face) for face in faces]))
         meta = self.classifier.meta
         crops = make_chips(run_crop(meta), [(image, face) for face in faces])
         if meta["in_chans"] == 1:
             crops = cv2.cvtColor(np.concatenate(crops), cv2.COLOR_RGB2GRAY).reshape(
                 len(faces), meta["img_size"], meta["img_size"], 1)
-        probs = self.classifier.probabilities(crops)
+        with self._embedding:
+            probs = self.classifier.probabilities(crops)
         results = []
         for face, p in zip(faces, probs):
             best = int(np.argmax(p))

@@ -5,9 +5,10 @@ Model work (decoding, detection, embedding, classification) runs in MODEL_THREAD
 never on the event loop, so /healthz and every refusal answer while the models are busy; at
 most `Admission.capacity` requests wait for them, the rest get 503. Writes (enrolments,
 cluster edits) are admitted in a share of their own, so a flood of recognitions never shuts
-them out, and then queue for the model threads in arrival order like any request. dlib's
-network is not safe to call from two threads at once, so each model has its own lock: one
-request's detection overlaps another's embedding, and nothing else ever waits on them.
+them out, and then queue for the model threads in arrival order like any request. Photos,
+videos and verifications all go through the CLI's own Recognizer, which is safe to share
+between threads (each model takes turns behind its own lock, so one request's detection
+overlaps another's embedding); this layer adds only uploads, limits and admission.
 """
 
 from __future__ import annotations
@@ -90,7 +91,6 @@ class Service:
         self.video_limits = video_limits or VideoLimits()  # the longest video upload
         self.admission = Admission(MODEL_THREADS + max_queue)
         self._threads = ThreadPoolExecutor(MODEL_THREADS, thread_name_prefix="facecnn-model")
-        self._detecting, self._embedding = threading.Lock(), threading.Lock()
         self._classifying = threading.Lock()
         self.detector = FaceDetector.from_config(pipeline)
         self.recognizer = self.store = self.classifier = self.listener = self.location = None
@@ -131,18 +131,14 @@ class Service:
 
     def recognize(self, upload: Upload) -> list[FaceResult]:
         pixels, faces = self._faces(upload)
-        if not faces:
-            return []
-        with self._embedding:
-            vectors = self.recognizer.embedder.embed([(pixels, face) for face in faces])
-        return self.recognizer.name_vectors([face.box for face in faces], vectors)
+        return self.recognizer.name_faces(pixels, faces) if faces else []
 
     def recognize_video(self, upload: Upload, container: str) -> dict[str, Any]:
-        """`facecnn recognize clip.mp4 --json` of an uploaded video (serve/video.py), each
-        model called under its lock, as for the photos served meanwhile."""
+        """`facecnn recognize clip.mp4 --json` of an uploaded video (serve/video.py), by the
+        same recognizer as the photos served meanwhile."""
         from facecnn.serve.video import recognize_video
 
-        return recognize_video(upload, container, _Locked(self), self.video_limits,
+        return recognize_video(upload, container, self.recognizer, self.video_limits,
                                self.max_pixels)
 
     def main_faces(self, uploads: list[Upload]) -> tuple[list[Upload], np.ndarray, list[str]]:
@@ -156,8 +152,7 @@ class Service:
                 items.append((pixels, faces[0]))
             else:
                 missing.append(upload.name)
-        with self._embedding:
-            return found, self.recognizer.embedder.embed(items), missing
+        return found, self.recognizer.embed(items), missing
 
     def verify(self, uploads: list[Upload]) -> dict[str, Any]:
         """`facecnn verify`'s verdict on two uploads, at the threshold recognition uses."""
@@ -195,20 +190,4 @@ class Service:
 
     def _faces(self, upload: Upload) -> tuple[np.ndarray, list[Face]]:
         pixels = decode_upload(upload.data, self.max_pixels)
-        with self._detecting:
-            return pixels, self.detector(pixels)
-
-
-class _Locked:
-    """The service's recognizer as a tracked video calls it: each model under its lock."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-
-    def detect(self, image: np.ndarray) -> list[Face]:
-        with self.service._detecting:
-            return self.service.recognizer.detect(image)
-
-    def name_faces(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]:
-        with self.service._embedding:
-            return self.service.recognizer.name_faces(image, faces)
+        return pixels, self.detector(pixels)
