@@ -20,7 +20,8 @@ from typing import Callable
 _TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
 
 
-def _temp_name(path: Path) -> Path:
+def temp_name(path: Path) -> Path:
+    """A writer's hidden temporary beside `path` (remove_stale_temps knows it by its pid)."""
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
@@ -33,7 +34,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None],
     keeps it), and removes the temporary if anything fails.
     """
     path = Path(path)
-    tmp = _temp_name(path)
+    tmp = temp_name(path)
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         if mode is not None:

@@ -5,12 +5,10 @@ than from a dict of arguments each."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from facecnn.faces.detectors import DEFAULT_DETECTOR
-
-DETECTION = ("detector", "landmarks", "upsample", "min_size", "max_side", "device")
 
 
 @dataclass(frozen=True)
@@ -35,16 +33,9 @@ class PipelineConfig:
     device: str = "auto"
     workers: int | None = None
 
-    def detection(self) -> dict[str, Any]:
-        """The fields that decide which faces are found and where."""
-        return {name: getattr(self, name) for name in DETECTION}
-
     def but(self, **changes: Any) -> PipelineConfig:
         """A copy with some fields changed."""
         return replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PipelineConfig:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import secrets
 import sqlite3
 import time
 from contextlib import closing
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from facecnn.errors import FacecnnError
 from facecnn.faces.gallery.store import BUSY, GalleryBusy
-from facecnn.fileio import fsync_path
+from facecnn.fileio import fsync_path, temp_name
 
 _POLL_S = 0.05
 _MODE = 0o644  # what SQLite gives the files it makes (less the umask)
@@ -66,7 +65,7 @@ class Claim:
     def place(self, db: sqlite3.Connection) -> None:
         """Write the database `db` holds to the claimed path, in WAL mode as every gallery is,
         unless a file is there already."""
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        tmp = temp_name(self.path)
         os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _MODE))
         try:
             with closing(sqlite3.connect(tmp, isolation_level=None)) as disk:
