@@ -3,7 +3,7 @@
 Part 1, the stores alone: enrol N random 128-d faces, FACES_PER_PERSON a person, one
 transaction a person (as POST /v1/people writes them): faces/s; then load the live search
 index (all rows read, the FAISS index built or taken from its cache: seconds), and name one
-query at a time as a server answers a request (`Recognizer.name_vectors`: the threshold read
+query at a time as a server answers a request (`Recognizer.name_embedded`: the threshold read
 fresh, the index synced by the change counter, the search): p50/p99 ms. At 10k faces by
 default; `--sizes 10000,1000000` adds a million (minutes: the IVF index takes one to build).
 
@@ -44,6 +44,7 @@ from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import Embedder, create_embedder
 from facecnn.faces.gallery import Gallery
 from facecnn.faces.recognize import Recognizer
+from facecnn.faces.result import Face
 from serve_load import photo
 
 DIM = 128
@@ -112,7 +113,7 @@ def store_run(location: str, size: int, detector: FaceDetector, embedder: Embedd
         times = []
         for q in queries:
             start = time.perf_counter()
-            recognizer.name_vectors([(0, 0, 1, 1)], q[None])
+            recognizer.name_embedded([Face((0, 0, 1, 1), vector=q)])
             times.append(time.perf_counter() - start)
     return {"faces": size, "enrol_faces_per_s": size / enrol_s, "index_load_s": load_s,
             "identify_p50_ms": float(np.percentile(times, 50) * 1e3),

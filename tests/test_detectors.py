@@ -34,7 +34,7 @@ def test_every_detector_finds_the_boxed_faces(name: str) -> None:
     upsample, file, min_recall, min_precision = FLOORS[name]
     truth = read_boxes(BOXES / file)
     detector = FaceDetector(name, upsample=upsample)
-    found = {path: [(f.box, f.score) for f in faces] for path, faces in
+    found = {path: [(f.box, f.confidence) for f in faces] for path, faces in
              zip(truth, detector.detect_batch([read_image(p) for p in truth]))}
     scores = evaluate(found, truth, 0.4)
     assert scores.recall >= min_recall and scores.precision >= min_precision, scores

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from facecnn.errors import FacecnnError
 from facecnn.faces.align import align_face
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders.run import RunEmbedder
@@ -107,7 +108,8 @@ def test_open_set_recognition(work: Path, gallery: Path) -> None:
         right += person in ENROLLED and name == person
         unknown += person in STRANGERS and name == "unknown"
     face = next(r for r in records if r["faces"])["faces"][0]
-    assert set(face) == {"box", "name", "score", "distance"} and len(face["box"]) == 4
+    assert set(face) == {"box", "confidence", "name", "score", "distance"}
+    assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
     # Measured: 146/150 named right, 50/50 strangers unknown (threshold ~0.47).
     assert right / 150 >= 0.93
     assert unknown / 50 >= 0.95
@@ -261,8 +263,25 @@ def test_python_api_mirrors_the_cli(work: Path, gallery: Path) -> None:
     assert vector.shape == (1, 128)
     with Gallery.open(gallery) as g:
         assert g.identify(vector)[0].name == "s6"
-    results = Recognizer(gallery=gallery, workers=1)(image)
-    assert [r.name for r in results] == ["s6"] and results[0].score >= 0.5
+    recognizer = Recognizer(gallery=gallery, workers=1)
+    result = recognizer(image)
+    assert [f.name for f in result.faces] == ["s6"] and result.faces[0].score >= 0.5
+    face = result.faces[0]  # one record, enriched by each stage
+    assert face.confidence is not None and face.vector.shape == (128,)
+    assert face.landmarks.shape == (5, 2)
+    # a path, a numpy array and a PIL image are the same photo
+    Image.fromarray(image).save(work / "s6.png")
+    for source in (work / "s6.png", str(work / "s6.png"), Image.open(work / "s6.png")):
+        assert recognizer(source).to_dict()["faces"] == result.to_dict()["faces"]
+    record = json.loads(recognizer(work / "s6.png").to_json())
+    assert record["file"] == str(work / "s6.png") and record["faces"][0]["name"] == "s6"
+    plotted = result.plot()
+    assert plotted.shape == image.shape and (plotted != image[:, :, ::-1]).any()
+    saved = result.save(work / "plots")
+    assert saved.suffix == ".jpg" and cv2.imread(str(saved)).shape == image.shape
+    assert result.save(work / "plots") != saved  # nothing is overwritten
+    with pytest.raises(FacecnnError, match="path, a numpy array or a PIL image"):
+        recognizer(42)
 
 
 def test_one_recognizer_serves_several_threads(gallery: Path) -> None:

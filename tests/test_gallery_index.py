@@ -19,6 +19,7 @@ from facecnn.faces.detect import FaceDetector
 from facecnn.faces.gallery import UNKNOWN, Gallery, Match
 from facecnn.faces.index import FLAT, IVF, GalleryIndex
 from facecnn.faces.recognize import Recognizer
+from facecnn.faces.result import Face
 from helpers import invoke_cli
 
 DIM = 128
@@ -235,7 +236,7 @@ def _recognizer(path: Path, detector: FaceDetector, **options) -> Recognizer:
 
 
 def _answers(recognizer: Recognizer, queries: np.ndarray) -> list[Match]:
-    results = recognizer.name_vectors([(0, 0, 1, 1)] * len(queries), queries)
+    results = recognizer.name_embedded([Face((0, 0, 1, 1), vector=q) for q in queries])
     return [Match(r.name, r.distance, r.score) for r in results]
 
 

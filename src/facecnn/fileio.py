@@ -112,3 +112,13 @@ def file_hash(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def free_path(folder: Path, name: str) -> Path:
+    """folder/name, or name with _2, _3... so nothing the user has is overwritten."""
+    target = folder / name
+    k = 2
+    while target.exists():
+        target = folder / f"{Path(name).stem}_{k}{Path(name).suffix}"
+        k += 1
+    return target

@@ -9,14 +9,15 @@ from typing import Any, Callable, Iterator
 
 import cv2
 
-from facecnn.data.decode import read_image
 from facecnn.data.folders import expand_inputs
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.pipeline import NO_FACE
-from facecnn.faces.recognize import FaceResult, Recognizer, draw
+from facecnn.faces.recognize import Recognizer
+from facecnn.faces.result import Face, Result
+from facecnn.fileio import free_path
 from facecnn.progress import Reporter
 from facecnn.video.events import EventLog
-from facecnn.video.output import LiveView, free_path, save_file_video, save_outputs
+from facecnn.video.output import LiveView, save_file_video, save_outputs
 from facecnn.video.output import show as show_frame
 from facecnn.video.recognize import TrackingOptions, VideoRecognizer, VideoResult
 from facecnn.video.streams import Frame, VideoSource, is_video
@@ -68,13 +69,10 @@ def recognize_inputs(recognizer: Recognizer, inputs: list[Path], *, save: Path |
                 video = videos.run(source, events=events, advance=advance)
             out.add(video, None if save is None else save_file_video(video, save, file.stem))
             continue
-        results, error = by_file[file]
-        record = {"file": str(file), "frame": 0, "faces": [r.to_dict() for r in results]}
-        if error:
-            record["error"] = error
-        elif save is not None:
-            _save_annotated(file, results, save)
-        out.records.append(record)
+        result = by_file[file]
+        if save is not None and not result.error:
+            result.save(save)
+        out.records.append(result.to_dict())
     return out
 
 
@@ -91,10 +89,9 @@ def recognize_live(recognizer: Recognizer, source: int | str, *, show: bool,
     stem = f"camera{source}" if isinstance(source, int) else "stream"
     view = LiveView(show=show, save=save, stem=stem, fps=stream.fps)
 
-    def on_frame(frame: Frame, faces: list[FaceResult]) -> bool:
+    def on_frame(frame: Frame, faces: list[Face]) -> bool:
         if on_record is not None:
-            on_record({"file": stream.name, "frame": frame.index, "time": round(frame.time, 3),
-                       "faces": [f.to_dict() for f in faces]})
+            on_record(Result(stream.name, faces, frame=frame.index, time=frame.time).to_dict())
         return view(frame, faces)
 
     try:
@@ -108,27 +105,22 @@ def recognize_live(recognizer: Recognizer, source: int | str, *, show: bool,
 
 
 def _image_results(recognizer: Recognizer, images: list[Path],
-                   advance: Callable[[int], None]) -> Iterator[tuple[list[FaceResult], str]]:
-    """(results, error) per photo: gallery mode runs detection and embedding in worker
-    processes; the classifier path runs here."""
+                   advance: Callable[[int], None]) -> Iterator[Result]:
+    """Each photo's named faces (or why it has none): gallery mode runs detection and
+    embedding in worker processes; the classifier path runs here."""
     if recognizer.gallery is not None:
-        for item in recognizer.pipeline.run(images, advance=advance):
-            if item.error:
-                yield [], "" if item.error == NO_FACE else item.error
-            else:
-                yield recognizer.name_vectors(item.boxes, item.vectors), ""
+        for result in recognizer.pipeline.run(images, advance=advance):
+            if result.error == NO_FACE:  # a photo without faces is no error
+                result.error = None
+            recognizer.name_embedded(result.faces)
+            yield result
         return
     for file in images:
         advance(1)
         try:
-            yield recognizer(read_image(file)), ""
+            yield recognizer(file)
         except ValueError as exc:
-            yield [], str(exc)
-
-
-def _save_annotated(file: Path, results: list[FaceResult], save: Path) -> None:
-    image = cv2.cvtColor(read_image(file), cv2.COLOR_RGB2BGR)
-    cv2.imwrite(str(free_path(save, f"{file.stem}.jpg")), draw(image, results))
+            yield Result(file, error=str(exc))
 
 
 def capture_faces(out: Path, people: list[str], *, count: int, source: str | int,

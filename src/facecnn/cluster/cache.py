@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from facecnn.errors import FacecnnError
-from facecnn.faces.pipeline import FileFaces
+from facecnn.faces.result import Result
 from facecnn.fileio import atomic_write
 
 UNSORTED = ""  # a face in no cluster (yet)
@@ -123,7 +123,7 @@ class LibraryCache:
         if self.vectors is not None:
             self.vectors = self.vectors[rows]
 
-    def add(self, found: list[tuple[tuple[str, int, int], FileFaces]]) -> None:
+    def add(self, found: list[tuple[tuple[str, int, int], Result]]) -> None:
         """Cache the results of new photos, each (key, its faces), as unsorted faces."""
         vectors = [self.vectors] if self.vectors is not None else []
         boxes = [self.boxes]

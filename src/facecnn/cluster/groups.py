@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from facecnn.cluster.cache import UNSORTED, LibraryCache
+from facecnn.faces.result import json_box, json_number
 
 UNSORTED_NAME = "unsorted"
 COHESION_SAMPLE = 500  # faces a cluster's cohesion is measured on (all pairs of them)
@@ -90,8 +91,7 @@ def document(groups: list[Group], cache: LibraryCache) -> list[dict[str, Any]]:
     return [{"cluster": g.cluster, "name": g.person, "folder": g.folder, "sheet": g.sheet,
              "dismissed": g.dismissed,
              "faces": [{"file": cache.files[row],
-                        "box": [round(float(v), 1) for v in cache.boxes[row]],
-                        "score": round(float(s), 4)} for row, s in zip(g.rows, g.scores)],
-             "size": g.size,
-             "cohesion": None if g.cohesion is None else round(g.cohesion, 4)}
+                        "box": json_box(cache.boxes[row]), "score": json_number(s)}
+                       for row, s in zip(g.rows, g.scores)],
+             "size": g.size, "cohesion": json_number(g.cohesion)}
             for g in groups]

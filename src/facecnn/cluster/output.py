@@ -43,8 +43,8 @@ from facecnn.data.decode import read_image
 from facecnn.data.folders import NOT_A_PERSON
 from facecnn.errors import FacecnnError
 from facecnn.faces.crops import DLIB_CHIP, make_chips
-from facecnn.faces.detect import Face
 from facecnn.faces.prepare import PrepareReport
+from facecnn.faces.result import Face
 from facecnn.fileio import atomic_write, remove_stale_temps, write_bytes_atomic, write_text_atomic
 
 CACHE = "cache.npz"
@@ -182,7 +182,7 @@ def _cut_crops(out: Path, crops: dict[str, tuple[str, tuple[float, ...]]]) -> No
         by_photo[photo].append((crop, box))
     for photo, items in by_photo.items():
         image = read_image(photo)
-        chips = make_chips(CROP, [(image, Face(box, 1.0)) for _, box in items])
+        chips = make_chips(CROP, [(image, Face(box)) for _, box in items])
         for (crop, _), chip in zip(items, chips):
             (out / crop).parent.mkdir(parents=True, exist_ok=True)
             buffer = io.BytesIO()

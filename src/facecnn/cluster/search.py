@@ -22,6 +22,7 @@ from facecnn.cluster.output import CACHE
 from facecnn.data.cache import default_cache_dir
 from facecnn.errors import FacecnnError
 from facecnn.faces.pipeline import NO_FACE, FacePipeline
+from facecnn.faces.result import json_box, json_number
 from facecnn.progress import Reporter
 
 if TYPE_CHECKING:
@@ -36,8 +37,8 @@ class Hit:
     distance: float
 
     def as_dict(self) -> dict:
-        return {"file": self.file, "box": [round(v, 1) for v in self.box],
-                "distance": round(self.distance, 4)}
+        return {"file": self.file, "box": json_box(self.box),
+                "distance": json_number(self.distance)}
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class EnrolledHit:
 
     def as_dict(self) -> dict:
         return {"person": self.person, "source": self.source,
-                "distance": round(self.distance, 4)}
+                "distance": json_number(self.distance)}
 
 
 def cache_path(inputs: list[Path], pipeline: FacePipeline, cache: Path | None) -> Path:

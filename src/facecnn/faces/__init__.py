@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-_API = {"Face": "detect", "FaceDetector": "detect", "detect_faces": "detect",
+_API = {"Face": "result", "Result": "result", "FaceDetector": "detect", "detect_faces": "detect",
         "align_face": "align", "create_embedder": "embedders", "embed_faces": "embedders",
         "Gallery": "gallery", "PipelineConfig": "config", "Recognizer": "recognize"}
 

@@ -21,8 +21,8 @@ import numpy as np
 from facecnn.data.crop_layout import LEGACY_CHIP_SHAPE, Crop, is_chip
 from facecnn.errors import FacecnnError
 from facecnn.faces.align import align_face, template
-from facecnn.faces.detect import Face
 from facecnn.faces.landmarks import dlib_shape
+from facecnn.faces.result import Face
 
 PREPARE_MARGIN = 0.2  # the margin `prepare` cuts with, and runs trained on its crops expect
 PREPARE_SIZE = 160
@@ -58,7 +58,7 @@ def face_box(points: np.ndarray, size: int) -> tuple[float, float, float, float]
 def crop_face(crop: Crop, size: int) -> Face:
     """The face of a size x size crop `prepare` cut in layout `crop`: its box and points."""
     points = crop_points({**crop, "size": size})
-    return Face(face_box(points, size), 1.0, points.astype(np.float32))
+    return Face(face_box(points, size), None, points.astype(np.float32))
 
 
 def make_chips(crop: Crop, items: list[tuple[np.ndarray, Face]]) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Find faces: any registered detector's boxes (faces/detectors), then the landmark step for
 the detectors that give no points (faces/landmarks), as one `Face` per face, largest first.
 
-Every detector returns the same `Face`, so alignment and embedders never care which found it.
+Every detector's faces become the same `Face` record (faces/result.py), so alignment and
+embedders never care which found it.
 Large images are downscaled for the detector only; boxes are mapped back and the landmark
 step sees the full-resolution image.
 """
@@ -9,7 +10,6 @@ step sees the full-resolution image.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -20,27 +20,10 @@ from facecnn.errors import FacecnnError
 from facecnn.faces.config import PipelineConfig
 from facecnn.faces.detectors import DEFAULT_DETECTOR, Detection, create_detector
 from facecnn.faces.landmarks import LANDMARKERS, Landmarker, create_landmarker
+from facecnn.faces.result import Face
 
 AUTO = "auto"
 DEFAULT_LANDMARKER = "onet"  # MIT-licensed, and as close to dlib's 68 points as MTCNN's own
-
-
-@dataclass
-class Face:
-    """One face: box (x1, y1, x2, y2) in image pixels, detector score, and landmarks.
-
-    `landmarks` are 5 points in image coordinates, in the order of the ArcFace template:
-    the eye on the image's left, the other eye, nose tip, left and right mouth corners; None
-    only when they were not asked for (`detect_batch(..., landmarks=False)`).
-    """
-
-    box: tuple[float, float, float, float]
-    score: float
-    landmarks: np.ndarray | None = None
-
-    @property
-    def area(self) -> float:
-        return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
 
 
 class FaceDetector:
@@ -123,7 +106,7 @@ class FaceDetector:
             faces.append(Face(box, float(detection.score),
                               None if points is None else (points / scale).astype(np.float32)))
         # dlib's box sizes are discrete, so equal areas are common: the surer face goes first
-        return sorted(faces, key=lambda f: (-round(f.area / 100), -f.score))
+        return sorted(faces, key=lambda f: (-round(f.area / 100), -f.confidence))
 
 
 def _resized(image: np.ndarray, scale: float) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 from facecnn.data.folders import expand_inputs
 from facecnn.errors import FacecnnError
 from facecnn.faces.pipeline import FacePipeline
+from facecnn.faces.result import Face
 from facecnn.fileio import atomic_write
 from facecnn.progress import Reporter
 
@@ -42,7 +43,8 @@ class Embeddings:
         atomic_write(path, write)
 
     def records(self) -> list[dict[str, Any]]:
-        return [{"file": f, "box": [round(v, 1) for v in b], "vector": v.tolist()}
+        """What --json prints: one {"file", "box", "vector"} per face."""
+        return [{"file": f, **Face(tuple(b), vector=v).to_dict(vector=True)}
                 for f, b, v in zip(self.files, self.boxes, self.vectors)]
 
 

@@ -1,4 +1,5 @@
-"""Photos -> (boxes, embedding vectors), in worker processes when there are many photos.
+"""Photos -> their faces (faces/result.py: boxes, points, vectors), in worker processes when
+there are many photos.
 
 dlib's detector and network each use one core, so on a machine with N cores a folder of
 photos goes through up to N times faster in N processes. Workers load the detector (and
@@ -11,7 +12,7 @@ many photos at once.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -23,8 +24,9 @@ from facecnn.errors import FacecnnError
 from facecnn.faces import embedders
 from facecnn.faces.config import PipelineConfig
 from facecnn.faces.crops import crop_face, make_chips, resized
-from facecnn.faces.detect import Face, FaceDetector
+from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import Embedder
+from facecnn.faces.result import Face, Result
 from facecnn.workers import worker_pool
 
 MIN_FILES_PER_WORKER = 8  # below this a pool's start-up costs more than it saves
@@ -32,17 +34,6 @@ DETECT_BATCH = 8  # photos a network detector sees at once in the main process
 Job = tuple[Path, "str | None", "dict[str, Any] | None"]  # (photo, pick, prepare's crop)
 PICKS = ("largest", "center")  # which one face of a photo to keep (None: all of them)
 NO_FACE = "no face found"
-
-
-@dataclass
-class FileFaces:
-    """The faces of one photo, largest first; `error` says why there are none to be had."""
-
-    file: Path
-    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
-    vectors: np.ndarray | None = None
-    error: str | None = None
-    chips: np.ndarray | None = None  # aligned crops still to embed (batching embedders)
 
 
 @dataclass
@@ -62,19 +53,19 @@ class _Worker:
         self.spec = spec
         self.embedder = embedder or spec.embedder
 
-    def __call__(self, job: Job) -> FileFaces:
+    def __call__(self, job: Job) -> Result:
         return self.batch([job])[0]
 
-    def batch(self, jobs: list[Job]) -> list[FileFaces]:
+    def batch(self, jobs: list[Job]) -> list[Result]:
         """The faces of several photos; their detection runs as one batch (network detectors
         are faster so, and on a GPU much faster)."""
         images: dict[int, Any] = {}
-        results: list[FileFaces | None] = [None] * len(jobs)
+        results: list[Result | None] = [None] * len(jobs)
         for k, (file, _, _) in enumerate(jobs):
             try:
                 images[k] = read_image(file)
             except ValueError as exc:
-                results[k] = FileFaces(file, error=str(exc))
+                results[k] = Result(file, error=str(exc))
         unknown = [k for k in images if jobs[k][2] is None]  # else `prepare` cut the face
         faces = dict(zip(unknown, self.detector.detect_batch([images[k] for k in unknown],
                                                             self.spec.landmarks)))
@@ -84,7 +75,7 @@ class _Worker:
                           if crop is None else self._prepared(file, image, crop))
         return results
 
-    def _prepared(self, file: Path, image: Any, crop: dict[str, Any]) -> FileFaces:
+    def _prepared(self, file: Path, image: Any, crop: dict[str, Any]) -> Result:
         """A crop `prepare` cut: its face is where its layout puts it, and one cut in the
         embedder's own layout is embedded as it is (resized), not cut a second time."""
         face = crop_face(crop, image.shape[1])
@@ -92,16 +83,23 @@ class _Worker:
             return self._result(file, image, [face])
         chips = resized(self.spec.crop, image)[None]
         if self.spec.embedder is None:
-            return FileFaces(file, [face.box], chips=chips)
-        return FileFaces(file, [face.box], self.embedder.vectors_of(chips))
+            return Result(file, [face], chips=chips)
+        return Result(file, with_vectors([face], self.embedder.vectors_of(chips)))
 
-    def _result(self, file: Path, image: Any, faces: list[Face]) -> FileFaces:
+    def _result(self, file: Path, image: Any, faces: list[Face]) -> Result:
         if not faces:
-            return FileFaces(file, error=NO_FACE)
+            return Result(file, error=NO_FACE)
         items = [(image, face) for face in faces]
         if self.spec.embedder is None:
-            return FileFaces(file, [f.box for f in faces], chips=make_chips(self.spec.crop, items))
-        return FileFaces(file, [f.box for f in faces], self.embedder.embed(items))
+            return Result(file, faces, chips=make_chips(self.spec.crop, items))
+        return Result(file, with_vectors(faces, self.embedder.embed(items)))
+
+
+def with_vectors(faces: list[Face], vectors: np.ndarray) -> list[Face]:
+    """The faces, each given its row of `vectors` (the record is enriched in place)."""
+    for face, vector in zip(faces, vectors):
+        face.vector = vector
+    return faces
 
 
 def picked(faces: list[Face], shape: tuple[int, ...], pick: str | None) -> list[Face]:
@@ -124,12 +122,13 @@ def _init_worker(spec: PipelineSpec) -> None:
     _worker = _Worker(spec)
 
 
-def _run_job(job: Job) -> FileFaces:
+def _run_job(job: Job) -> Result:
     return _worker(job)
 
 
 class FacePipeline:
-    """`FacePipeline(detector, embedder).run(files)` yields `FileFaces` in file order."""
+    """`FacePipeline(detector, embedder).run(files)` yields each file's `Result` (its faces
+    embedded, largest first), in file order."""
 
     def __init__(self, detector: FaceDetector, embedder: Embedder,
                  workers: int | None = None) -> None:
@@ -156,7 +155,7 @@ class FacePipeline:
 
     def run(self, files: list[Path], *, pick: str | None = None,
             crop: dict[str, Any] | None = None,
-            advance: Callable[[int], None] = lambda n: None) -> Iterator[FileFaces]:
+            advance: Callable[[int], None] = lambda n: None) -> Iterator[Result]:
         if pick not in (None, *PICKS):
             raise FacecnnError(f"pick one face by {' or '.join(PICKS)}, not {pick!r}")
         found = self._detect(files, pick, crop)
@@ -167,7 +166,7 @@ class FacePipeline:
             advance(1)
 
     def _detect(self, files: list[Path], pick: str | None,
-                crop: dict[str, Any] | None) -> Iterator[FileFaces]:
+                crop: dict[str, Any] | None) -> Iterator[Result]:
         jobs = [(file, pick, crop) for file in files]
         workers = min(self.workers, len(jobs) // MIN_FILES_PER_WORKER)
         if not self.detector.in_workers(self.spec.landmarks):  # PyTorch: batch it here
@@ -180,24 +179,25 @@ class FacePipeline:
         with worker_pool(workers, _init_worker, (self.spec,)) as pool:
             yield from pool.map(_run_job, jobs, chunksize=4)
 
-    def _embed_batches(self, found: Iterator[FileFaces]) -> Iterator[FileFaces]:
+    def _embed_batches(self, found: Iterator[Result]) -> Iterator[Result]:
         """Embed the chips of consecutive photos together, `batch_size` faces or more at a
         time, and hand the photos on in their order."""
-        pending: list[FileFaces] = []
+        pending: list[Result] = []
 
-        def flush() -> Iterator[FileFaces]:
+        def flush() -> Iterator[Result]:
             with_chips = [r for r in pending if r.chips is not None]
             if with_chips:
                 vectors = self.embedder.vectors_of(np.concatenate([r.chips for r in with_chips]))
                 start = 0
                 for result in with_chips:
-                    result.vectors, result.chips = vectors[start:start + len(result.boxes)], None
-                    start += len(result.boxes)
+                    with_vectors(result.faces, vectors[start:start + len(result.faces)])
+                    result.chips = None
+                    start += len(result.faces)
             yield from pending
             pending.clear()
 
         for result in found:
             pending.append(result)
-            if sum(len(r.boxes) for r in pending) >= self.embedder.batch_size:
+            if sum(len(r.faces) for r in pending) >= self.embedder.batch_size:
                 yield from flush()
         yield from flush()

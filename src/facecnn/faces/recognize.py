@@ -5,44 +5,30 @@ align -> a trained CNN classifier (seed C's system). Strangers come out "unknown
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from facecnn.data.decode import as_rgb, read_image
 from facecnn.errors import FacecnnError
 from facecnn.faces.crops import make_chips, run_crop
-from facecnn.faces.detect import Face, FaceDetector
+from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import Embedder, create_embedder
 from facecnn.faces.gallery import UNKNOWN, Gallery, open_gallery
-from facecnn.faces.pipeline import FacePipeline
+from facecnn.faces.pipeline import FacePipeline, with_vectors
+from facecnn.faces.result import Face, Result
 from facecnn.faces.threshold import Threshold, resolve_threshold
 
-UNCERTAIN = "uncertain"  # a video track whose views disagree (facecnn.video.votes)
 # an embedder giving the same vectors for less CPU a face: dlib's network in PyTorch, faster
 # than dlib's C++ on one face at a time (what video tracks embed)
 FASTER = {"dlib": "dlib_torch"}
 
 
-@dataclass
-class FaceResult:
-    box: tuple[float, float, float, float]
-    name: str
-    score: float
-    distance: float | None
-    track: int | None = None  # in videos: the face's track (one person followed over time)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {"box": [int(round(v)) for v in self.box], "name": self.name,
-               "score": round(float(self.score), 4),
-               "distance": None if self.distance is None else round(float(self.distance), 4)}
-        return out if self.track is None else {**out, "track": self.track}
-
-
 class Recognizer:
-    """`Recognizer(gallery="team.db")(rgb_image) -> [FaceResult, ...]`.
+    """`Recognizer(gallery="team.db")("photo.jpg") -> Result`: its faces, largest first, each
+    named (a path, an RGB numpy array or a PIL image).
 
     With a gallery: nearest-neighbour (or per-person mean) identification, unknown above
     `threshold`, else the gallery's stored threshold (read at every answer), else the
@@ -90,9 +76,10 @@ class Recognizer:
 
             self.classifier = load_classifier(Path(model), device)
 
-    def __call__(self, image: np.ndarray) -> list[FaceResult]:
+    def __call__(self, source: str | Path | np.ndarray | Any) -> Result:
+        image, file = as_image(source)
         faces = self.detect(image)
-        return self.name_faces(image, faces) if faces else []
+        return Result(file, self.name_faces(image, faces) if faces else [], image=image)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """The faces of an RGB image, with the five points only where the chips need them
@@ -100,21 +87,23 @@ class Recognizer:
         landmarks = self.gallery is None or self.embedder.needs_landmarks
         return self.detector.detect_batch([image], landmarks)[0]
 
-    def name_vectors(self, boxes: list[tuple[float, float, float, float]],
-                     vectors: np.ndarray) -> list[FaceResult]:
+    def name_embedded(self, faces: list[Face]) -> list[Face]:
         """Gallery answers for faces already embedded (by this process or a worker); the
         index answers exactly as Gallery.identify (names, scores and distances) up to its
         exact limit of faces."""
+        if not faces:
+            return faces
         threshold = self.current_threshold().value
+        vectors = np.stack([face.vector for face in faces])
         if self.index is None:
             matches = self.gallery.identify(vectors, threshold=threshold, mode=self.mode)
         else:
             with self._index_lock:
                 self.index = self.index.sync()
                 if len(self.index) == 0:  # nobody enrolled yet: everyone is a stranger
-                    return [FaceResult(box, UNKNOWN, 0.0, None) for box in boxes]
+                    return [face.named(UNKNOWN, 0.0, None) for face in faces]
                 matches = self.index.identify(vectors, threshold)
-        return [FaceResult(box, m.name, m.score, m.distance) for box, m in zip(boxes, matches)]
+        return [face.named(m.name, m.score, m.distance) for face, m in zip(faces, matches)]
 
     def current_threshold(self) -> Threshold:
         """The threshold of this answer, by the one rule (faces/threshold.py)."""
@@ -125,10 +114,11 @@ class Recognizer:
         with self._embedding:
             return self.embedder.embed(items)
 
-    def name_faces(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]:
+    def name_faces(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
+        """The faces of an RGB image, embedded and named (the records are enriched)."""
         if self.gallery is not None:
-            return self.name_vectors([f.box for f in faces],
-                                     self.embed([(image, face) for face in faces]))
+            vectors = self.embed([(image, face) for face in faces])
+            return self.name_embedded(with_vectors(faces, vectors))
         meta = self.classifier.meta
         crops = make_chips(run_crop(meta), [(image, face) for face in faces])
         if meta["in_chans"] == 1:
@@ -136,30 +126,21 @@ class Recognizer:
                 len(faces), meta["img_size"], meta["img_size"], 1)
         with self._embedding:
             probs = self.classifier.probabilities(crops)
-        results = []
         for face, p in zip(faces, probs):
             best = int(np.argmax(p))
-            name = meta["classes"][best] if p[best] >= self.min_confidence else UNKNOWN
-            results.append(FaceResult(face.box, name, float(p[best]), None))
-        return results
+            face.named(meta["classes"][best] if p[best] >= self.min_confidence else UNKNOWN,
+                       float(p[best]), None)
+        return faces
 
 
-def draw(image_bgr: np.ndarray, results: list[FaceResult]) -> np.ndarray:
-    """Seed C's display: green box with 'name score' for known faces, red 'unknown' (orange
-    'uncertain' for a video track whose views disagree), after the track's number."""
-    out = image_bgr.copy()
-    thickness = max(1, round(max(out.shape[:2]) / 400))
-    for r in results:
-        colour = {UNKNOWN: (0, 0, 255), UNCERTAIN: (0, 140, 255)}.get(r.name, (0, 200, 0))
-        x1, y1, x2, y2 = (int(round(v)) for v in r.box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
-        label = r.name if r.name in (UNKNOWN, UNCERTAIN) else f"{r.name} {r.score:.2f}"
-        if r.track is not None:
-            label = f"#{r.track} {label}"
-        scale = 0.4 * thickness + 0.1
-        (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        top = max(y1 - h - base - 2, 0)
-        cv2.rectangle(out, (x1, top), (x1 + w + 2, top + h + base + 2), colour, cv2.FILLED)
-        cv2.putText(out, label, (x1 + 1, top + h + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (255, 255, 255), thickness, cv2.LINE_AA)
-    return out
+def as_image(source: str | Path | np.ndarray | Any) -> tuple[np.ndarray, str | Path]:
+    """An RGB array and a name for a photo given as a path, an RGB numpy array or a PIL
+    image."""
+    if isinstance(source, (str, Path)):
+        return read_image(Path(source)), source
+    if isinstance(source, np.ndarray):
+        return as_rgb(source), "image"
+    if hasattr(source, "convert"):  # a PIL image
+        return np.asarray(source.convert("RGB")), getattr(source, "filename", "") or "image"
+    raise FacecnnError(f"give a photo as a path, a numpy array or a PIL image, not "
+                       f"{type(source).__name__}")

@@ -14,6 +14,7 @@ from facecnn.faces.embedders import Embedder
 from facecnn.faces.gallery import Gallery
 from facecnn.faces.pairs import parse_pairs, plot_roc, verification_report
 from facecnn.faces.pipeline import FacePipeline
+from facecnn.faces.result import json_number
 from facecnn.faces.threshold import Threshold, resolve_threshold
 from facecnn.progress import Reporter
 from facecnn.runs import new_run_dir
@@ -53,7 +54,7 @@ def verdict(a: np.ndarray, b: np.ndarray, embedder: Embedder,
     """Distance between two face vectors and the verdict at `threshold`: what `verify_two`
     and the server's /v1/verify answer."""
     distance = float(np.linalg.norm(a - b))
-    return {"distance": round(distance, 4), "threshold": threshold.value,
+    return {"distance": json_number(distance), "threshold": threshold.value,
             "threshold_source": threshold.source, "same_person": distance <= threshold.value,
             "embedder": embedder.name}
 

@@ -1,9 +1,14 @@
 """The answers of the REST API as pydantic models, so /docs shows real schemas. Their fields
-are the CLI's JSON shapes (`facecnn recognize --json`, `verify --json`, `predict`)."""
+are the CLI's JSON shapes (`facecnn recognize --json`, `verify --json`, `predict`); the face
+models are built from the face record's own table of fields (faces/result.py)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any
+
+from pydantic import BaseModel, Field, create_model
+
+from facecnn.faces.result import FACE_FIELDS
 
 
 class Error(BaseModel):
@@ -21,28 +26,27 @@ class Health(BaseModel):
                                                           "search index is current with.")
 
 
-class DetectedFace(BaseModel):
-    box: list[int] = Field(description="x1, y1, x2, y2 in image pixels.")
-    score: float
-    landmarks: list[list[float]] = Field(description="Eyes, nose tip, mouth corners (x, y).")
+def face_model(name: str, required: tuple[str, ...], optional: tuple[str, ...],
+               **described: str) -> Any:
+    """A face's answer with these fields of the record (`described` rewords some)."""
+    fields: dict[str, Any] = {}
+    for key in required + optional:
+        kind, text = FACE_FIELDS[key]
+        text = described.get(key, text)
+        fields[key] = ((kind, Field(description=text)) if key in required
+                       else (kind | None, Field(None, description=text)))
+    return create_model(name, **fields)
+
+
+DetectedFace = face_model("DetectedFace", ("box", "confidence", "landmarks"), ("quality",))
+NamedFace = face_model("NamedFace", ("box", "name", "score", "distance"),
+                       ("confidence", "landmarks", "quality"))
+TrackedFace = face_model("TrackedFace", ("box", "name", "score", "distance", "track"),
+                         ("confidence", "quality"))
 
 
 class Detections(BaseModel):
     faces: list[DetectedFace]
-
-
-class NamedFace(BaseModel):
-    box: list[int] = Field(description="x1, y1, x2, y2 in image pixels.")
-    name: str = Field(description='The person, or "unknown".')
-    score: float = Field(description="At least 0.5 exactly when the face is named.")
-    distance: float | None = Field(description="To the nearest enrolled face (None: nobody "
-                                               "is enrolled).")
-
-
-class TrackedFace(NamedFace):
-    name: str = Field(description='The track\'s person, "unknown", or "uncertain" (its views '
-                                  'disagree).')
-    track: int = Field(description="Its track: one person followed from frame to frame.")
 
 
 class VideoFrame(BaseModel):

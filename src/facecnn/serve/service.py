@@ -27,8 +27,7 @@ from facecnn.serve.video import VideoLimits
 
 if TYPE_CHECKING:
     from facecnn.faces.config import PipelineConfig
-    from facecnn.faces.detect import Face
-    from facecnn.faces.recognize import FaceResult
+    from facecnn.faces.result import Face, Result
     from facecnn.inference.base import Prediction
 
 MODEL_THREADS = 2  # one per model stage: a detection and an embedding run at once
@@ -129,9 +128,8 @@ class Service:
     def detect(self, upload: Upload) -> list[Face]:
         return self._faces(upload)[1]
 
-    def recognize(self, upload: Upload) -> list[FaceResult]:
-        pixels, faces = self._faces(upload)
-        return self.recognizer.name_faces(pixels, faces) if faces else []
+    def recognize(self, upload: Upload) -> Result:
+        return self.recognizer(decode_upload(upload.data, self.max_pixels))
 
     def recognize_video(self, upload: Upload, container: str) -> dict[str, Any]:
         """`facecnn recognize clip.mp4 --json` of an uploaded video (serve/video.py), by the

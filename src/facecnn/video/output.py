@@ -14,21 +14,12 @@ import cv2
 import numpy as np
 
 from facecnn.errors import FacecnnError
-from facecnn.faces.recognize import FaceResult, draw
+from facecnn.faces.result import Face, draw
+from facecnn.fileio import free_path
 from facecnn.video.recognize import VideoResult
 from facecnn.video.streams import Frame, VideoSource
 
 WINDOW = "facecnn (q quits)"
-
-
-def free_path(folder: Path, name: str) -> Path:
-    """folder/name, or name with _2, _3... so nothing the user has is overwritten."""
-    target = folder / name
-    k = 2
-    while target.exists():
-        target = folder / f"{Path(name).stem}_{k}{Path(name).suffix}"
-        k += 1
-    return target
 
 
 def video_writer(path: Path, fps: float, frame: np.ndarray) -> cv2.VideoWriter:
@@ -90,7 +81,7 @@ class LiveView:
         self.last = time.perf_counter()
         self.rate = 0.0
 
-    def __call__(self, frame: Frame, faces: list[FaceResult]) -> bool:
+    def __call__(self, frame: Frame, faces: list[Face]) -> bool:
         annotated = draw(frame.image, faces)
         now = time.perf_counter()
         instant = 1.0 / max(now - self.last, 1e-6)

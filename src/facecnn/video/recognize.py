@@ -17,23 +17,22 @@ from typing import Any, Callable, Protocol
 import cv2
 import numpy as np
 
-from facecnn.faces.detect import Face
-from facecnn.faces.recognize import FaceResult
+from facecnn.faces.result import Face, Result, json_number
 from facecnn.video.events import EventLog, clock
 from facecnn.video.schedule import DetectionSchedule
 from facecnn.video.streams import Frame, VideoSource
 from facecnn.video.tracker import Box, FaceTracker, Track
 from facecnn.video.votes import AGREEMENT, CROP_MARGIN, face_region, quality
 
-OnFrame = Callable[[Frame, list[FaceResult]], bool]  # False stops the source
+OnFrame = Callable[[Frame, list[Face]], bool]  # False stops the source
 
 
 class Namer(Protocol):
-    """What tracking asks of a Recognizer (the server hands one that locks each model)."""
+    """What tracking asks of a Recognizer."""
 
     def detect(self, image: np.ndarray) -> list[Face]: ...
 
-    def name_faces(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]: ...
+    def name_faces(self, image: np.ndarray, faces: list[Face]) -> list[Face]: ...
 
 
 @dataclass
@@ -71,17 +70,16 @@ class VideoResult:
     seconds: float = 0.0  # processing time
     error: str | None = None
 
-    def named(self, track: Track, box: Box) -> FaceResult:
+    def named(self, track: Track, box: Box) -> Face:
         decision = track.votes.decision(self.agreement)
-        return FaceResult(box, decision.name, decision.score, decision.distance, track.id)
+        return Face(box, track=track.id).named(decision.name, decision.score, decision.distance)
 
-    def faces(self, k: int) -> list[FaceResult]:
+    def faces(self, k: int) -> list[Face]:
         """The faces of the k-th kept frame, each with its track's name."""
         return [self.named(t, box) for t, box in self.frames[k][2] if t.confirmed]
 
     def frame_records(self) -> list[dict[str, Any]]:
-        return [{"file": self.source, "frame": index, "time": round(seconds, 3),
-                 "faces": [f.to_dict() for f in self.faces(k)]}
+        return [Result(self.source, self.faces(k), frame=index, time=seconds).to_dict()
                 for k, (index, seconds, _) in enumerate(self.frames)]
 
     def track_records(self, crops: dict[int, Path] | None = None) -> list[dict[str, Any]]:
@@ -91,8 +89,7 @@ class VideoResult:
             crop = (crops or {}).get(track.id)
             records.append({
                 "file": self.source, "track": track.id, "name": decision.name,
-                "score": round(decision.score, 4),
-                "distance": None if decision.distance is None else round(decision.distance, 4),
+                "score": json_number(decision.score), "distance": json_number(decision.distance),
                 "votes": len(track.votes), "shares": decision.shares,
                 "first_frame": track.first_frame, "last_frame": track.last_frame,
                 "first_time": round(track.first_time, 3), "last_time": round(track.last_time, 3),
@@ -212,6 +209,6 @@ class _Events:
                           else (track.last_frame, track.last_time))
         self.log.write({"event": kind, "time": round(seconds, 3), "frame": frame,
                         "track": track.id, "name": decision.name,
-                        "score": round(decision.score, 4), "source": self.result.source,
+                        "score": json_number(decision.score), "source": self.result.source,
                         "at": clock(self.source.started_at + seconds) if self.result.live
                         else None})

@@ -18,7 +18,7 @@ from filterpy.kalman import KalmanFilter
 from scipy.optimize import linear_sum_assignment
 
 from facecnn.faces.boxes import iou
-from facecnn.faces.detect import Face
+from facecnn.faces.result import Face
 from facecnn.video.votes import Votes
 
 Box = tuple[float, float, float, float]

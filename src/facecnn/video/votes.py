@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from facecnn.faces.recognize import UNCERTAIN
+from facecnn.faces.result import UNCERTAIN
 
 AGREEMENT = 0.6  # share of the vote weight the leading name needs
 SHARP_HALF = 100.0  # Laplacian variance at which a face counts half as sharp as it can

@@ -16,8 +16,8 @@ import numpy as np
 
 from facecnn.data.crop_layout import is_chip
 from facecnn.faces.crops import make_chips
-from facecnn.faces.detect import Face
 from facecnn.faces.model_files import ModelFile
+from facecnn.faces.result import Face
 from facecnn.registry import Registry
 
 FaceItem = tuple[np.ndarray, Face]  # (RGB image, a face in it)

@@ -14,11 +14,10 @@ from facecnn.serve.video import video_container
 router = APIRouter(prefix="/v1", dependencies=[Security(API_KEY)], responses=ERRORS)
 
 
-@router.post("/detect", response_model=Detections)
+@router.post("/detect", response_model=Detections, response_model_exclude_unset=True)
 async def detect(image: UploadFile = File(...), served: Service = Depends(service)) -> dict:
     faces = await served.run(served.detect, await read(image))
-    return {"faces": [{"box": [int(round(v)) for v in f.box], "score": round(f.score, 4),
-                       "landmarks": f.landmarks.round(1).tolist()} for f in faces]}
+    return {"faces": [face.to_dict(landmarks=True) for face in faces]}
 
 
 @router.post("/recognize", response_model=Recognition, response_model_exclude_unset=True)
@@ -34,8 +33,8 @@ async def recognize(image: UploadFile | None = File(None, description="A photo o
     container = video_container(upload.data)
     if container is not None:
         return await served.run(served.recognize_video, upload, container)
-    results = await served.run(served.recognize, upload)
-    return {"faces": [r.to_dict() for r in results]}
+    result = await served.run(served.recognize, upload)
+    return {"faces": [face.to_dict() for face in result.faces]}
 
 
 @router.post("/verify", response_model=Verification)
