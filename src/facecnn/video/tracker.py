@@ -1,4 +1,4 @@
-"""Faces followed from frame to frame: SORT's recipe (Bewley et al. 2016) with filterpy's
+"""Faces followed from frame to frame: SORT's recipe (Bewley et al. 2016) with OpenCV's
 Kalman filter and SciPy's optimal assignment. Each face's box moves by a constant-velocity
 model between detections; at a detection the boxes are matched to the new faces by IoU.
 
@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
-from filterpy.kalman import KalmanFilter
-from scipy.optimize import linear_sum_assignment
 
 from facecnn.faces.boxes import iou
 from facecnn.faces.result import Face
@@ -37,18 +36,22 @@ def _box(state: np.ndarray) -> Box:
     return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
 
 
-def box_filter(box: Box) -> KalmanFilter:
-    """SORT's constant-velocity filter of a box, starting at `box`."""
-    kf = KalmanFilter(dim_x=7, dim_z=4)
-    kf.F = np.eye(7)
-    kf.F[0, 4] = kf.F[1, 5] = kf.F[2, 6] = 1.0
-    kf.H = np.eye(4, 7)
-    kf.R[2:, 2:] *= 10.0
-    kf.P[4:, 4:] *= 1000.0  # the velocities are not observed: very uncertain at first
-    kf.P *= 10.0
-    kf.Q[-1, -1] *= 0.01
-    kf.Q[4:, 4:] *= 0.01
-    kf.x[:4] = _measurement(box)
+def box_filter(box: Box) -> cv2.KalmanFilter:
+    """SORT's constant-velocity filter of a box, starting at `box` (in float64).
+
+    The state is the observation and the velocities of its centre and area."""
+    kf = cv2.KalmanFilter(7, 4, 0, cv2.CV_64F)
+    moves = np.eye(7)
+    moves[0, 4] = moves[1, 5] = moves[2, 6] = 1.0
+    kf.transitionMatrix = moves
+    kf.measurementMatrix = np.eye(4, 7)
+    kf.measurementNoiseCov = np.diag([1.0, 1.0, 10.0, 10.0])
+    # the velocities are not observed: very uncertain at first
+    kf.errorCovPost = 10.0 * np.diag([1.0] * 4 + [1000.0] * 3)
+    kf.processNoiseCov = np.diag([1.0] * 4 + [0.01, 0.01, 0.0001])
+    state = np.zeros((7, 1))
+    state[:4] = _measurement(box)
+    kf.statePost = state
     return kf
 
 
@@ -58,7 +61,7 @@ class Track:
     `min_hits` detections), so a stray false detection never takes a number."""
 
     key: int
-    filter: KalmanFilter
+    filter: cv2.KalmanFilter
     box: Box
     first_frame: int
     first_time: float
@@ -96,10 +99,11 @@ class FaceTracker:
         """Move every track on by one frame."""
         for track in self.tracks:
             kf = track.filter
-            if kf.x[6, 0] + kf.x[2, 0] <= 0:  # the area would turn negative
-                kf.x[6, 0] = 0.0
-            kf.predict()
-            track.box, track.face = _box(kf.x), None
+            state = kf.statePost
+            if state[6, 0] + state[2, 0] <= 0:  # the area would turn negative
+                state[6, 0] = 0.0
+                kf.statePost = state
+            track.box, track.face = _box(kf.predict()), None
 
     def update(self, faces: list[Face], frame: int, seconds: float) -> list[Track]:
         """Match this frame's detections to the tracks; unmatched faces start tracks, and
@@ -108,7 +112,7 @@ class FaceTracker:
         matched = {id(t) for t, _ in matches}
         confirmed = []
         for track, face in matches:
-            track.filter.update(_measurement(face.box))
+            track.filter.correct(_measurement(face.box))
             track.box = track.observed = face.box
             track.face, track.seen = face, frame
             track.hits += 1
@@ -154,6 +158,8 @@ class FaceTracker:
             return [], list(faces)
         overlap = np.array([[max(iou(t.box, f.box), iou(t.observed, f.box) if t.lost else 0.0)
                              for f in faces] for t in self.tracks])
+        from scipy.optimize import linear_sum_assignment  # slow to import: videos only
+
         rows, cols = linear_sum_assignment(-overlap)
         matches = [(self.tracks[r], faces[c]) for r, c in zip(rows, cols)
                    if overlap[r, c] >= self.min_iou]
