@@ -184,7 +184,7 @@ def facecnn_tracked(video: Path, gallery: Path, detector: str) -> tuple[list[lis
     from facecnn.video import VideoRecognizer, VideoSource
 
     # as `recognize clip.mp4` does: dlib's vectors from its PyTorch port for videos
-    recognizer = Recognizer(gallery=gallery, detector=FaceDetector(detector), fast=True)
+    recognizer = Recognizer(gallery=gallery, detector=FaceDetector(detector))
     start = time.perf_counter()
     result = VideoRecognizer(recognizer).run(VideoSource(str(video)))
     seconds = time.perf_counter() - start

@@ -212,7 +212,7 @@ def hamilton(work: Path) -> dict:
                           str(work / "hamilton.db"), *HOG, "--threshold", "0.6", "--quiet",
                           cwd=work)
     assert enrolled.returncode == 0, enrolled.stderr
-    recognizer = Recognizer(gallery=work / "hamilton.db", detector=detector, fast=True)
+    recognizer = Recognizer(gallery=work / "hamilton.db", detector=detector)
     every_frame = {k: recognizer.name_faces(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), faces)
                    if faces else [] for k, (image, faces) in found.items()}
     return {"every_frame": every_frame,
@@ -399,7 +399,8 @@ def upload(client, name: str, data: bytes, field: str = "video") -> tuple[int, d
 
 @pytest.mark.e2e
 def test_a_video_upload_gives_the_commands_tracks(client, work: Path, gallery: Path) -> None:
-    """POST /v1/recognize with an mp4 (s1 panning): `facecnn recognize clip.mp4 --json`."""
+    """POST /v1/recognize with an mp4 (s1 panning), and with a photo: the very JSON of
+    `facecnn recognize clip.mp4 --json` and of `facecnn recognize photo.jpg --json`."""
     frames = [frame(90, [("s1", 8, 100 + 8 * k, 120, 1.1)]) for k in range(12)]
     clip = write_clip(work / "upload.mp4", frames, "mp4v")
     status, answer = upload(client, "pan.mp4", clip.read_bytes())
@@ -414,9 +415,13 @@ def test_a_video_upload_gives_the_commands_tracks(client, work: Path, gallery: P
     assert answer == expected
     assert [t["name"] for t in answer["tracks"]] == ["s1"] and len(answer["frames"]) == 12
     assert all(f["faces"][0]["track"] == 1 for f in answer["frames"][2:])
-    status, photo = upload(client, "s1.jpg", cv2.imencode(".jpg", frames[0])[1].tobytes(),
-                           field="image")
+    still = work / "still.jpg"
+    still.write_bytes(cv2.imencode(".jpg", frames[0])[1].tobytes())
+    status, photo = upload(client, "s1.jpg", still.read_bytes(), field="image")
     assert status == 200 and photo["faces"][0]["name"] == "s1" and "tracks" not in photo
+    command = invoke_cli("recognize", str(still), "--gallery", str(gallery), *HOG, "--json",
+                         "--quiet", cwd=work)
+    assert json.loads(command.stdout)[0]["faces"] == photo["faces"]  # the same numbers
 
 
 @pytest.mark.e2e

@@ -188,11 +188,9 @@ def recognize(
 
     from facecnn.apps.sources import recognize_inputs, recognize_live
     from facecnn.data.folders import expand_inputs
-    from facecnn.faces import embedders
-    from facecnn.faces.detect import FaceDetector
     from facecnn.faces.recognize import Recognizer
     from facecnn.video import EventLog, TrackingOptions
-    from facecnn.video.streams import is_stream_url, is_video
+    from facecnn.video.streams import is_stream_url
 
     live = camera if camera is not None else next(
         (p for p in inputs or [] if is_stream_url(p)), None)
@@ -205,11 +203,9 @@ def recognize(
     config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
                             min_size=min_size, embedder=embedder, device=device,
                             workers=workers)
-    recognizer = Recognizer(gallery=gallery, model=model, threshold=threshold, mode=mode,
-                            min_confidence=min_confidence, device=device, workers=workers,
-                            detector=FaceDetector.from_config(config),
-                            embedder=embedders.from_config(config) if embedder else None,
-                            fast=live is not None or any(map(is_video, files)))
+    recognizer = Recognizer.from_config(config, gallery=gallery, model=model,
+                                        threshold=threshold, mode=mode,
+                                        min_confidence=min_confidence)
     options = TrackingOptions(every=every)
     with EventLog(events) if events is not None else nullcontext() as log:
         if live is not None:

@@ -13,6 +13,8 @@ import numpy as np
 
 from facecnn.data.decode import as_rgb, read_image
 from facecnn.errors import FacecnnError
+from facecnn.faces import embedders
+from facecnn.faces.config import PipelineConfig
 from facecnn.faces.crops import make_chips, run_crop
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import Embedder, create_embedder
@@ -22,7 +24,7 @@ from facecnn.faces.result import Face, Result
 from facecnn.faces.threshold import Threshold, resolve_threshold
 
 # an embedder giving the same vectors for less CPU a face: dlib's network in PyTorch, faster
-# than dlib's C++ on one face at a time (what video tracks embed)
+# than dlib's C++ on batches and on one face at a time (what video tracks embed)
 FASTER = {"dlib": "dlib_torch"}
 
 
@@ -33,8 +35,8 @@ class Recognizer:
     With a gallery: nearest-neighbour (or per-person mean) identification, unknown above
     `threshold`, else the gallery's stored threshold (read at every answer), else the
     embedder's default. With `model=RUN`: seed C's classifier, unknown below `min_confidence`
-    softmax probability. `fast`: search a gallery made by an embedder in FASTER with its faster
-    twin (same vectors) unless `embedder` is given.
+    softmax probability. A gallery made by an embedder in FASTER is searched with its faster
+    twin (the same vectors) unless `embedder` is given.
 
     Mode "nearest" searches the gallery's FAISS index (loaded or built once, then synced with
     the gallery before every answer, so writes from any process count at once; while it is
@@ -52,7 +54,7 @@ class Recognizer:
                  detector: FaceDetector | None = None, threshold: float | None = None,
                  mode: str = "nearest", min_confidence: float = 0.5,
                  embedder: Embedder | None = None, device: str = "auto",
-                 workers: int | None = None, fast: bool = False) -> None:
+                 workers: int | None = None) -> None:
         if (gallery is None) == (model is None):
             raise FacecnnError("give either a gallery (--gallery) or a trained model (--model)")
         self.detector = detector or FaceDetector()
@@ -63,7 +65,7 @@ class Recognizer:
             self.gallery = gallery if isinstance(gallery, Gallery) else open_gallery(gallery)
             made_by = self.gallery.embedder
             self.embedder = embedder or create_embedder(
-                FASTER.get(made_by, made_by) if fast else made_by, device=device)
+                FASTER.get(made_by, made_by), device=device)
             self.gallery.check_embedder(self.embedder)
             self.pipeline = FacePipeline(self.detector, self.embedder, workers)
             if mode == "nearest":
@@ -75,6 +77,15 @@ class Recognizer:
             from facecnn.inference import load_classifier
 
             self.classifier = load_classifier(Path(model), device)
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig, **answering: Any) -> Recognizer:
+        """The recognizer whose detector and embedder `config` describes (the gallery's own
+        embedder unless it names one); `answering`: gallery or model, threshold, mode,
+        min_confidence."""
+        return cls(detector=FaceDetector.from_config(config),
+                   embedder=embedders.from_config(config) if config.embedder else None,
+                   device=config.device, workers=config.workers, **answering)
 
     def __call__(self, source: str | Path | np.ndarray | Any) -> Result:
         image, file = as_image(source)

@@ -91,20 +91,19 @@ class Service:
         self.admission = Admission(MODEL_THREADS + max_queue)
         self._threads = ThreadPoolExecutor(MODEL_THREADS, thread_name_prefix="facecnn-model")
         self._classifying = threading.Lock()
-        self.detector = FaceDetector.from_config(pipeline)
         self.recognizer = self.store = self.classifier = self.listener = self.location = None
         if gallery is not None:
-            from facecnn.faces import embedders
             from facecnn.faces.gallery import GalleryLocation, open_gallery
             from facecnn.faces.recognize import Recognizer
 
             self.location = GalleryLocation.of(gallery)
-            self.recognizer = Recognizer(
-                gallery=open_gallery(self.location, busy_timeout=BUSY_TIMEOUT_S),
-                detector=self.detector, workers=1, device=pipeline.device, fast=True,
-                embedder=embedders.from_config(pipeline) if pipeline.embedder else None)
+            self.recognizer = Recognizer.from_config(
+                pipeline.but(workers=1),
+                gallery=open_gallery(self.location, busy_timeout=BUSY_TIMEOUT_S))
             self.store = open_gallery(self.location, busy_timeout=BUSY_TIMEOUT_S)
             self.listener = self.recognizer.gallery.watch(self._catch_up)
+        self.detector = (self.recognizer.detector if self.recognizer is not None
+                         else FaceDetector.from_config(pipeline))
         if model is not None:
             from facecnn.inference import load_classifier
 
