@@ -7,8 +7,8 @@ expects, and where the face lies inside a crop already cut.
   (150 px, padding 0.25), cut from dlib's 5-point (or 68-point) shape.
 
 A crop is a plain dict, so it travels in JSON: prepare_report.json, a model's metadata, a
-gallery. A backbone fed another layout than it learnt on loses accuracy (a `--pretrained`
-dlib_resnet reached 73% on ArcFace-template crops where dlib chips gave 100%).
+gallery. A backbone fed another layout than it learnt on loses much of its accuracy (see
+benchmarks/classifier_path.py).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ Two kinds of points are needed downstream:
   face_recognition aligns), or the 68-point one for galleries made with it.
 
 dlib's 68-point model is trained on iBUG 300-W, whose terms forbid commercial use, so no
-default path loads it. On AT&T, O-Net's five points on HOG boxes are within 3-5% of the eye
-distance of those derived from the 68 points, as close as MTCNN's own (mean per point).
+default path loads it. O-Net's five points on HOG boxes agree closely with those derived
+from the 68 points (tests/test_embedders.py holds them to it).
 """
 
 from __future__ import annotations

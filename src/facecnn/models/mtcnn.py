@@ -95,8 +95,8 @@ class MTCNNNet(nn.Module):
             self.heads = nn.ModuleList(nn.Conv2d(channels, n, 1) for n in spec.heads)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        # channels last: PyTorch's CPU max pooling is 5-10x faster so (R-Net and O-Net run
-        # 2-3x faster), and oneDNN's convolutions a little; results move by float rounding
+        # channels last: PyTorch's CPU max pooling and oneDNN's convolutions are faster so
+        # (R-Net and O-Net most); results move by float rounding only
         x = self.features(x.contiguous(memory_format=torch.channels_last))
         if self.dense is not None:  # Keras flattens (N, W, H, C): Permute((2, 1, 3)) of NHWC
             x = self.dense(x.permute(0, 3, 2, 1).flatten(1))

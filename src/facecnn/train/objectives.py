@@ -181,7 +181,7 @@ class ArcFace(Softmax):
         """Each class centre starts at its people's mean feature direction (weight
         imprinting). From random centres the margin first drags every face of a person
         towards an arbitrary direction, which wrecks a pretrained embedding before the centres
-        catch up (AT&T verification with dlib_resnet: 55% instead of ~93%)."""
+        catch up (docs/objectives.md has the numbers)."""
         imprint(self.model, batches, all_sum, scale=None)
 
     @torch.no_grad()

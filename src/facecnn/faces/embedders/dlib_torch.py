@@ -11,7 +11,7 @@ from facecnn.faces import dlib_models
 from facecnn.faces.embedders.base import register
 from facecnn.faces.embedders.dlib import DlibEmbedder
 
-# channels-last convolutions are ~1.3x faster on CPU for whole batches, ~10x slower for one face
+# channels-last convolutions are faster on CPU for whole batches, much slower for one face
 CHANNELS_LAST_MIN_BATCH = 8
 
 
