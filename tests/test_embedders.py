@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from facecnn.apps.enroll import enroll
 from facecnn.data.decode import read_image
 from facecnn.errors import FacecnnError
 from facecnn.faces import dlib_models
@@ -20,7 +21,6 @@ from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import EMBEDDERS, create_embedder, same_vectors
 from facecnn.faces.embedders.base import Embedder, register
 from facecnn.faces.embedders.dlib import DlibEmbedder
-from facecnn.faces.enroll import enroll
 from facecnn.faces.gallery import Gallery
 from facecnn.faces.landmarks import DLIB_68, create_landmarker
 from facecnn.faces.pipeline import FacePipeline

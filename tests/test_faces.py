@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+from facecnn.apps.pairs import write_pairs
 from facecnn.errors import FacecnnError
 from facecnn.faces.align import align_face
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders.run import RunEmbedder
-from facecnn.faces.pairs import write_pairs
 from helpers import canvas, digest, invoke_cli, run_cli, write_photos
 
 pytestmark = pytest.mark.e2e

@@ -178,7 +178,7 @@ import os, signal, sys
 from pathlib import Path
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import create_embedder
-from facecnn.faces.enroll import enroll
+from facecnn.apps.enroll import enroll
 from facecnn.faces.gallery import Gallery
 
 def killed(*args, **kwargs):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import facecnn.faces.enroll as enroll_module
+import facecnn.apps.enroll as enroll_module
 from facecnn.faces.gallery import Gallery
 from helpers import CliResult, invoke_cli, write_photos
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facecnn.apps.pairs import parse_pairs, plot_roc, verification_report, write_pairs
 from facecnn.errors import FacecnnError
-from facecnn.faces.pairs import parse_pairs, plot_roc, verification_report, write_pairs
 
 NAMES = ["Abel_Pacheco", "Akhmed_Zakayev", "Amber_Tamblyn"]
 

@@ -90,12 +90,12 @@ def test_best_checkpoint_keeps_no_optimizer_state(tmp_path: Path) -> None:
 def test_a_bug_is_one_line_unless_debugging(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """An unexpected exception is a bug: one line and exit 1; FACECNN_DEBUG=1 shows where."""
-    import facecnn.faces.prepare
+    import facecnn.apps.prepare
 
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(facecnn.faces.prepare, "prepare", broken)
+    monkeypatch.setattr(facecnn.apps.prepare, "prepare", broken)
     (tmp_path / "raw" / "alice").mkdir(parents=True)
     args = ("prepare", str(tmp_path / "raw"), str(tmp_path / "out"))
     plain = invoke_cli(*args, cwd=tmp_path)

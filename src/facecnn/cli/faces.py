@@ -54,9 +54,9 @@ def prepare(
     quiet: bool = QUIET,
 ) -> None:
     """Find, align and crop every face; lists photos with no face or several faces."""
+    from facecnn.apps.prepare import prepare as run_prepare
     from facecnn.data.crop_layout import PREPARE_REPORT, describe
     from facecnn.faces.detect import FaceDetector
-    from facecnn.faces.prepare import prepare as run_prepare
 
     layout = _prepare_crop(crop, size, margin)
     config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
@@ -77,8 +77,8 @@ def prepare(
 
 def _prepare_crop(crop: str | None, size: int | None, margin: float | None) -> dict:
     """prepare's layout: a model's or run's (--crop), else the template with --size/--margin."""
+    from facecnn.apps.prepare import DEFAULT_CROP
     from facecnn.faces.crops import crop_for
-    from facecnn.faces.prepare import DEFAULT_CROP
 
     if crop is None:
         return {"size": size or DEFAULT_CROP["size"],
@@ -112,9 +112,9 @@ def enroll(
     quiet: bool = QUIET,
 ) -> None:
     """Embed every person's photos into a gallery (no training) and calibrate 'unknown'."""
+    from facecnn.apps.enroll import enroll as run_enroll
     from facecnn.faces import embedders
     from facecnn.faces.detect import FaceDetector
-    from facecnn.faces.enroll import enroll as run_enroll
 
     config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
                             min_size=min_size, embedder=embedder, flip=flip, jitter=jitter,
@@ -294,11 +294,11 @@ def verify(
     """Same person? For two photos, or the LFW 10-fold protocol with --pairs and --root."""
     from contextlib import nullcontext
 
+    from facecnn.apps.verify import REPORT_KEYS, verify_pairs, verify_two
     from facecnn.faces import embedders
     from facecnn.faces.embedders import DEFAULT_EMBEDDER
     from facecnn.faces.gallery import open_gallery
     from facecnn.faces.pipeline import FacePipeline
-    from facecnn.faces.verify import REPORT_KEYS, verify_pairs, verify_two
 
     config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
                             min_size=min_size, flip=flip, jitter=jitter, workers=workers)
@@ -353,7 +353,7 @@ def embed(
     quiet: bool = QUIET,
 ) -> None:
     """Write every face's file, box and vector to an .npz (numpy.load reads it)."""
-    from facecnn.faces.embeddings import check_destination, embed_paths
+    from facecnn.apps.embeddings import check_destination, embed_paths
     from facecnn.faces.pipeline import FacePipeline
 
     check_destination(out, overwrite)

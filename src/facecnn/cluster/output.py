@@ -38,12 +38,11 @@ from facecnn.cluster.cache import LibraryCache
 from facecnn.cluster.groups import Group, document, make_groups
 from facecnn.cluster.lock import LOCK
 from facecnn.cluster.sheets import contact_sheet, index_page
-from facecnn.data.crop_layout import PREPARE_REPORT
+from facecnn.data.crop_layout import PREPARE_REPORT, PrepareReport
 from facecnn.data.decode import read_image
 from facecnn.data.folders import NOT_A_PERSON
 from facecnn.errors import FacecnnError
 from facecnn.faces.crops import DLIB_CHIP, make_chips
-from facecnn.faces.prepare import PrepareReport
 from facecnn.faces.result import Face
 from facecnn.fileio import atomic_write, remove_stale_temps, write_bytes_atomic, write_text_atomic
 

@@ -9,12 +9,37 @@ without any face model (training reads it; faces/crops.py cuts crops in these la
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 Crop = dict[str, Any]
 LEGACY_CHIP_SHAPE = "dlib68"  # galleries and chips that do not say were cut from 68 points
 PREPARE_REPORT = "prepare_report.json"  # what `prepare` writes beside its crops
+
+
+@dataclass
+class PrepareReport:
+    """What `prepare` (or `cluster`, for its folders of crops) writes as PREPARE_REPORT: the
+    crops' layout and the detector that found them, and what became of every photo."""
+
+    crop: dict[str, Any]
+    detector: str
+    images: int = 0
+    faces_written: int = 0
+    no_face: list[str] = field(default_factory=list)
+    multiple_faces: list[str] = field(default_factory=list)
+    unreadable: list[dict[str, str]] = field(default_factory=list)
+    kept_existing: list[str] = field(default_factory=list)
+    empty_folders: list[str] = field(default_factory=list)
+
+    @property
+    def crops(self) -> int:
+        """The crops OUT holds for RAW's photos: written now or kept from before."""
+        return self.faces_written + len(self.kept_existing)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 def is_chip(crop: Crop) -> bool:

@@ -153,7 +153,7 @@ class Service:
 
     def verify(self, uploads: list[Upload]) -> dict[str, Any]:
         """`facecnn verify`'s verdict on two uploads, at the threshold recognition uses."""
-        from facecnn.faces.verify import verdict
+        from facecnn.apps.verify import verdict
 
         _, vectors, missing = self.main_faces(uploads)
         if missing:

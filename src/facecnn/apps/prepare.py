@@ -12,14 +12,12 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from facecnn.data.crop_layout import PREPARE_REPORT, Crop, is_chip
+from facecnn.data.crop_layout import PREPARE_REPORT, Crop, PrepareReport, is_chip
 from facecnn.data.decode import read_image
 from facecnn.data.folders import class_folders, files_of
 from facecnn.errors import FacecnnError
@@ -29,27 +27,6 @@ from facecnn.fileio import remove_stale_temps, write_bytes_atomic, write_text_at
 from facecnn.progress import Reporter
 
 MULTI = ("largest", "all", "skip")
-
-
-@dataclass
-class PrepareReport:
-    crop: dict[str, Any]
-    detector: str
-    images: int = 0
-    faces_written: int = 0
-    no_face: list[str] = field(default_factory=list)
-    multiple_faces: list[str] = field(default_factory=list)
-    unreadable: list[dict[str, str]] = field(default_factory=list)
-    kept_existing: list[str] = field(default_factory=list)
-    empty_folders: list[str] = field(default_factory=list)
-
-    @property
-    def crops(self) -> int:
-        """The crops OUT holds for RAW's photos: written now or kept from before."""
-        return self.faces_written + len(self.kept_existing)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 class CropNames:

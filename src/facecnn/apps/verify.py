@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from facecnn.apps.pairs import parse_pairs, plot_roc, verification_report
 from facecnn.errors import FacecnnError
 from facecnn.faces.embedders import Embedder
 from facecnn.faces.gallery import Gallery
-from facecnn.faces.pairs import parse_pairs, plot_roc, verification_report
 from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.result import json_number
 from facecnn.faces.threshold import Threshold, resolve_threshold
