@@ -125,10 +125,10 @@ class Service:
                                                                 partial(work, *args))
 
     def detect(self, upload: Upload) -> list[Face]:
-        return self._faces(upload)[1]
+        return self.detector(self.pixels(upload))
 
     def recognize(self, upload: Upload) -> Result:
-        return self.recognizer(decode_upload(upload.data, self.max_pixels))
+        return self.recognizer(self.pixels(upload))
 
     def recognize_video(self, upload: Upload, container: str) -> dict[str, Any]:
         """`facecnn recognize clip.mp4 --json` of an uploaded video (serve/video.py), by the
@@ -138,26 +138,28 @@ class Service:
         return recognize_video(upload, container, self.recognizer, self.video_limits,
                                self.max_pixels)
 
-    def main_faces(self, uploads: list[Upload]) -> tuple[list[Upload], np.ndarray, list[str]]:
+    def largest_faces(self, uploads: list[Upload], *, all_needed: bool = True
+                      ) -> tuple[list[Upload], np.ndarray, list[str]]:
         """The uploads with a face, the vectors of their largest faces (embedded as one
-        batch), and the names of the uploads without one."""
+        batch), and the names of the uploads without one (422 naming them if `all_needed`)."""
         found, items, missing = [], [], []
         for upload in uploads:
-            pixels, faces = self._faces(upload)
+            pixels = self.pixels(upload)
+            faces = self.recognizer.detect(pixels)
             if faces:
                 found.append(upload)
                 items.append((pixels, faces[0]))
             else:
                 missing.append(upload.name)
+        if missing and all_needed:
+            raise UploadError(422, f"no face found in {', '.join(missing)}")
         return found, self.recognizer.embed(items), missing
 
     def verify(self, uploads: list[Upload]) -> dict[str, Any]:
         """`facecnn verify`'s verdict on two uploads, at the threshold recognition uses."""
         from facecnn.apps.verify import verdict
 
-        _, vectors, missing = self.main_faces(uploads)
-        if missing:
-            raise UploadError(422, f"no face found in {', '.join(missing)}")
+        _, vectors, _ = self.largest_faces(uploads)
         return verdict(vectors[0], vectors[1], self.recognizer.embedder,
                        self.recognizer.current_threshold())
 
@@ -166,11 +168,9 @@ class Service:
         largest face, from the recognizer's live search index."""
         from facecnn.cluster.search import nearest_enrolled
 
-        _, vectors, missing = self.main_faces([upload])
-        if missing:
-            raise UploadError(422, f"no face found in {upload.name}")
         return [hit.as_dict() for hit in nearest_enrolled(
-            vectors[0], self.recognizer.gallery, self.recognizer.index, top)]
+            self.largest_faces([upload])[1][0], self.recognizer.gallery,
+            self.recognizer.index, top)]
 
     def classify(self, upload: Upload, top_k: int) -> Prediction:
         from PIL import Image
@@ -179,12 +179,12 @@ class Service:
 
         meta = self.classifier.meta
         size, channels = meta["img_size"], meta["in_chans"]
-        pixels = decode_upload(upload.data, self.max_pixels)
-        array = to_array(Image.fromarray(pixels), "L" if channels == 1 else "RGB", size)
+        array = to_array(Image.fromarray(self.pixels(upload)), "L" if channels == 1 else "RGB",
+                         size)
         with self._classifying:
             return self.classifier.predict(array.reshape(1, size, size, channels),
                                            [upload.name], top_k)[0]
 
-    def _faces(self, upload: Upload) -> tuple[np.ndarray, list[Face]]:
-        pixels = decode_upload(upload.data, self.max_pixels)
-        return pixels, self.detector(pixels)
+    def pixels(self, upload: Upload) -> np.ndarray:
+        """The upload as RGB pixels, within the server's limits (else 413 or 415)."""
+        return decode_upload(upload.data, self.max_pixels)

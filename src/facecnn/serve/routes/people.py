@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Depends, File, Security, UploadFile
 from starlette.concurrency import run_in_threadpool
 
@@ -35,7 +37,7 @@ async def enrol(name: str, images: list[UploadFile] = File(...),
     """Add the largest face of each photo to `name` (created if new); a photo already in the
     gallery adds nothing."""
     name = check_name(name)
-    found, vectors, missing = await served.run(served.main_faces,
+    found, vectors, missing = await served.run(partial(served.largest_faces, all_needed=False),
                                                [await read(upload) for upload in images])
     if not found:
         raise UploadError(422, "no face found in any uploaded image")
