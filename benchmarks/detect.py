@@ -33,7 +33,7 @@ def measure(name: str, photos: dict[Path, object], args: argparse.Namespace) -> 
     best, found = float("inf"), {}
     for _ in range(args.repeat):
         start = time.perf_counter()
-        found = {path: [(f.box, f.score) for f in detector(image)]
+        found = {path: [(f.box, f.confidence) for f in detector(image)]
                  for path, image in photos.items()}
         best = min(best, time.perf_counter() - start)
     return {"detector": name, "found": found, "seconds_per_photo": best / len(photos)}
