@@ -24,10 +24,11 @@ GALLERY = gallery_argument()
 def gallery_list(gallery: GalleryLocation = GALLERY, as_json: bool = JSON) -> None:
     """People and their face counts."""
     from facecnn.faces.gallery import open_gallery
+    from facecnn.faces.result import json_number
 
     with open_gallery(gallery) as g:
         people = g.people()
-        info = {"embedder": g.embedder, "threshold": g.threshold,
+        info = {"embedder": g.embedder, "threshold": json_number(g.threshold),
                 "people": [{"name": n, "faces": c} for n, c in people]}
         where = g.location
     if as_json:
