@@ -21,9 +21,9 @@ SIDECAR = ".json"  # model.onnx -> model.onnx.json: classes and preprocessing
 
 def onnx_session(path: Path) -> onnxruntime.InferenceSession:
     """An onnxruntime InferenceSession for the model file at `path`, on every execution
-    provider this onnxruntime has (best first: CUDA before the CPU) with onnxruntime's
-    default threads; a missing onnxruntime, a missing file or one onnxruntime cannot read is
-    a one-line error."""
+    provider this onnxruntime has (best first: CUDA before the CPU), its idle threads
+    sleeping rather than spinning (as facecnn/__init__.py asks of OpenMP); a missing
+    onnxruntime, a missing file or one onnxruntime cannot read is a one-line error."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -31,7 +31,9 @@ def onnx_session(path: Path) -> onnxruntime.InferenceSession:
     if not Path(path).is_file():
         raise FacecnnError(f"ONNX model not found: {path}")
     try:
-        return ort.InferenceSession(str(path), providers=ort.get_available_providers())
+        options = ort.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(path), options, providers=ort.get_available_providers())
     except Exception as exc:  # onnxruntime raises its own exception types
         raise FacecnnError(f"cannot load ONNX model {path}: {type(exc).__name__}") from None
 
