@@ -1,15 +1,21 @@
-"""Clustering unlabelled faces: each registered algorithm (facecnn cluster --algorithm) against
-the anchors, on the same vectors in one run - face_recognition's way (dlib's
-`chinese_whispers_clustering` over all pairs at 0.5, as its clustering example and dlib's
-face_clustering.py do; the baseline every ratio is against) and Immich's (scikit-learn DBSCAN,
-eps 0.5, 3 faces). Pairwise precision/recall/F, BCubed F, clusters found against people, the
-share of faces left unsorted, and seconds; then time alone on random clustered vectors.
+"""Clustering unlabelled faces: each registered algorithm (facecnn cluster --algorithm), at
+several thresholds, against the anchors, on the same vectors in one run - face_recognition's
+way (dlib's `chinese_whispers_clustering` over all pairs at 0.5, as its clustering example and
+dlib's face_clustering.py do; the baseline every ratio is against) and Immich's (scikit-learn
+DBSCAN, eps 0.5, 3 faces). Pairwise precision/recall/F, BCubed F, clusters found against
+people, the share of faces left unsorted, and seconds; then a summary per method (mean BCubed
+F over the sets, and the lowest ratio to the baseline on any set: the default must be at least
+1.0 there, with the best mean); then time alone on random clustered vectors.
 
-Faces: the five Johns' chips and the 400 AT&T photos (each pasted into a 200 px canvas), found
-by dlib's HOG, embedded by dlib's ResNet (C++), groups under 3 faces unsorted.
+Faces, one per photo, found by facecnn's default detector and embedded with dlib's vectors:
+- LFW dev (lfw_dev: 121 people, 1,227 real news photos, 8-14 each): the face nearest the
+  centre, LFW's subject;
+- the five Johns' chips (5 x 11);
+- the 400 AT&T photos, each pasted into a 200 px canvas (40 x 10: too easy to choose with).
+Groups under 3 faces are unsorted.
 
-    python benchmarks/cluster.py [--data ../shared/data] [--scale 10000,100000]
-                                 [--out benchmarks/results/cluster.json]
+    python benchmarks/cluster.py [--data ../shared/data] [--thresholds 0.5,0.55,0.6]
+        [--scale 10000,100000] [--out benchmarks/results/cluster.json]
 """
 
 from __future__ import annotations
@@ -28,14 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from datapath import SHARED, require  # noqa: E402
 from facecnn.cluster import ALGORITHMS, Settings, cluster_vectors, score  # noqa: E402
-from facecnn.cluster.algorithms import by_size  # noqa: E402
-from facecnn.faces.detect import FaceDetector  # noqa: E402
+from facecnn.cluster.algorithms import DEFAULT_ALGORITHM, by_size  # noqa: E402
+from facecnn.faces.config import PipelineConfig  # noqa: E402
 from facecnn.faces.embedders.dlib import DlibEmbedder  # noqa: E402
 from facecnn.faces.pipeline import FacePipeline  # noqa: E402
 
-DATA_HELP = "a folder holding att_faces/ (s1..s40) and johns/ (a folder per John)"
+DATA_HELP = ("a folder holding lfw_dev/ (a folder per person), att_faces/ (s1..s40) and "
+             "johns/ (a folder per John)")
 MIN_SIZE = 3
 BASELINE = "face_recognition (dlib CW, all pairs, 0.5)"
+DEFAULT = f"facecnn {DEFAULT_ALGORITHM} {DlibEmbedder.default_threshold:g}"
 
 
 def face_recognition_way(vectors: np.ndarray, settings: Settings) -> np.ndarray:
@@ -52,18 +60,21 @@ def immich_way(vectors: np.ndarray, settings: Settings) -> np.ndarray:
     return by_size(DBSCAN(eps=0.5, min_samples=3).fit_predict(vectors), settings.min_size)
 
 
-def methods() -> dict:
-    ours = {f"facecnn {name}": (lambda v, s, n=name: cluster_vectors(v, n, s))
-            for name in ALGORITHMS.names()}
-    return {BASELINE: face_recognition_way, "Immich (DBSCAN 0.5, 3 faces)": immich_way, **ours}
+def methods(thresholds: list[float]) -> dict:
+    """Every method by name: the anchors, then each algorithm at each threshold."""
+    ours = {f"facecnn {name} {t:g}": (lambda v, n=name, t=t: cluster_vectors(
+        v, n, Settings(t, MIN_SIZE))) for name in ALGORITHMS.names() for t in thresholds}
+    anchors = {BASELINE: face_recognition_way, "Immich (DBSCAN 0.5, 3 faces)": immich_way}
+    return {**{name: (lambda v, run=run: run(v, Settings(0.5, MIN_SIZE)))
+               for name, run in anchors.items()}, **ours}
 
 
-def labelled_vectors(files: list[Path], people: list[str], pipeline: FacePipeline
-                     ) -> tuple[np.ndarray, list[str], int]:
-    """(vectors, person of each, photos without a face): each photo's largest face."""
+def labelled_vectors(files: list[Path], people: list[str], pipeline: FacePipeline,
+                     pick: str = "largest") -> tuple[np.ndarray, list[str], int]:
+    """(vectors, person of each, photos without a face): the face `pick` chooses."""
     vectors, truth = [], []
-    for found, person in zip(pipeline.run(files, pick="largest"), people):
-        if found.vectors is not None:
+    for found, person in zip(pipeline.run(files, pick=pick), people):
+        if not found.error:
             vectors.append(found.vectors[0])
             truth.append(person)
     return np.asarray(vectors, np.float32), truth, len(files) - len(truth)
@@ -93,9 +104,8 @@ def clustered_vectors(n: int, people: int, seed: int = 0) -> np.ndarray:
 
 
 def run(vectors: np.ndarray, truth: list[str] | None, method) -> dict:
-    settings = Settings(DlibEmbedder.default_threshold, MIN_SIZE)
     start = time.perf_counter()
-    labels = method(vectors, settings)
+    labels = method(vectors)
     row = {"seconds": round(time.perf_counter() - start, 3)}
     if truth is not None:
         row.update({k: round(v, 4) if isinstance(v, float) else v
@@ -103,49 +113,89 @@ def run(vectors: np.ndarray, truth: list[str] | None, method) -> dict:
     return row
 
 
+def face_sets(data: Path, cache: Path | None) -> dict[str, tuple[np.ndarray, list[str], int]]:
+    """Each set's (vectors, people, photos without a face), read from `cache` when it holds
+    them (embedding LFW dev takes minutes) and written there otherwise."""
+    if cache is not None and cache.is_file():
+        saved = json.loads(cache.read_text())
+        return {k: (np.asarray(v, np.float32), t, m) for k, (v, t, m) in saved.items()}
+    pipeline = FacePipeline.from_config(PipelineConfig(embedder="dlib_torch"))
+    lfw = sorted((data / "lfw_dev").glob("*/*.jpg"))
+    johns = sorted((data / "johns").glob("*/*.jpg"))
+    sets = {"LFW dev (121 x 8-14)": labelled_vectors(lfw, [f.parent.name for f in lfw],
+                                                     pipeline, pick="center"),
+            "Johns (5 x 11)": labelled_vectors(johns, [f.parent.name for f in johns], pipeline)}
+    with tempfile.TemporaryDirectory() as tmp:
+        sets["AT&T (40 x 10)"] = labelled_vectors(*att_photos(data / "att_faces", Path(tmp)),
+                                                  pipeline)
+    if cache is not None:
+        cache.write_text(json.dumps({k: (v.tolist(), t, m) for k, (v, t, m) in sets.items()}))
+    return sets
+
+
+def summary(rows: list[dict], sets: list[str]) -> list[dict]:
+    """Per method: BCubed F on each set, their mean, and the lowest ratio to the baseline."""
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = {r["set"]: r for r in rows if r["method"] == method}
+        out.append({"method": method, **{s: mine[s]["bcubed_f"] for s in sets},
+                    "mean": round(float(np.mean([mine[s]["bcubed_f"] for s in sets])), 4),
+                    "lowest_vs_baseline": min(mine[s]["bcubed_f_vs_baseline"] for s in sets)})
+    return sorted(out, key=lambda r: -r["mean"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED, help=DATA_HELP)
+    parser.add_argument("--thresholds", default="0.5,0.55,0.6",
+                        help="distance thresholds each algorithm is run at (comma-separated)")
     parser.add_argument("--scale", default="10000,100000",
                         help="sizes of the random sets timed (comma-separated; '' for none)")
+    parser.add_argument("--vectors", type=Path, default=None,
+                        help="keep the sets' vectors in this JSON file (reused when it exists)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cluster.json"))
     args = parser.parse_args()
-    require(args.data / "att_faces", args.data / "johns", what=DATA_HELP)
-    pipeline = FacePipeline(FaceDetector("hog"), DlibEmbedder())
-    johns = sorted(f for f in (args.data / "johns").glob("*/*.jpg"))
-    sets = {"Johns (5 x 11)": labelled_vectors(johns, [f.parent.name for f in johns], pipeline)}
-    with tempfile.TemporaryDirectory() as tmp:
-        sets["AT&T (40 x 10)"] = labelled_vectors(*att_photos(args.data / "att_faces",
-                                                              Path(tmp)), pipeline)
+    require(args.data / "lfw_dev", args.data / "att_faces", args.data / "johns", what=DATA_HELP)
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    sets = face_sets(args.data, args.vectors)
     rows = []
-    print(f"{'set':<16}{'method':<44}{'pair P':>7}{'pair R':>7}{'pair F':>7}{'BCub F':>7}"
-          f"{'x base':>7}{'found':>7}{'unsort':>7}{'sec':>7}")
+    print(f"{'set':<22}{'method':<44}{'pair P':>7}{'pair R':>7}{'pair F':>7}{'BCub F':>7}"
+          f"{'x base':>7}{'found':>9}{'unsort':>7}{'sec':>7}")
     for label, (vectors, truth, missing) in sets.items():
         base = None
-        for name, method in methods().items():
+        for name, method in methods(thresholds).items():
             row = {"set": label, "method": name, "faces": len(vectors),
                    "photos_without_face": missing, **run(vectors, truth, method)}
             base = row["bcubed_f"] if name == BASELINE else base
             row["bcubed_f_vs_baseline"] = round(row["bcubed_f"] / base, 4)
             rows.append(row)
-            print(f"{label:<16}{name:<44}{row['pairwise_precision']:>7.3f}"
+            print(f"{label:<22}{name:<44}{row['pairwise_precision']:>7.3f}"
                   f"{row['pairwise_recall']:>7.3f}{row['pairwise_f']:>7.3f}"
                   f"{row['bcubed_f']:>7.3f}{row['bcubed_f_vs_baseline']:>7.3f}"
-                  f"{row['clusters']:>4}/{row['people']:<3}{row['unsorted']:>6.3f}"
+                  f"{row['clusters']:>5}/{row['people']:<3}{row['unsorted']:>7.3f}"
                   f"{row['seconds']:>7.2f}")
+    names = list(sets)
+    table = summary(rows, names)
+    print(f"\n{'method (BCubed F)':<44}" + "".join(f"{n.split(' (')[0]:>10}" for n in names)
+          + f"{'mean':>8}{'worst x base':>14}")
+    for row in table:
+        mark = "  <- default" if row["method"] == DEFAULT else ""
+        print(f"{row['method']:<44}" + "".join(f"{row[n]:>10.3f}" for n in names)
+              + f"{row['mean']:>8.3f}{row['lowest_vs_baseline']:>14.3f}{mark}")
     timing = []
+    timed = {name: method for name, method in methods(thresholds).items()
+             if not name.startswith("facecnn") or name.endswith(f" {thresholds[-1]:g}")}
     for n in [int(s) for s in args.scale.split(",") if s.strip()]:
         vectors = clustered_vectors(n, max(n // 20, 2))
-        for name, method in methods().items():
+        for name, method in timed.items():
             if not name.startswith("facecnn") and n > 20000:  # all n^2 pairs: too long
                 continue
             row = {"vectors": n, "method": name, **run(vectors, None, method)}
             timing.append(row)
             print(f"{n:>8} vectors  {name:<44}{row['seconds']:>9.1f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"min_size": MIN_SIZE, "threshold": DlibEmbedder
-                                    .default_threshold, "rows": rows, "timing": timing},
-                                   indent=2) + "\n")
+    args.out.write_text(json.dumps({"min_size": MIN_SIZE, "default": DEFAULT, "rows": rows,
+                                    "summary": table, "timing": timing}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -43,7 +43,18 @@ def _library(root: Path) -> dict[str, list[str]]:
         truth[_photo(root / "groups" / f"group{k}.jpg", faces)] = [p for p, _ in faces]
     Image.fromarray(np.full((200, 200, 3), 120, np.uint8)).save(root / "groups" / "wall.jpg")
     (root / "notes.txt").write_text("not a photo")
+    _clip(root / "holiday.mp4")
     return truth
+
+
+def _clip(path: Path) -> None:
+    """A short video of an AT&T face: not a photo, so a library leaves it out."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (200, 200))
+    for _ in range(5):
+        writer.write(canvas("s1", 1)[:, :, ::-1].copy())
+    writer.release()
 
 
 def _photo(path: Path, faces: list[tuple[str, int]]) -> str:
@@ -85,6 +96,7 @@ def test_every_face_found_and_sources_untouched(clustered: dict) -> None:
     assert report["photos"] == len(clustered["truth"]) + 2  # the wall and the text file too
     assert report["faces"] == 20 + 16 + 7
     assert sorted(Path(f).name for f in report["no_face"]) == ["notes.txt", "wall.jpg"]
+    assert [Path(f).name for f in report["videos_left_out"]] == ["holiday.mp4"]
     assert digest(clustered["library"]) == clustered["before"]
 
 
@@ -204,7 +216,7 @@ def test_search_embeds_what_is_not_cached(clustered: dict, tmp_path: Path) -> No
     assert json.loads(again.stdout) == hits
 
 
-@pytest.mark.parametrize("case", ["no photos", "no face", "unknown algorithm"])
+@pytest.mark.parametrize("case", ["no photos", "only videos", "no face", "unknown algorithm"])
 def test_bad_input_is_one_line(clustered: dict, tmp_path: Path, case: str) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -213,12 +225,17 @@ def test_bad_input_is_one_line(clustered: dict, tmp_path: Path, case: str) -> No
         Image.fromarray(np.full((120, 120, 3), 90, np.uint8)).save(photos / "wall.jpg")
     if case == "unknown algorithm":
         extra = ["--algorithm", "kmeans"]
+    if case == "only videos":
+        _clip(photos / "holiday.mp4")
     result = invoke_cli("cluster", str(photos), "--out", str(tmp_path / "people"), *FAST,
                         *extra, cwd=tmp_path)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert {"no photos": "no photos found", "no face": "no face found",
-            "unknown algorithm": "unknown clustering algorithm"}[case] in result.stderr
+            "only videos": "no photos found in", "unknown algorithm":
+            "unknown clustering algorithm"}[case] in result.stderr
+    assert ("1 videos: photos are grouped; `facecnn recognize VIDEO`" in result.stderr) == (
+        case == "only videos")
     assert not (tmp_path / "people").exists()
 
 

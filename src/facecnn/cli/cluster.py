@@ -67,6 +67,7 @@ def cluster(
     """Group every face of a photo library by person: OUT/cluster_001/ ... (face crops, links
     to the photos), a contact sheet per cluster, OUT/index.html and OUT/clusters.json.
     With --gallery, a known person's faces go to OUT/<person>/."""
+    from facecnn.cluster.library import VIDEOS_HINT
     from facecnn.cluster.output import CLUSTERS, INDEX, check_out
     from facecnn.cluster.workflow import cluster_photos
 
@@ -81,11 +82,15 @@ def cluster(
     for name in report.left_alone:
         err_console.print(f"left alone (not written by facecnn): {out / name}",
                           highlight=False)
+    if report.videos:
+        err_console.print(f"left out {len(report.videos)} videos ({VIDEOS_HINT}): "
+                          f"{', '.join(report.videos)}", highlight=False)
     if as_json:
         print(json.dumps({"out": str(out), "photos": report.photos,
                           "embedded": report.embedded, "faces": report.faces,
                           "threshold": report.threshold, "unsorted": report.unsorted,
                           "known": report.known, "no_face": report.no_face,
+                          "videos_left_out": report.videos,
                           "clusters": [{"cluster": g.cluster, "name": g.person,
                                         "folder": g.folder, "size": g.size,
                                         "cohesion": g.cohesion} for g in report.clusters]},

@@ -31,7 +31,7 @@ class Settings:
 Algorithm = Callable[[np.ndarray, Settings], np.ndarray]
 ALGORITHMS: Registry[Algorithm] = Registry("clustering algorithm")
 # The default by benchmarks/cluster.py, which reports every algorithm on every set
-DEFAULT_ALGORITHM = "dbscan"
+DEFAULT_ALGORITHM = "chinese_whispers"
 # A face's vote for its own label in chinese whispers: next to nothing, so it takes its
 # neighbours' (at the weight of an edge, 1.0, faces kept their first labels: AT&T in 45 groups)
 SELF_WEIGHT = 1e-3

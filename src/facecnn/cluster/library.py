@@ -11,6 +11,9 @@ from facecnn.data.folders import expand_inputs
 from facecnn.errors import FacecnnError
 from facecnn.faces.pipeline import FacePipeline
 from facecnn.progress import Reporter
+from facecnn.video.streams import is_video
+
+VIDEOS_HINT = "photos are grouped; `facecnn recognize VIDEO` tracks and names a video's people"
 
 
 def recipe(pipeline: FacePipeline) -> dict[str, Any]:
@@ -24,16 +27,22 @@ def recipe(pipeline: FacePipeline) -> dict[str, Any]:
             "jitter": getattr(embedder, "jitter", 0), "detector": detector}
 
 
-def library_photos(inputs: list[Path], skip: Path | None = None) -> list[Path]:
-    """The files of the given photos and folders (recursively, hidden ones left out), less
-    those inside `skip` (an output folder kept inside the library is not part of it)."""
+def library_photos(inputs: list[Path], skip: Path | None = None
+                   ) -> tuple[list[Path], list[Path]]:
+    """(photos, videos) of the given files and folders (recursively, hidden ones left out),
+    less those inside `skip` (an output folder kept inside the library is not part of it).
+    Videos are told by their suffix and left out: a library is grouped by its photos."""
     files = expand_inputs(inputs)
     if skip is not None:
         skip = skip.resolve()
         files = [f for f in files if not f.resolve().is_relative_to(skip)]
-    if not files:
-        raise FacecnnError(f"no photos found in {', '.join(str(p) for p in inputs)}")
-    return files
+    photos = [f for f in files if not is_video(f)]
+    videos = [f for f in files if is_video(f)]
+    if not photos:
+        where = ", ".join(str(p) for p in inputs)
+        raise FacecnnError(f"no photos found in {where}" + (
+            f" ({len(videos)} videos: {VIDEOS_HINT})" if videos else ""))
+    return photos, videos
 
 
 def embed_library(photos: list[Path], pipeline: FacePipeline, cache: LibraryCache,

@@ -79,7 +79,7 @@ def search_faces(face: Path, inputs: list[Path], pipeline: FacePipeline, *, top:
     """The `top` faces of the library nearest to the largest face of `face`, nearest first
     (other photos only: the query photo itself, if in the library, is left out)."""
     path = cache_path(inputs, pipeline, cache)
-    photos = library_photos(inputs, skip=path.parent if cache is not None and cache.is_dir()
+    photos, _ = library_photos(inputs, skip=path.parent if cache is not None and cache.is_dir()
                             else None)
     query = query_vector(face, pipeline)
     store = LibraryCache.load(path, recipe(pipeline))

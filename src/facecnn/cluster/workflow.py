@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 @dataclass
 class ClusterReport:
     """What a run did: photos seen and embedded now, faces, the clusters (biggest first, then
-    unsorted), photos without faces (photo -> why), files of the user's left alone, and
-    how many faces a gallery's people were found in (--gallery)."""
+    unsorted), photos without faces (photo -> why), files of the user's left alone, videos
+    left out, and how many faces a gallery's people were found in (--gallery)."""
 
     out: Path
     photos: int
@@ -40,6 +40,7 @@ class ClusterReport:
     known: int = 0
     no_face: dict[str, str] = field(default_factory=dict)
     left_alone: list[str] = field(default_factory=list)
+    videos: list[str] = field(default_factory=list)  # left out: a library is its photos
 
     @property
     def clusters(self) -> list[Group]:
@@ -61,7 +62,7 @@ def cluster_photos(inputs: list[Path], out: Path, pipeline: FacePipeline, *,
     """
     ALGORITHMS.get(algorithm)  # a misspelt name fails before any work
     check_out(out)
-    photos = library_photos(inputs, skip=out)
+    photos, videos = library_photos(inputs, skip=out)
     made = not out.exists()
     known = None
     if gallery is not None:
@@ -74,8 +75,10 @@ def cluster_photos(inputs: list[Path], out: Path, pipeline: FacePipeline, *,
         out.mkdir(parents=True, exist_ok=True)
         try:
             with locked(out):
-                return _cluster(photos, out, pipeline, known, algorithm, threshold, min_size,
-                                copy, reporter)
+                report = _cluster(photos, out, pipeline, known, algorithm, threshold,
+                                  min_size, copy, reporter)
+                report.videos = [str(v) for v in videos]
+                return report
         except BaseException:
             if made and {p.name for p in out.iterdir()} <= {LOCK}:  # leave no empty folder
                 (out / LOCK).unlink(missing_ok=True)
