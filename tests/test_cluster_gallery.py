@@ -113,6 +113,31 @@ def test_rerun_keeps_names_and_numbers(named: dict, tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
+def test_named_people_grow_without_the_gallery(named: dict, tmp_path: Path) -> None:
+    """A rerun without --gallery puts a named person's new photos into their folder, as it
+    does for unnamed clusters, and the names hold over reruns; a stranger joins nobody."""
+    out = _copy(named, tmp_path / "people")
+    new = tmp_path / "new"
+    for i in (9, 10):
+        _photo(new / f"s1_{i}.jpg", [("s1", i)])
+    _photo(new / "s3_9.jpg", [("s3", 9)])
+    _photo(new / "s9_1.jpg", [("s9", 1)])
+    for rerun in range(2):
+        result = invoke_cli("cluster", str(named["library"]), str(new), "--out", str(out),
+                            "--json", *FAST, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["embedded"] == (4 if rerun == 0 else 0)
+        after = {e["cluster"]: e for e in edits.list_clusters(out)}
+        for entry in named["document"]:
+            assert after[entry["cluster"]]["name"] == entry["name"]
+        home = {Path(f["file"]).name: e for e in after.values() for f in e["faces"]}
+        assert home["s1_9.jpg"]["name"] == home["s1_10.jpg"]["name"] == "s1"
+        assert home["s3_9.jpg"]["cluster"] == named["cluster_of"]["s3"]
+        assert home["s9_1.jpg"]["name"] is None
+    assert len(list((out / "s1").glob("*.jpg"))) == home["s1_9.jpg"]["size"] == 4 + 2
+
+
+@pytest.mark.e2e
 def test_name_merge_split_round_trip(named: dict, new_location: Callable[[], str],
                                      tmp_path: Path) -> None:
     out = _copy(named, tmp_path / "people")

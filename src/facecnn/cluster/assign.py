@@ -55,12 +55,14 @@ def assign(vectors: np.ndarray, clusters: list[str], new: np.ndarray, next_clust
     return clusters, next_cluster + (int(max(labels)) + 1 if len(labels) else 0)
 
 
-def assign_unnamed(cache: LibraryCache, new: np.ndarray, algorithm: str,
-                   settings: Settings) -> None:
-    """`assign` among the faces of no named cluster (a named cluster is a person's: its
-    faces are who they are, and a face no gallery matched is not voted into it)."""
-    free = np.array([i for i, c in enumerate(cache.clusters) if c not in cache.names],
-                    np.int64)
+def assign_new(cache: LibraryCache, new: np.ndarray, algorithm: str, settings: Settings, *,
+               gallery_decides: bool = False) -> None:
+    """`assign` the `new` faces (rows) among the clustered ones: a named cluster grows by the
+    same vote as an unnamed one, unless a gallery decided who its people are in this run
+    (--gallery: a face the gallery did not match at its own threshold is none of them, so
+    it is not voted into their clusters)."""
+    closed = set(cache.names) if gallery_decides else set()
+    free = np.array([i for i, c in enumerate(cache.clusters) if c not in closed], np.int64)
     clusters, cache.next_cluster = assign(
         cache.vectors[free], [cache.clusters[i] for i in free],
         np.flatnonzero(np.isin(free, new)), cache.next_cluster, algorithm, settings)

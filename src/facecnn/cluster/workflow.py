@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from facecnn.cluster.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, Settings
-from facecnn.cluster.assign import assign_unnamed
+from facecnn.cluster.assign import assign_new
 from facecnn.cluster.cache import LibraryCache
 from facecnn.cluster.groups import Group
 from facecnn.cluster.known import name_known
@@ -96,7 +96,8 @@ def _cluster(photos: list[Path], out: Path, pipeline: FacePipeline, gallery: Gal
     settings = Settings(pipeline.embedder.default_threshold if threshold is None else threshold,
                         min_size)
     known = name_known(cache, gallery, pipeline.embedder) if gallery is not None else 0
-    assign_unnamed(cache, cache.rows_of(embedded), algorithm, settings)
+    assign_new(cache, cache.rows_of(embedded), algorithm, settings,
+               gallery_decides=gallery is not None)
     cache.threshold, cache.copy = settings.threshold, copy
     groups, left_alone = update(out, cache)
     return ClusterReport(out, len(photos), len(embedded), cache.faces, groups,
