@@ -99,6 +99,7 @@ def test_an_enrol_that_lost_photos_to_another_run_says_so(tmp_path: Path,
                         "--workers", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (f"enrolled 0 new faces of 0 people into {db}; 8 photos were enrolled by another "
-            "run meanwhile (nothing added for them); threshold ") in result.stdout
+            "run meanwhile (nothing added for them); the faces of 8 photos came from an "
+            "earlier run's cache; threshold ") in result.stdout  # the other run kept them
     listed = invoke_cli("gallery", "list", str(db), "--json", cwd=tmp_path)
     assert '"faces": 4' in listed.stdout and listed.stdout.count('"faces": 4') == 2

@@ -16,8 +16,9 @@ class FacecnnError(Exception):
 
 
 class Interrupted(Exception):
-    """Training stopped by Ctrl-C after last.pt was safely written; `--resume` continues it."""
+    """Work stopped by Ctrl-C once what was done was kept: the message says what, and how to
+    go on (`run_dir`: a training run's folder, which `--resume` continues)."""
 
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__(str(run_dir))
+    def __init__(self, message: str, run_dir: Path | None = None) -> None:
+        super().__init__(message)
         self.run_dir = run_dir

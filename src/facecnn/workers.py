@@ -28,16 +28,26 @@ POLL_SECONDS = 1.0
 START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 
 
+class _Pool(ProcessPoolExecutor):
+    """Left by an exception (Ctrl-C, a closed generator), it drops the jobs not started
+    instead of waiting for all of them."""
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
+        self.shutdown(wait=True, cancel_futures=kind is not None)
+        return False
+
+
 def worker_pool(workers: int, initializer: Callable[..., None] | None = None,
                 initargs: tuple[Any, ...] = ()) -> ProcessPoolExecutor:
-    """A ProcessPoolExecutor whose workers exit as soon as this process dies, however it dies."""
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(START_METHOD),
-                               initializer=_start_worker,
-                               initargs=(os.getpid(), initializer, initargs))
+    """A ProcessPoolExecutor whose workers exit as soon as this process dies, however it dies,
+    and leave Ctrl-C to it (no traceback from each worker)."""
+    return _Pool(workers, mp_context=multiprocessing.get_context(START_METHOD),
+                 initializer=_start_worker, initargs=(os.getpid(), initializer, initargs))
 
 
 def _start_worker(parent: int, initializer: Callable[..., None] | None,
                   initargs: tuple[Any, ...]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent)
     if initializer is not None:
         initializer(*initargs)

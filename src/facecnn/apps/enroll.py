@@ -21,6 +21,7 @@ from facecnn.errors import FacecnnError
 from facecnn.faces.cohort import load_cohort
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import Embedder
+from facecnn.faces.face_cache import kept_on_interrupt
 from facecnn.faces.gallery import Gallery, GalleryLocation
 from facecnn.faces.names import check_name
 from facecnn.faces.pipeline import NO_FACE, FacePipeline
@@ -34,6 +35,7 @@ class EnrollReport:
     already: dict[str, str] = field(default_factory=dict)  # photo -> who it is enrolled as
     # photos this run embedded that another enroll of them wrote first: found, not lost
     by_another_run: int = 0
+    reused: int = 0  # photos whose faces an earlier (interrupted) run had found and kept
     no_face: list[str] = field(default_factory=list)
     unreadable: list[dict[str, str]] = field(default_factory=list)
     empty_folders: list[str] = field(default_factory=list)
@@ -136,9 +138,10 @@ def _embed(folder: Path, photos: list[_Photo], pipeline: FacePipeline, report: E
     found: dict[str, tuple[list, list, list]] = {}
     if not photos:
         return found
-    with reporter.task("enrolling", len(photos)) as advance:
+    with reporter.task("enrolling", len(photos)) as advance, \
+            kept_on_interrupt(len(photos)) as cache:
         results = pipeline.run([p.file for p in photos], pick="largest",
-                               crop=crop_settings(folder), advance=advance)
+                               crop=crop_settings(folder), cache=cache, advance=advance)
         for photo, result in zip(photos, results):
             if result.error == NO_FACE:
                 report.no_face.append(str(photo.file))
@@ -149,6 +152,7 @@ def _embed(folder: Path, photos: list[_Photo], pipeline: FacePipeline, report: E
                 vectors.append(result.vectors[0])
                 sources.append(str(photo.file))
                 digests.append(photo.digest)
+    report.reused = pipeline.reused
     return found
 
 

@@ -51,8 +51,7 @@ def main() -> None:
         err_console.print(f"error: {exc}", highlight=False)
         sys.exit(exc.exit_code)
     except Interrupted as exc:
-        err_console.print(f"interrupted: saved {exc.run_dir}/weights/last.pt; continue with "
-                          f"`facecnn train --resume {exc.run_dir}`", highlight=False)
+        err_console.print(f"interrupted: {exc}", highlight=False)
         sys.exit(130)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -133,6 +133,8 @@ def enroll(
     skipped = "".join(f"; {n} photos were {why} (nothing added for them)" for n, why in (
         (len(report.already), "already enrolled"),
         (report.by_another_run, "enrolled by another run meanwhile")) if n)
+    if report.reused:
+        skipped += f"; the faces of {report.reused} photos came from an earlier run's cache"
     console.print(f"enrolled {sum(added.values())} new faces of {len(added)} people into "
                   f"{gallery}{skipped}; threshold {report.threshold:.4f} "
                   f"({report.threshold_source}){_expected(report.calibration)}", highlight=False)

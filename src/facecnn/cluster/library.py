@@ -4,27 +4,16 @@ pipeline run (workers, batching) on those the cache does not hold yet."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from facecnn.cluster.cache import LibraryCache, photo_key
 from facecnn.data.folders import expand_inputs
 from facecnn.errors import FacecnnError
+from facecnn.faces.face_cache import kept_on_interrupt
 from facecnn.faces.pipeline import FacePipeline
 from facecnn.progress import Reporter
 from facecnn.video.streams import is_video
 
 VIDEOS_HINT = "photos are grouped; `facecnn recognize VIDEO` tracks and names a video's people"
-
-
-def recipe(pipeline: FacePipeline) -> dict[str, Any]:
-    """What decides a photo's faces and vectors (not where they ran): cached vectors are
-    reused only under the same recipe."""
-    embedder = pipeline.embedder
-    found = pipeline.detector.config
-    detector = {"name": found.detector, "upsample": found.upsample, "min_size": found.min_size,
-                "max_side": found.max_side, "landmarks": found.landmarks}
-    return {"embedder": embedder.name, "crop": embedder.crop, "flip": embedder.flip,
-            "jitter": getattr(embedder, "jitter", 0), "detector": detector}
 
 
 def library_photos(inputs: list[Path], skip: Path | None = None
@@ -52,7 +41,8 @@ def embed_library(photos: list[Path], pipeline: FacePipeline, cache: LibraryCach
     cache.keep_only(photos)
     todo = cache.stale(photos)
     if todo:
-        with (reporter or Reporter()).task("finding faces", len(todo)) as advance:
+        with (reporter or Reporter()).task("finding faces", len(todo)) as advance, \
+                kept_on_interrupt(len(todo)) as kept:
             cache.add([(photo_key(found.file), found)
-                       for found in pipeline.run(todo, advance=advance)])
+                       for found in pipeline.run(todo, cache=kept, advance=advance)])
     return todo

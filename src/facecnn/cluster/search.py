@@ -17,7 +17,7 @@ import numpy as np
 
 from facecnn.cluster.cache import LibraryCache
 from facecnn.cluster.graph import knn
-from facecnn.cluster.library import embed_library, library_photos, recipe
+from facecnn.cluster.library import embed_library, library_photos
 from facecnn.cluster.output import CACHE
 from facecnn.data.cache import default_cache_dir
 from facecnn.errors import FacecnnError
@@ -59,7 +59,7 @@ def cache_path(inputs: list[Path], pipeline: FacePipeline, cache: Path | None) -
     library's and recipe's own in facecnn's cache folder."""
     if cache is not None:
         return cache / CACHE if cache.is_dir() else cache
-    ident = repr((sorted(str(p.resolve()) for p in inputs), sorted(recipe(pipeline).items())))
+    ident = repr((sorted(str(p.resolve()) for p in inputs), sorted(pipeline.recipe().items())))
     return default_cache_dir() / "faces" / f"{hashlib.sha1(ident.encode()).hexdigest()[:16]}.npz"
 
 
@@ -82,7 +82,7 @@ def search_faces(face: Path, inputs: list[Path], pipeline: FacePipeline, *, top:
     photos, _ = library_photos(inputs, skip=path.parent if cache is not None and cache.is_dir()
                             else None)
     query = query_vector(face, pipeline)
-    store = LibraryCache.load(path, recipe(pipeline))
+    store = LibraryCache.load(path, pipeline.recipe())
     if embed_library(photos, pipeline, store, reporter) or not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         store.save(path)

@@ -14,7 +14,7 @@ from facecnn.cluster.assign import assign_new
 from facecnn.cluster.cache import LibraryCache
 from facecnn.cluster.groups import Group
 from facecnn.cluster.known import name_known
-from facecnn.cluster.library import embed_library, library_photos, recipe
+from facecnn.cluster.library import embed_library, library_photos
 from facecnn.cluster.lock import LOCK, locked
 from facecnn.cluster.output import CACHE, check_out, update
 from facecnn.errors import FacecnnError
@@ -89,7 +89,7 @@ def cluster_photos(inputs: list[Path], out: Path, pipeline: FacePipeline, *,
 def _cluster(photos: list[Path], out: Path, pipeline: FacePipeline, gallery: Gallery | None,
              algorithm: str, threshold: float | None, min_size: int, copy: bool,
              reporter: Reporter | None) -> ClusterReport:
-    cache = LibraryCache.load(out / CACHE, recipe(pipeline))
+    cache = LibraryCache.load(out / CACHE, pipeline.recipe())
     embedded = embed_library(photos, pipeline, cache, reporter)
     if cache.faces == 0:
         raise FacecnnError(f"no face found in any of the {len(photos)} photos")

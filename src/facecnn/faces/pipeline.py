@@ -11,6 +11,7 @@ many photos at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,9 @@ from facecnn.faces.config import PipelineConfig
 from facecnn.faces.crops import crop_face, make_chips, resized
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import Embedder
+from facecnn.faces.face_cache import FaceCache, recipe_key
 from facecnn.faces.result import Face, Result
+from facecnn.fileio import file_hash
 from facecnn.workers import worker_pool
 
 MIN_FILES_PER_WORKER = 8  # below this a pool's start-up costs more than it saves
@@ -137,6 +140,7 @@ class FacePipeline:
                                  embedder.crop, embedder.needs_landmarks)
         self.local = _Worker(self.spec, detector, embedder)
         self.workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+        self.reused = 0  # photos the last run answered from its cache
 
     @classmethod
     def from_config(cls, config: PipelineConfig, embedder: Embedder | None = None) -> FacePipeline:
@@ -153,15 +157,42 @@ class FacePipeline:
     def detector(self) -> FaceDetector:
         return self.local.detector
 
+    def recipe(self) -> dict[str, Any]:
+        """What decides a photo's faces and vectors (not where they ran): cached faces are
+        reused only under the same recipe."""
+        embedder, found = self.embedder, self.detector.config
+        detector = {"name": found.detector, "upsample": found.upsample,
+                    "min_size": found.min_size, "max_side": found.max_side,
+                    "landmarks": found.landmarks}
+        return {"embedder": embedder.name, "crop": embedder.crop, "flip": embedder.flip,
+                "jitter": getattr(embedder, "jitter", 0), "detector": detector}
+
     def run(self, files: list[Path], *, pick: str | None = None,
-            crop: dict[str, Any] | None = None,
+            crop: dict[str, Any] | None = None, cache: FaceCache | None = None,
             advance: Callable[[int], None] = lambda n: None) -> Iterator[Result]:
+        """Each file's Result, in order. With a `cache`, photos whose content it holds (under
+        this recipe) are answered from it, and every new answer is kept there as it comes,
+        so an interrupted run's work is not lost."""
         if pick not in (None, *PICKS):
             raise FacecnnError(f"pick one face by {' or '.join(PICKS)}, not {pick!r}")
-        found = self._detect(files, pick, crop)
+        kept, digests, key = {}, {}, ""
+        if cache is not None:
+            key = recipe_key({**self.recipe(), "pick": pick, "prepared_crop": crop})
+            for k, file in enumerate(files):
+                with contextlib.suppress(OSError):  # unreadable: its error comes below
+                    digests[k] = file_hash(file)
+                    hit = cache.get(key, digests[k], file)
+                    if hit is not None:
+                        kept[k] = hit
+        found = self._detect([f for k, f in enumerate(files) if k not in kept], pick, crop)
         if self.spec.embedder is None:
             found = self._embed_batches(found)
-        for result in found:
+        self.reused = len(kept)
+        for k in range(len(files)):
+            result = kept[k] if k in kept else next(found)
+            if cache is not None and k not in kept and k in digests and \
+                    result.error in (None, NO_FACE):
+                cache.put(key, digests[k], result)
             yield result
             advance(1)
 

@@ -382,7 +382,7 @@ class Trainer:
                 if self._stop_requested():
                     tally.fold_into(s.partial)
                     self.augment_state = generator.get_state()
-                    raise Interrupted(self.run_dir)
+                    raise Interrupted(resume_hint(self.run_dir), self.run_dir)
         tally.fold_into(s.partial)
 
     def _step(self, loss: torch.Tensor) -> None:
@@ -411,7 +411,7 @@ class Trainer:
             s.bad_epochs += 1
         self._emit("on_epoch_end", row)
         if self._stop_requested():
-            raise Interrupted(self.run_dir)
+            raise Interrupted(resume_hint(self.run_dir), self.run_dir)
 
     def _epoch_row(self) -> dict[str, float]:
         p = self.state.partial
@@ -480,3 +480,8 @@ class Trainer:
                                            self.img_size), 3),
             "classes": d.classes, "skipped": d.skipped, "environment": environment(),
         }
+
+
+def resume_hint(run_dir: Path) -> str:
+    return (f"saved {run_dir}/weights/last.pt; continue with "
+            f"`facecnn train --resume {run_dir}`")
