@@ -14,8 +14,14 @@ Faces, one per photo, found by facecnn's default detector and embedded with dlib
 - the 400 AT&T photos, each pasted into a 200 px canvas (40 x 10: too easy to choose with).
 Groups under 3 faces are unsorted.
 
+Then the quality floor (--min-quality: faces under it stay unsorted), on every face of the LFW
+dev photos (the subjects and the people around them) clustered together with the default:
+the subjects' BCubed F, the share of subjects the floor leaves out, and how many of the other
+faces end up inside a cluster (each one a stranger shown among someone's photos).
+
     python benchmarks/cluster.py [--data ../shared/data] [--thresholds 0.5,0.55,0.6]
-        [--scale 10000,100000] [--out benchmarks/results/cluster.json]
+        [--floors 0,0.2,0.3,0.4,0.5] [--scale 10000,100000] [--vectors F]
+        [--out benchmarks/results/cluster.json]
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ from facecnn.cluster import ALGORITHMS, Settings, cluster_vectors, score  # noqa
 from facecnn.cluster.algorithms import DEFAULT_ALGORITHM, by_size  # noqa: E402
 from facecnn.faces.config import PipelineConfig  # noqa: E402
 from facecnn.faces.embedders.dlib import DlibEmbedder  # noqa: E402
-from facecnn.faces.pipeline import FacePipeline  # noqa: E402
+from facecnn.faces.pipeline import FacePipeline, picked  # noqa: E402
+from facecnn.faces.quality import DEFAULT_MIN_QUALITY  # noqa: E402
 
 DATA_HELP = ("a folder holding lfw_dev/ (a folder per person), att_faces/ (s1..s40) and "
              "johns/ (a folder per John)")
@@ -113,12 +120,55 @@ def run(vectors: np.ndarray, truth: list[str] | None, method) -> dict:
     return row
 
 
-def face_sets(data: Path, cache: Path | None) -> dict[str, tuple[np.ndarray, list[str], int]]:
-    """Each set's (vectors, people, photos without a face), read from `cache` when it holds
-    them (embedding LFW dev takes minutes) and written there otherwise."""
+def every_face(files: list[Path], pipeline: FacePipeline
+               ) -> tuple[np.ndarray, list[str | None], np.ndarray]:
+    """(vectors, person or None, quality) of every face of LFW's 250 x 250 photos: the face
+    nearest the centre is the subject (its folder's person), the others nobody known."""
+    vectors, truth, quality = [], [], []
+    for found in pipeline.run(files):
+        if found.error:
+            continue
+        subject = picked(found.faces, (250, 250), "center")[0]
+        for face in found.faces:
+            vectors.append(face.vector)
+            truth.append(Path(found.file).parent.name if face is subject else None)
+            quality.append(face.quality)
+    return np.asarray(vectors, np.float32), truth, np.asarray(quality, np.float32)
+
+
+def floor_rows(faces: tuple[np.ndarray, list[str | None], np.ndarray],
+               floors: list[float]) -> list[dict]:
+    """The default clustering of every face with each quality floor."""
+    vectors, truth, quality = faces
+    subjects = np.array([t is not None for t in truth])
+    rows = []
+    for floor in floors:
+        kept = quality >= floor
+        labels = np.full(len(vectors), -1, np.int64)
+        labels[kept] = cluster_vectors(vectors[kept], DEFAULT_ALGORITHM,
+                                       Settings(DlibEmbedder.default_threshold, MIN_SIZE))
+        found = score([t for t in truth if t is not None], labels[subjects])
+        others = ~subjects
+        rows.append({"min_quality": floor, "subjects": int(subjects.sum()),
+                     "other_faces": int(others.sum()),
+                     "subjects_left_out": round(float(np.mean(~kept[subjects])), 4),
+                     "other_faces_left_out": round(float(np.mean(~kept[others])), 4),
+                     "other_faces_in_clusters": int((labels[others] >= 0).sum()),
+                     "bcubed_f": round(found.bcubed_f, 4),
+                     "bcubed_recall": round(found.bcubed_recall, 4)})
+    return rows
+
+
+def face_sets(data: Path, cache: Path | None) -> tuple[dict, tuple]:
+    """Each set's (vectors, people, photos without a face), and every face of LFW dev
+    (`every_face`), read from `cache` when it holds them (embedding LFW dev takes minutes)
+    and written there otherwise."""
     if cache is not None and cache.is_file():
         saved = json.loads(cache.read_text())
-        return {k: (np.asarray(v, np.float32), t, m) for k, (v, t, m) in saved.items()}
+        everyone = saved.pop("every LFW dev face")
+        return ({k: (np.asarray(v, np.float32), t, m) for k, (v, t, m) in saved.items()},
+                (np.asarray(everyone[0], np.float32), everyone[1],
+                 np.asarray(everyone[2], np.float32)))
     pipeline = FacePipeline.from_config(PipelineConfig(embedder="dlib_torch"))
     lfw = sorted((data / "lfw_dev").glob("*/*.jpg"))
     johns = sorted((data / "johns").glob("*/*.jpg"))
@@ -128,9 +178,13 @@ def face_sets(data: Path, cache: Path | None) -> dict[str, tuple[np.ndarray, lis
     with tempfile.TemporaryDirectory() as tmp:
         sets["AT&T (40 x 10)"] = labelled_vectors(*att_photos(data / "att_faces", Path(tmp)),
                                                   pipeline)
+    everyone = every_face(lfw, pipeline)
     if cache is not None:
-        cache.write_text(json.dumps({k: (v.tolist(), t, m) for k, (v, t, m) in sets.items()}))
-    return sets
+        saved = {k: (v.tolist(), t, m) for k, (v, t, m) in sets.items()}
+        saved["every LFW dev face"] = (everyone[0].tolist(), everyone[1],
+                                      everyone[2].tolist())
+        cache.write_text(json.dumps(saved))
+    return sets, everyone
 
 
 def summary(rows: list[dict], sets: list[str]) -> list[dict]:
@@ -149,6 +203,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED, help=DATA_HELP)
     parser.add_argument("--thresholds", default="0.5,0.55,0.6",
                         help="distance thresholds each algorithm is run at (comma-separated)")
+    parser.add_argument("--floors", default="0,0.2,0.3,0.4,0.5",
+                        help="quality floors tried on every LFW dev face (comma-separated)")
     parser.add_argument("--scale", default="10000,100000",
                         help="sizes of the random sets timed (comma-separated; '' for none)")
     parser.add_argument("--vectors", type=Path, default=None,
@@ -157,7 +213,7 @@ def main() -> None:
     args = parser.parse_args()
     require(args.data / "lfw_dev", args.data / "att_faces", args.data / "johns", what=DATA_HELP)
     thresholds = [float(t) for t in args.thresholds.split(",")]
-    sets = face_sets(args.data, args.vectors)
+    sets, everyone = face_sets(args.data, args.vectors)
     rows = []
     print(f"{'set':<22}{'method':<44}{'pair P':>7}{'pair R':>7}{'pair F':>7}{'BCub F':>7}"
           f"{'x base':>7}{'found':>9}{'unsort':>7}{'sec':>7}")
@@ -182,6 +238,16 @@ def main() -> None:
         mark = "  <- default" if row["method"] == DEFAULT else ""
         print(f"{row['method']:<44}" + "".join(f"{row[n]:>10.3f}" for n in names)
               + f"{row['mean']:>8.3f}{row['lowest_vs_baseline']:>14.3f}{mark}")
+    floors = floor_rows(everyone, [float(f) for f in args.floors.split(",")])
+    print(f"\nevery LFW dev face, {DEFAULT}: {floors[0]['subjects']} subjects, "
+          f"{floors[0]['other_faces']} other faces")
+    print(f"{'min quality':>12}{'subjects out':>14}{'others out':>12}{'others in clusters':>20}"
+          f"{'BCub F':>8}{'BCub R':>8}")
+    for row in floors:
+        mark = "  <- default" if row["min_quality"] == DEFAULT_MIN_QUALITY else ""
+        print(f"{row['min_quality']:>12g}{row['subjects_left_out']:>14.3f}"
+              f"{row['other_faces_left_out']:>12.3f}{row['other_faces_in_clusters']:>20d}"
+              f"{row['bcubed_f']:>8.3f}{row['bcubed_recall']:>8.3f}{mark}")
     timing = []
     timed = {name: method for name, method in methods(thresholds).items()
              if not name.startswith("facecnn") or name.endswith(f" {thresholds[-1]:g}")}
@@ -195,7 +261,8 @@ def main() -> None:
             print(f"{n:>8} vectors  {name:<44}{row['seconds']:>9.1f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"min_size": MIN_SIZE, "default": DEFAULT, "rows": rows,
-                                    "summary": table, "timing": timing}, indent=2) + "\n")
+                                    "summary": table, "quality_floors": floors,
+                                    "timing": timing}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

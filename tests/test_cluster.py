@@ -129,7 +129,7 @@ def test_clusters_json_folders_and_pages(clustered: dict) -> None:
                               "cohesion"}
         assert entry["name"] is None and entry["folder"] == entry["cluster"]  # nobody named
         assert entry["size"] == len(entry["faces"])
-        assert all(set(f) == {"file", "box", "score"} and len(f["box"]) == 4
+        assert all(set(f) == {"file", "box", "score", "quality"} and len(f["box"]) == 4
                    for f in entry["faces"])
         folder = out / entry["folder"]
         assert len(list(folder.glob("*.jpg"))) == entry["size"]  # one crop per face

@@ -36,7 +36,7 @@ def gallery(work: Path) -> Path:
     (dlib's vectors, ~10x faster in batches: test_dlib_port.py holds the two to one another)."""
     photos = write_photos(work / "enroll", ENROLLED, range(1, 6))
     result = invoke_cli("enroll", str(photos), "--gallery", str(work / "team.db"), "--embedder",
-                        "dlib_torch", "--quiet", cwd=work)
+                        "dlib_torch", "--min-quality", "0", "--quiet", cwd=work)  # every photo
     assert result.returncode == 0, result.stderr
     assert "enrolled 150 new faces of 30 people" in result.stdout
     assert "(calibrated)" in result.stdout
@@ -108,7 +108,7 @@ def test_open_set_recognition(work: Path, gallery: Path) -> None:
         right += person in ENROLLED and name == person
         unknown += person in STRANGERS and name == "unknown"
     face = next(r for r in records if r["faces"])["faces"][0]
-    assert set(face) == {"box", "confidence", "name", "score", "distance"}
+    assert set(face) == {"box", "confidence", "quality", "name", "score", "distance"}
     assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
     # Measured: 146/150 named right, 50/50 strangers unknown (threshold ~0.47).
     assert right / 150 >= 0.93

@@ -88,11 +88,11 @@ def test_an_enrol_that_lost_photos_to_another_run_says_so(tmp_path: Path,
     db = tmp_path / "g.db"
     real_embed = enroll_module._embed
 
-    def another_run_ends_first(folder, todo, pipeline, report, reporter):  # noqa: ANN001, ANN202
+    def another_run_ends_first(folder, todo, pipeline, report, reporter, *rest):  # noqa: ANN001, ANN202
         """The same enrol, started a moment later, writes its photos while this one embeds."""
         monkeypatch.setattr(enroll_module, "_embed", real_embed)
         enroll_module.enroll(folder, db, pipeline.embedder, pipeline.detector, workers=1)
-        return real_embed(folder, todo, pipeline, report, reporter)
+        return real_embed(folder, todo, pipeline, report, reporter, *rest)
 
     monkeypatch.setattr(enroll_module, "_embed", another_run_ends_first)
     result = invoke_cli("enroll", *HOG, str(photos), "--gallery", str(db), "--quiet",

@@ -67,11 +67,11 @@ def test_recognize_detect_verify(server: httpx.Client) -> None:
     assert answer.status_code == 200
     faces = answer.json()["faces"]
     assert len(faces) == 1
-    assert set(faces[0]) == {"box", "confidence", "name", "score", "distance"}
+    assert set(faces[0]) == {"box", "confidence", "quality", "name", "score", "distance"}
     assert faces[0]["name"] == "s2"
     detected = post(server, "/v1/detect", READER, image=("a.jpg", jpeg("s3", 7))).json()
     assert len(detected["faces"]) == 1 and len(detected["faces"][0]["landmarks"]) == 5
-    assert set(detected["faces"][0]) == {"box", "confidence", "landmarks"}
+    assert set(detected["faces"][0]) == {"box", "confidence", "landmarks", "quality"}
     headers = {"x-api-key": READER}
     same = server.post("/v1/verify", headers=headers, files=[
         ("images", ("a.jpg", jpeg("s1", 1))), ("images", ("b.jpg", jpeg("s1", 8)))]).json()

@@ -25,6 +25,8 @@ from facecnn.faces.face_cache import kept_on_interrupt
 from facecnn.faces.gallery import Gallery, GalleryLocation
 from facecnn.faces.names import check_name
 from facecnn.faces.pipeline import NO_FACE, FacePipeline
+from facecnn.faces.quality import DEFAULT_MIN_QUALITY
+from facecnn.faces.result import json_number
 from facecnn.fileio import file_hash
 from facecnn.progress import Reporter
 
@@ -38,6 +40,7 @@ class EnrollReport:
     reused: int = 0  # photos whose faces an earlier (interrupted) run had found and kept
     no_face: list[str] = field(default_factory=list)
     unreadable: list[dict[str, str]] = field(default_factory=list)
+    low_quality: list[dict[str, Any]] = field(default_factory=list)  # {"file", "quality"}
     empty_folders: list[str] = field(default_factory=list)
     calibration: dict[str, Any] | None = None
     threshold: float | None = None
@@ -54,6 +57,7 @@ class _Photo:
 def enroll(folder: Path, gallery_path: str | Path, embedder: Embedder,
            detector: FaceDetector, *, threshold: float | None = None,
            calibrate: bool | None = None, far: float = 0.01, workers: int | None = None,
+           min_quality: float = DEFAULT_MIN_QUALITY,
            reporter: Reporter | None = None) -> EnrollReport:
     """Add every person of FOLDER/<person>/* (the largest face of each photo, or each crop
     `prepare` wrote) to the gallery, which is created if missing.
@@ -61,7 +65,8 @@ def enroll(folder: Path, gallery_path: str | Path, embedder: Embedder,
     The threshold: `threshold` if given (kept by later runs); else calibrated from the
     enrolled people, unless one was set by hand before and `calibrate` is not True;
     `calibrate=False` keeps what is stored (the embedder's default if nothing is). `far`: the
-    share of strangers' faces the calibrated threshold may name.
+    share of strangers' faces the calibrated threshold may name. A face under `min_quality`
+    (faces/quality.py) is not enrolled but listed in the report.
     """
     reporter = reporter or Reporter()
     report = EnrollReport()
@@ -72,7 +77,8 @@ def enroll(folder: Path, gallery_path: str | Path, embedder: Embedder,
             known = existing.known_photos([p.digest for p in photos if p.digest])
         report.already = {str(p.file): known[p.digest] for p in photos if p.digest in known}
     photos = _new_photos(photos, report)
-    found = _embed(folder, photos, FacePipeline(detector, embedder, workers), report, reporter)
+    found = _embed(folder, photos, FacePipeline(detector, embedder, workers), report, reporter,
+                   min_quality)
     if not found and existing is None:  # nothing to start a gallery with: leave no file
         raise FacecnnError(f"no face found in any image of {folder}")
     with Gallery.open_or_create(gallery_path, embedder.name, embedder.dim,
@@ -132,7 +138,7 @@ def _open_existing(path: str | Path, embedder: Embedder) -> Gallery | None:
 
 
 def _embed(folder: Path, photos: list[_Photo], pipeline: FacePipeline, report: EnrollReport,
-           reporter: Reporter) -> dict[str, tuple[list, list, list]]:
+           reporter: Reporter, min_quality: float = 0.0) -> dict[str, tuple[list, list, list]]:
     """person -> (vectors, source files, content hashes); photos without a usable face go to
     the report."""
     found: dict[str, tuple[list, list, list]] = {}
@@ -147,6 +153,10 @@ def _embed(folder: Path, photos: list[_Photo], pipeline: FacePipeline, report: E
                 report.no_face.append(str(photo.file))
             elif result.error:
                 report.unreadable.append({"file": str(photo.file), "reason": result.error})
+            elif result.faces[0].quality is not None and \
+                    result.faces[0].quality < min_quality:
+                report.low_quality.append({"file": str(photo.file),
+                                           "quality": json_number(result.faces[0].quality)})
             else:
                 vectors, sources, digests = found.setdefault(photo.person, ([], [], []))
                 vectors.append(result.vectors[0])

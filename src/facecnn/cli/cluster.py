@@ -16,6 +16,7 @@ from facecnn.cli.options import (
     FLIP,
     JSON,
     LANDMARKS,
+    MIN_QUALITY,
     MIN_SIZE,
     QUIET,
     UPSAMPLE,
@@ -47,6 +48,7 @@ def cluster(
     algorithm: str = typer.Option(DEFAULT_ALGORITHM, help=ALGORITHMS.describe() + "."),
     threshold: Optional[float] = THRESHOLD,
     min_faces: int = typer.Option(3, min=1, help="Smaller groups stay unsorted."),
+    min_quality: float = MIN_QUALITY,
     copy: bool = typer.Option(False, "--copy", help="Copy the source photos into the cluster "
                               "folders instead of linking them."),
     gallery: Optional[GalleryLocation] = gallery_option(
@@ -78,6 +80,7 @@ def cluster(
                             batch_size=batch_size, device=device, workers=workers)
     report = cluster_photos(photos, out, _pipeline(config),
                             algorithm=algorithm, threshold=threshold, min_size=min_faces,
+                            min_quality=min_quality,
                             copy=copy, gallery=gallery, reporter=reporter_for(quiet or as_json))
     for name in report.left_alone:
         err_console.print(f"left alone (not written by facecnn): {out / name}",
@@ -91,18 +94,22 @@ def cluster(
                           "threshold": report.threshold, "unsorted": report.unsorted,
                           "known": report.known, "no_face": report.no_face,
                           "videos_left_out": report.videos,
+                          "min_quality": report.min_quality,
+                          "low_quality": report.low_quality,
                           "clusters": [{"cluster": g.cluster, "name": g.person,
                                         "folder": g.folder, "size": g.size,
                                         "cohesion": g.cohesion} for g in report.clusters]},
                          indent=2))
         return
     named = sum(1 for g in report.clusters if g.person)
+    poor = (f" ({len(report.low_quality)} of them under quality {report.min_quality:g})"
+            if report.low_quality else "")
     known = f", {named} of them named ({report.known} faces from the gallery now)" \
         if gallery is not None else ""
     console.print(f"{report.faces} faces in {report.photos} photos ({report.embedded} "
                   f"embedded now, {len(report.no_face)} without a face): "
                   f"{len(report.clusters)} clusters{known}, {report.unsorted} faces "
-                  f"unsorted (threshold {report.threshold:g}) -> {out / INDEX}, "
+                  f"unsorted{poor} (threshold {report.threshold:g}) -> {out / INDEX}, "
                   f"{out / CLUSTERS}", highlight=False)
 
 

@@ -19,6 +19,7 @@ from facecnn.cli.options import (
     JITTER,
     JSON,
     LANDMARKS,
+    MIN_QUALITY,
     MIN_SIZE,
     NAME,
     PROJECT,
@@ -105,6 +106,7 @@ def enroll(
     far: float = typer.Option(0.01, min=0.0, max=0.5, help="Calibrate for this share of "
                               "strangers' faces named (judged on the gallery's own people and "
                               "on a shipped cohort of strangers' vectors: docs/models.md)."),
+    min_quality: float = MIN_QUALITY,
     flip: bool = FLIP,
     jitter: int = JITTER,
     batch_size: int = FACE_BATCH_SIZE,
@@ -122,16 +124,20 @@ def enroll(
     report = run_enroll(faces, gallery, embedders.from_config(config),
                         FaceDetector.from_config(config),
                         threshold=threshold, calibrate=calibrate, far=far, workers=workers,
-                        reporter=reporter_for(quiet))
+                        min_quality=min_quality, reporter=reporter_for(quiet))
     for folder in report.empty_folders:
         err_console.print(f"empty person folder skipped: {folder}", highlight=False)
     for file in report.no_face:
         err_console.print(f"no face: {file}", highlight=False)
     for item in report.unreadable:
         err_console.print(f"unreadable: {item['file']} ({item['reason']})", highlight=False)
+    for item in report.low_quality:
+        err_console.print(f"low quality ({item['quality']:.2f} < {min_quality:g}), not "
+                          f"enrolled: {item['file']}", highlight=False)
     added = {person: n for person, n in report.people.items() if n}
     skipped = "".join(f"; {n} photos were {why} (nothing added for them)" for n, why in (
         (len(report.already), "already enrolled"),
+        (len(report.low_quality), f"under quality {min_quality:g}"),
         (report.by_another_run, "enrolled by another run meanwhile")) if n)
     if report.reused:
         skipped += f"; the faces of {report.reused} photos came from an earlier run's cache"

@@ -10,6 +10,7 @@ import typer
 from facecnn.faces.detectors import DEFAULT_DETECTOR, DETECTORS
 from facecnn.faces.embedders import EMBEDDERS, spelling
 from facecnn.faces.gallery.location import GalleryLocation
+from facecnn.faces.quality import DEFAULT_MIN_QUALITY
 
 EMBEDDER_HELP = (f"{', '.join(spelling(e.name) for e in EMBEDDERS.entries())} (what each is: "
                  "`facecnn embedders`).")
@@ -53,6 +54,9 @@ MIN_SIZE = typer.Option(20, min=1, help="Smallest face side kept, in pixels.")
 WORKERS = typer.Option(None, min=1, help="Processes for detection and embedding (default: one "
                        "per core).")
 FLIP = typer.Option(False, help="Average each face with its mirror image.")
+MIN_QUALITY = typer.Option(DEFAULT_MIN_QUALITY, min=0.0, max=1.0,
+                           help="Faces under this quality (0-1: size, sharpness, pose) are "
+                           "left out and listed; 0 keeps every face.")
 JITTER = typer.Option(0, min=0, help="dlib: average this many jittered copies.")
 DEVICE = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps.")
 JSON = typer.Option(False, "--json", help="Print JSON on stdout (messages go to stderr).")

@@ -56,13 +56,16 @@ def assign(vectors: np.ndarray, clusters: list[str], new: np.ndarray, next_clust
 
 
 def assign_new(cache: LibraryCache, new: np.ndarray, algorithm: str, settings: Settings, *,
-               gallery_decides: bool = False) -> None:
+               min_quality: float = 0.0, gallery_decides: bool = False) -> None:
     """`assign` the `new` faces (rows) among the clustered ones: a named cluster grows by the
     same vote as an unnamed one, unless a gallery decided who its people are in this run
     (--gallery: a face the gallery did not match at its own threshold is none of them, so
-    it is not voted into their clusters)."""
+    it is not voted into their clusters). Unsorted faces under `min_quality` stay unsorted:
+    they neither join a cluster nor start one."""
     closed = set(cache.names) if gallery_decides else set()
-    free = np.array([i for i, c in enumerate(cache.clusters) if c not in closed], np.int64)
+    poor = cache.below(min_quality)
+    free = np.array([i for i, c in enumerate(cache.clusters) if c not in closed
+                     and not (c == UNSORTED and poor[i])], np.int64)
     clusters, cache.next_cluster = assign(
         cache.vectors[free], [cache.clusters[i] for i in free],
         np.flatnonzero(np.isin(free, new)), cache.next_cluster, algorithm, settings)

@@ -33,7 +33,8 @@ def photo_key(path: Path) -> tuple[str, int, int]:
 @dataclass
 class LibraryCache:
     """Photos (key -> why no face, "" when it has faces) and faces, one row each: the photo's
-    resolved path, box (x1, y1, x2, y2), vector and cluster name (UNSORTED for none).
+    resolved path, box (x1, y1, x2, y2), quality (NaN: not measured, faces cached before
+    quality was), vector and cluster name (UNSORTED for none).
     `recipe` names the detector and embedder the vectors came from; `next_cluster` numbers
     the next new cluster; `written` lists the files its output folder holds (output.py).
 
@@ -48,6 +49,7 @@ class LibraryCache:
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     vectors: np.ndarray | None = None
     clusters: list[str] = field(default_factory=list)
+    qualities: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     next_cluster: int = 1
     written: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
@@ -67,11 +69,13 @@ class LibraryCache:
                 found = json.loads(str(data["recipe"]))
                 paths, sizes, times = data["photo_paths"], data["photo_sizes"], data["photo_times"]
                 state = json.loads(str(data["state"])) if "state" in data.files else {}
+                qualities = (data["qualities"].astype(np.float32) if "qualities" in data.files
+                             else np.full(len(data["files"]), np.nan, np.float32))
                 cache = cls(found, dict(zip(zip(paths.tolist(), sizes.tolist(), times.tolist()),
                                             data["photo_errors"].tolist())),
                             data["files"].tolist(), data["boxes"].astype(np.float32),
                             data["vectors"].astype(np.float32), data["clusters"].tolist(),
-                            int(data["next_cluster"]), data["written"].tolist(),
+                            qualities, int(data["next_cluster"]), data["written"].tolist(),
                             dict(state.get("names", {})), list(state.get("dismissed", [])),
                             state.get("threshold"), bool(state.get("copy", False)))
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
@@ -98,6 +102,7 @@ class LibraryCache:
                          vectors=(self.vectors if self.vectors is not None
                                   else np.zeros((0, dim), np.float32)),
                          clusters=np.asarray(self.clusters, dtype=str),
+                         qualities=np.asarray(self.qualities, np.float32),
                          next_cluster=np.asarray(self.next_cluster),
                          written=np.asarray(self.written, dtype=str),
                          state=np.asarray(json.dumps(
@@ -120,13 +125,14 @@ class LibraryCache:
         self.files = [f for f, keep in zip(self.files, rows) if keep]
         self.clusters = [c for c, keep in zip(self.clusters, rows) if keep]
         self.boxes = self.boxes[rows]
+        self.qualities = self.qualities[rows]
         if self.vectors is not None:
             self.vectors = self.vectors[rows]
 
     def add(self, found: list[tuple[tuple[str, int, int], Result]]) -> None:
         """Cache the results of new photos, each (key, its faces), as unsorted faces."""
         vectors = [self.vectors] if self.vectors is not None else []
-        boxes = [self.boxes]
+        boxes, qualities = [self.boxes], [self.qualities]
         for key, faces in found:
             self.photos[key] = faces.error or ""
             if faces.error:
@@ -134,9 +140,16 @@ class LibraryCache:
             self.files += [key[0]] * len(faces.boxes)
             self.clusters += [UNSORTED] * len(faces.boxes)
             boxes.append(np.asarray(faces.boxes, np.float32).reshape(-1, 4))
+            qualities.append(np.array([np.nan if f.quality is None else f.quality
+                                       for f in faces], np.float32))
             vectors.append(np.asarray(faces.vectors, np.float32))
-        self.boxes = np.concatenate(boxes)
+        self.boxes, self.qualities = np.concatenate(boxes), np.concatenate(qualities)
         self.vectors = np.concatenate(vectors) if vectors else None
+
+    def below(self, floor: float) -> np.ndarray:
+        """Whether each face's quality is under `floor` (never for one not measured)."""
+        with np.errstate(invalid="ignore"):
+            return self.qualities < floor
 
     def rows_in(self, cluster: str) -> np.ndarray:
         """Indices of the faces of one cluster."""

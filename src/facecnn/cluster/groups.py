@@ -1,7 +1,7 @@
 """The clusters as a user reads them: biggest first, "unsorted" last, each face's score (how
 surely it belongs) and each cluster's cohesion (how much it looks like one person), and the
 clusters.json document: `[{"cluster", "name", "folder", "sheet", "dismissed", "faces":
-[{"file", "box", "score"}], "size", "cohesion"}]`. "cluster" is its lasting number
+[{"file", "box", "score", "quality"}], "size", "cohesion"}]`. "cluster" is its lasting number
 (cluster_007), "name" the person it was named as (null: nobody yet); a named cluster's folder
 and contact sheet are the person's (dora/, dora.png), unless that name is taken in the folder.
 """
@@ -91,7 +91,8 @@ def document(groups: list[Group], cache: LibraryCache) -> list[dict[str, Any]]:
     return [{"cluster": g.cluster, "name": g.person, "folder": g.folder, "sheet": g.sheet,
              "dismissed": g.dismissed,
              "faces": [{"file": cache.files[row],
-                        "box": json_box(cache.boxes[row]), "score": json_number(s)}
+                        "box": json_box(cache.boxes[row]), "score": json_number(s),
+                        "quality": json_number(cache.qualities[row])}
                        for row, s in zip(g.rows, g.scores)],
              "size": g.size, "cohesion": json_number(g.cohesion)}
             for g in groups]

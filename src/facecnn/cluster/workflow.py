@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from facecnn.cluster.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, Settings
 from facecnn.cluster.assign import assign_new
-from facecnn.cluster.cache import LibraryCache
+from facecnn.cluster.cache import UNSORTED, LibraryCache
 from facecnn.cluster.groups import Group
 from facecnn.cluster.known import name_known
 from facecnn.cluster.library import embed_library, library_photos
@@ -19,6 +21,8 @@ from facecnn.cluster.lock import LOCK, locked
 from facecnn.cluster.output import CACHE, check_out, update
 from facecnn.errors import FacecnnError
 from facecnn.faces.pipeline import FacePipeline
+from facecnn.faces.quality import DEFAULT_MIN_QUALITY
+from facecnn.faces.result import json_box, json_number
 from facecnn.progress import Reporter
 
 if TYPE_CHECKING:
@@ -29,7 +33,8 @@ if TYPE_CHECKING:
 class ClusterReport:
     """What a run did: photos seen and embedded now, faces, the clusters (biggest first, then
     unsorted), photos without faces (photo -> why), files of the user's left alone, videos
-    left out, and how many faces a gallery's people were found in (--gallery)."""
+    left out, the unsorted faces under the quality floor ({"file", "box", "quality"}), and
+    how many faces a gallery's people were found in (--gallery)."""
 
     out: Path
     photos: int
@@ -41,6 +46,8 @@ class ClusterReport:
     no_face: dict[str, str] = field(default_factory=dict)
     left_alone: list[str] = field(default_factory=list)
     videos: list[str] = field(default_factory=list)  # left out: a library is its photos
+    min_quality: float = 0.0
+    low_quality: list[dict] = field(default_factory=list)  # unsorted faces under it
 
     @property
     def clusters(self) -> list[Group]:
@@ -53,12 +60,14 @@ class ClusterReport:
 
 def cluster_photos(inputs: list[Path], out: Path, pipeline: FacePipeline, *,
                    algorithm: str = DEFAULT_ALGORITHM, threshold: float | None = None,
-                   min_size: int = 3, copy: bool = False, gallery: str | None = None,
+                   min_size: int = 3, min_quality: float = DEFAULT_MIN_QUALITY,
+                   copy: bool = False, gallery: str | None = None,
                    reporter: Reporter | None = None) -> ClusterReport:
     """Cluster the faces of photos and folders of photos into `out`; a rerun on the same
     `out` embeds only new photos and adds their faces to the clusters it made before.
     `threshold`: the distance under which two faces are one person (default: the embedder's).
     `gallery` (a --gallery value): its people's faces are named, not clustered.
+    `min_quality`: faces under it (faces/quality.py) are left unsorted and listed.
     """
     ALGORITHMS.get(algorithm)  # a misspelt name fails before any work
     check_out(out)
@@ -76,7 +85,7 @@ def cluster_photos(inputs: list[Path], out: Path, pipeline: FacePipeline, *,
         try:
             with locked(out):
                 report = _cluster(photos, out, pipeline, known, algorithm, threshold,
-                                  min_size, copy, reporter)
+                                  min_size, min_quality, copy, reporter)
                 report.videos = [str(v) for v in videos]
                 return report
         except BaseException:
@@ -87,8 +96,8 @@ def cluster_photos(inputs: list[Path], out: Path, pipeline: FacePipeline, *,
 
 
 def _cluster(photos: list[Path], out: Path, pipeline: FacePipeline, gallery: Gallery | None,
-             algorithm: str, threshold: float | None, min_size: int, copy: bool,
-             reporter: Reporter | None) -> ClusterReport:
+             algorithm: str, threshold: float | None, min_size: int, min_quality: float,
+             copy: bool, reporter: Reporter | None) -> ClusterReport:
     cache = LibraryCache.load(out / CACHE, pipeline.recipe())
     embedded = embed_library(photos, pipeline, cache, reporter)
     if cache.faces == 0:
@@ -96,9 +105,13 @@ def _cluster(photos: list[Path], out: Path, pipeline: FacePipeline, gallery: Gal
     settings = Settings(pipeline.embedder.default_threshold if threshold is None else threshold,
                         min_size)
     known = name_known(cache, gallery, pipeline.embedder) if gallery is not None else 0
-    assign_new(cache, cache.rows_of(embedded), algorithm, settings,
+    assign_new(cache, cache.rows_of(embedded), algorithm, settings, min_quality=min_quality,
                gallery_decides=gallery is not None)
     cache.threshold, cache.copy = settings.threshold, copy
     groups, left_alone = update(out, cache)
+    poor = [{"file": cache.files[i], "box": json_box(cache.boxes[i]),
+             "quality": json_number(cache.qualities[i])}
+            for i in np.flatnonzero(cache.below(min_quality)) if cache.clusters[i] == UNSORTED]
     return ClusterReport(out, len(photos), len(embedded), cache.faces, groups,
-                         settings.threshold, known, cache.errors(), left_alone)
+                         settings.threshold, known, cache.errors(), left_alone,
+                         min_quality=min_quality, low_quality=poor)

@@ -4,7 +4,7 @@ the detectors that give no points (faces/landmarks), as one `Face` per face, lar
 Every detector's faces become the same `Face` record (faces/result.py), so alignment and
 embedders never care which found it.
 Large images are downscaled for the detector only; boxes are mapped back and the landmark
-step sees the full-resolution image.
+step sees the full-resolution image. Every face gets its quality (faces/quality.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from facecnn.errors import FacecnnError
 from facecnn.faces.config import PipelineConfig
 from facecnn.faces.detectors import DEFAULT_DETECTOR, Detection, create_detector
 from facecnn.faces.landmarks import LANDMARKERS, Landmarker, create_landmarker
+from facecnn.faces.quality import face_quality
 from facecnn.faces.result import Face
 
 AUTO = "auto"
@@ -92,6 +93,9 @@ class FaceDetector:
             for image_faces, image_points in zip(faces, points):
                 for face, face_points in zip(image_faces, image_points):
                     face.landmarks = face_points
+        for image, image_faces in zip(images, faces):
+            for face in image_faces:
+                face.quality = face_quality(image, face)
         return faces
 
     def _faces(self, image: np.ndarray, scale: float, found: list[Detection]) -> list[Face]:

@@ -27,6 +27,7 @@ from facecnn.errors import Interrupted
 from facecnn.faces.result import Face, Result
 
 FILE = "faces.sqlite3"
+FORMAT = 2  # of what is kept: a new one leaves older answers unused
 COMMIT_EVERY_S = 2.0  # answers are written at least this often (and when the run stops)
 
 
@@ -103,15 +104,16 @@ def kept_on_interrupt(total: int) -> Iterator[FaceCache]:
 
 def recipe_key(recipe: dict[str, Any]) -> str:
     """A recipe (what decides a photo's faces and vectors) as the cache's key."""
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+    keyed = {**recipe, "format": FORMAT}
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()
 
 
 def _blob(faces: list[Face]) -> bytes:
     """Boxes, confidences, points and vectors as one .npz (no pickle)."""
     count = len(faces)
     arrays = {"boxes": np.array([f.box for f in faces], np.float32).reshape(count, 4),
-              "confidence": np.array([np.nan if f.confidence is None else f.confidence
-                                      for f in faces], np.float32)}
+              "confidence": _numbers([f.confidence for f in faces]),
+              "quality": _numbers([f.quality for f in faces])}
     if count and all(f.landmarks is not None for f in faces):
         arrays["landmarks"] = np.stack([f.landmarks for f in faces]).astype(np.float32)
     if count:
@@ -121,11 +123,19 @@ def _blob(faces: list[Face]) -> bytes:
     return buffer.getvalue()
 
 
+def _numbers(values: list[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], np.float32)
+
+
+def _number(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
 def _faces(blob: bytes) -> list[Face]:
     with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
         boxes = arrays["boxes"]
         points = arrays["landmarks"] if "landmarks" in arrays else [None] * len(boxes)
-        return [Face(tuple(float(v) for v in box), None if np.isnan(c) else float(c), p,
-                     vector=v)
-                for box, c, p, v in zip(boxes, arrays["confidence"], points,
-                                        arrays["vectors"] if len(boxes) else [])]
+        return [Face(tuple(float(v) for v in box), _number(c), p, _number(q), vector=v)
+                for box, c, p, q, v in zip(boxes, arrays["confidence"], points,
+                                           arrays["quality"],
+                                           arrays["vectors"] if len(boxes) else [])]

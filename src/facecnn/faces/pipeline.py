@@ -28,6 +28,7 @@ from facecnn.faces.crops import crop_face, make_chips, resized
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import Embedder
 from facecnn.faces.face_cache import FaceCache, recipe_key
+from facecnn.faces.quality import face_quality
 from facecnn.faces.result import Face, Result
 from facecnn.fileio import file_hash
 from facecnn.workers import worker_pool
@@ -82,6 +83,7 @@ class _Worker:
         """A crop `prepare` cut: its face is where its layout puts it, and one cut in the
         embedder's own layout is embedded as it is (resized), not cut a second time."""
         face = crop_face(crop, image.shape[1])
+        face.quality = face_quality(image, face)
         if not same_layout(crop, self.spec.crop):
             return self._result(file, image, [face])
         chips = resized(self.spec.crop, image)[None]

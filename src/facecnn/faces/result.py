@@ -43,8 +43,11 @@ FACE_FIELDS: dict[str, tuple[Any, str]] = {
 
 
 def json_number(value: float | None) -> float | None:
-    """A score or distance as every output writes it."""
-    return None if value is None else round(float(value), DECIMALS)
+    """A score, distance or quality as every output writes it (null when not known: JSON
+    has no NaN)."""
+    if value is None or np.isnan(value):
+        return None
+    return round(float(value), DECIMALS)
 
 
 def json_box(box: Box | np.ndarray) -> list[int]:
