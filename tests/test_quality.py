@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -70,3 +71,18 @@ def test_cluster_leaves_faces_under_the_floor_unsorted_and_lists_them(tmp_path: 
     assert report["unsorted"] == 3
     document = json.loads((tmp_path / "people" / "clusters.json").read_text())
     assert all("quality" in face for entry in document for face in entry["faces"])
+
+
+def test_contact_sheets_show_each_face_quality(tmp_path: Path) -> None:
+    from facecnn.cluster.sheets import THUMB, TITLE, contact_sheet
+
+    crops = []
+    for k in range(2):
+        crops.append(tmp_path / f"{k}.jpg")
+        Image.fromarray(canvas("s5", k + 1)).save(crops[-1])
+    plain = np.asarray(Image.open(io.BytesIO(contact_sheet("c", crops, 2))))
+    labelled = np.asarray(Image.open(io.BytesIO(contact_sheet("c", crops, 2, [0.93, None]))))
+    corner = (slice(TITLE + THUMB - 12, TITLE + THUMB), slice(0, 40))
+    assert (labelled[corner] != plain[corner]).any()  # the first face's quality is written
+    second = (slice(TITLE + THUMB - 12, TITLE + THUMB), slice(THUMB, THUMB + 40))
+    assert (labelled[second] == plain[second]).all()  # none for a face not measured

@@ -40,7 +40,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def url(photos: Path) -> Iterator[str]:
     """A real `facecnn serve` with an admin key, so the page must send it."""
     enrolled = invoke_cli("enroll", str(photos / "gallery"), "--gallery", str(photos / "g.db"),
-                          "--quiet", cwd=photos)
+                          "--min-quality", "0", "--quiet", cwd=photos)  # 3 photos each, all
     assert enrolled.returncode == 0, enrolled.stderr
     (photos / "keys.txt").write_text(f"{KEY} admin\n")
     with running_server(["--gallery", str(photos / "g.db"), "--api-key-file",

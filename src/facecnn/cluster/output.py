@@ -43,7 +43,7 @@ from facecnn.data.decode import read_image
 from facecnn.data.folders import NOT_A_PERSON
 from facecnn.errors import FacecnnError
 from facecnn.faces.crops import DLIB_CHIP, make_chips
-from facecnn.faces.result import Face
+from facecnn.faces.result import Face, json_number
 from facecnn.fileio import atomic_write, remove_stale_temps, write_bytes_atomic, write_text_atomic
 
 CACHE = "cache.npz"
@@ -79,6 +79,7 @@ class _Plan:
         self.crops: dict[str, tuple[str, tuple[float, ...]]] = {}  # crop -> (photo, box)
         self.photos: dict[str, str] = {}  # link or copy -> photo
         self.members: dict[str, list[str]] = {}  # group -> its crops, best face first
+        self.quality: dict[str, float | None] = {}  # crop -> its face's quality
         for group in groups:
             crops = []
             for row in group.rows:
@@ -86,6 +87,7 @@ class _Plan:
                 stem = Path(file).stem
                 crop = f"{group.folder}/{stem}-{_short(repr((keys[file], box)))}.jpg"
                 self.crops[crop] = (file, box)
+                self.quality[crop] = json_number(cache.qualities[row])
                 crops.append(crop)
                 link = f"{group.folder}/{PHOTOS}/{stem}-{_short(file)}{Path(file).suffix}"
                 self.photos[link] = file
@@ -134,8 +136,10 @@ def write_output(out: Path, cache: LibraryCache, groups: list[Group], copy: bool
             _place(Path(photo), out / link, copy)
     for sheet, name in plan.sheets.items():
         if sheet in mine:
-            crops = [out / c for c in plan.members[name] if (out / c).is_file()]
-            write_bytes_atomic(out / sheet, contact_sheet(name, crops, len(plan.members[name])))
+            crops = [c for c in plan.members[name] if (out / c).is_file()]
+            write_bytes_atomic(out / sheet, contact_sheet(
+                name, [out / c for c in crops], len(plan.members[name]),
+                [plan.quality[c] for c in crops]))
     page = [(g.folder, g.size, g.cohesion, g.sheet) for g in groups]
     pages = {CLUSTERS: json.dumps(document(groups, cache), indent=1) + "\n",
              INDEX: index_page(page),

@@ -17,8 +17,10 @@ MAX_FACES = 64  # a sheet shows the best faces of a bigger cluster, and says how
 TITLE = 24
 
 
-def contact_sheet(title: str, crops: list[Path], total: int) -> bytes:
-    """A PNG of these face crops in a grid under a title line (with the count beyond)."""
+def contact_sheet(title: str, crops: list[Path], total: int,
+                  qualities: list[float | None] | None = None) -> bytes:
+    """A PNG of these face crops in a grid under a title line (with the count beyond), each
+    with its face's quality in a corner where known."""
     shown = crops[:MAX_FACES]
     rows = max(1, -(-len(shown) // COLUMNS))
     sheet = Image.new("RGB", (COLUMNS * THUMB, TITLE + rows * THUMB), (245, 245, 245))
@@ -29,7 +31,14 @@ def contact_sheet(title: str, crops: list[Path], total: int) -> bytes:
             thumb = Image.fromarray(read_image(crop, size=THUMB))
         except ValueError:  # a crop replaced by something else: its tile stays blank
             continue
-        sheet.paste(thumb, ((k % COLUMNS) * THUMB, TITLE + (k // COLUMNS) * THUMB))
+        x, y = (k % COLUMNS) * THUMB, TITLE + (k // COLUMNS) * THUMB
+        sheet.paste(thumb, (x, y))
+        quality = (qualities or [None] * len(shown))[k]
+        if quality is not None:
+            label = f"q {quality:.2f}"
+            draw = ImageDraw.Draw(sheet)
+            draw.rectangle((x, y + THUMB - 12, x + 6 * len(label) + 4, y + THUMB), fill=(0, 0, 0))
+            draw.text((x + 2, y + THUMB - 12), label, fill=(255, 255, 255))
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return buffer.getvalue()
