@@ -103,3 +103,33 @@ def test_box_files_in_both_formats(tmp_path: Path) -> None:
     lines.write_text("a.jpg 10 10 5 50\n")
     with pytest.raises(FacecnnError, match="line 1"):
         read_boxes(lines)
+
+
+@pytest.mark.e2e
+def test_a_crop_cut_tight_is_looked_at_again_padded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A face filling a small image leaves MTCNN no room: the padded second look finds it,
+    its box and points back in the crop's pixels; a large image with no face is not looked
+    at twice."""
+    import cv2
+
+    from facecnn.faces import detect
+
+    photo = read_image(BOXES.parent / "lfw_dev" / "Bob_Hope" / "Bob_Hope_0005.jpg")
+    crop = cv2.resize(photo[75:175, 75:175], (112, 112))
+    detector = FaceDetector("mtcnn")
+    faces = detector(crop)
+    assert len(faces) == 1
+    x1, y1, x2, y2 = faces[0].box
+    assert 0 <= x1 < 20 and 0 <= y1 < 20 and x2 > 80 and y2 > 100
+    eyes = faces[0].landmarks[:2]
+    assert (eyes > 20).all() and (eyes < 95).all() and eyes[0, 0] < eyes[1, 0]
+    monkeypatch.setattr(detect, "RETRY_MAX_SIDE", 0)
+    assert detector(crop) == []  # without the second look there is none
+    monkeypatch.undo()
+    calls = []
+    network = detector.detector
+    monkeypatch.setattr(network, "detect_batch",
+                        lambda images, side: calls.append(len(images)) or [[] for _ in images])
+    detector(np.full((600, 800, 3), 90, np.uint8))
+    detector(np.full((300, 300, 3), 90, np.uint8))
+    assert calls == [1, 1, 1]  # the small one twice, the large one once

@@ -25,6 +25,8 @@ from facecnn.faces.result import Face
 
 AUTO = "auto"
 DEFAULT_LANDMARKER = "onet"  # MIT-licensed, and as close to dlib's 68 points as MTCNN's own
+RETRY_MAX_SIDE = 512  # images this small with no face are looked at again, padded
+PAD_SHARE = 0.25
 
 
 class FaceDetector:
@@ -85,7 +87,7 @@ class FaceDetector:
         scales = [min(1.0, self.max_side / max(image.shape[:2])) for image in images]
         small = [image if s == 1.0 else _resized(image, s) for image, s in zip(images, scales)]
         min_side = max(int(self.min_size * min(scales, default=1.0)), 1)
-        found = self.detector.detect_batch(small, min_side)
+        found = self._with_retries(small, self.detector.detect_batch(small, min_side), min_side)
         faces = [self._faces(image, scale, detections)
                  for image, scale, detections in zip(images, scales, found)]
         if landmarks and self.landmarker is not None:
@@ -97,6 +99,24 @@ class FaceDetector:
             for face in image_faces:
                 face.quality = face_quality(image, face)
         return faces
+
+    def _with_retries(self, images: list[np.ndarray], found: list[list[Detection]],
+                      min_side: int) -> list[list[Detection]]:
+        """Look again, on a copy padded by a quarter of its side, at each small image in
+        which nothing was found: a crop cut tight around a face gives a detector no room
+        (its face fills the frame, its chin or brow at the edge). Large photos with no face
+        (landscapes) are not looked at twice."""
+        again = [k for k, (image, dets) in enumerate(zip(images, found))
+                 if not dets and max(image.shape[:2]) <= RETRY_MAX_SIDE]
+        if not again:
+            return found
+        padded = [_padded(images[k]) for k in again]
+        looked = self.detector.detect_batch([image for image, _ in padded], min_side)
+        for k, (_, pad), dets in zip(again, padded, looked):
+            found[k] = [Detection(tuple(v - pad for v in d.box), d.score,
+                                  None if d.landmarks is None else d.landmarks - pad)
+                        for d in dets]
+        return found
 
     def _faces(self, image: np.ndarray, scale: float, found: list[Detection]) -> list[Face]:
         faces = []
@@ -111,6 +131,16 @@ class FaceDetector:
                               None if points is None else (points / scale).astype(np.float32)))
         # dlib's box sizes are discrete, so equal areas are common: the surer face goes first
         return sorted(faces, key=lambda f: (-round(f.area / 100), -f.confidence))
+
+
+def _padded(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """The image inside a border of its mean colour a quarter of its longer side wide."""
+    import cv2
+
+    pad = int(round(PAD_SHARE * max(image.shape[:2])))
+    colour = [int(v) for v in image.reshape(-1, 3).mean(0)]
+    return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT,
+                              value=colour), pad
 
 
 def _resized(image: np.ndarray, scale: float) -> np.ndarray:
