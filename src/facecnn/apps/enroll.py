@@ -147,7 +147,8 @@ def _embed(folder: Path, photos: list[_Photo], pipeline: FacePipeline, report: E
     with reporter.task("enrolling", len(photos)) as advance, \
             kept_on_interrupt(len(photos)) as cache:
         results = pipeline.run([p.file for p in photos], pick="largest",
-                               crop=crop_settings(folder), cache=cache, advance=advance)
+                               crop=crop_settings(folder), cache=cache,
+                               hashes=[p.digest for p in photos], advance=advance)
         for photo, result in zip(photos, results):
             if result.error == NO_FACE:
                 report.no_face.append(str(photo.file))

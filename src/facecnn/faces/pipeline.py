@@ -171,10 +171,12 @@ class FacePipeline:
 
     def run(self, files: list[Path], *, pick: str | None = None,
             crop: dict[str, Any] | None = None, cache: FaceCache | None = None,
+            hashes: list[str | None] | None = None,
             advance: Callable[[int], None] = lambda n: None) -> Iterator[Result]:
         """Each file's Result, in order. With a `cache`, photos whose content it holds (under
         this recipe) are answered from it, and every new answer is kept there as it comes,
-        so an interrupted run's work is not lost."""
+        so an interrupted run's work is not lost; `hashes`: the files' content hashes where
+        the caller has them already (None: unreadable)."""
         if pick not in (None, *PICKS):
             raise FacecnnError(f"pick one face by {' or '.join(PICKS)}, not {pick!r}")
         kept, digests, key = {}, {}, ""
@@ -182,7 +184,9 @@ class FacePipeline:
             key = recipe_key({**self.recipe(), "pick": pick, "prepared_crop": crop})
             for k, file in enumerate(files):
                 with contextlib.suppress(OSError):  # unreadable: its error comes below
-                    digests[k] = file_hash(file)
+                    digests[k] = file_hash(file) if hashes is None else hashes[k]
+                    if digests[k] is None:
+                        continue
                     hit = cache.get(key, digests[k], file)
                     if hit is not None:
                         kept[k] = hit
@@ -192,7 +196,7 @@ class FacePipeline:
         self.reused = len(kept)
         for k in range(len(files)):
             result = kept[k] if k in kept else next(found)
-            if cache is not None and k not in kept and k in digests and \
+            if cache is not None and k not in kept and digests.get(k) and \
                     result.error in (None, NO_FACE):
                 cache.put(key, digests[k], result)
             yield result
