@@ -18,7 +18,7 @@ import pytest
 
 from facecnn.errors import FacecnnError
 from facecnn.faces.calibration import calibrate_threshold, open_set_threshold
-from facecnn.faces.gallery import UNKNOWN, Gallery, GalleryLocation
+from facecnn.faces.gallery import SCHEMA_VERSION, UNKNOWN, Gallery, GalleryLocation
 from helpers import HANG_GUARD
 
 DIM = 128
@@ -403,4 +403,4 @@ def test_version_1_galleries_are_upgraded(tmp_path: Path) -> None:
         assert g.add("alice", _centres(1, seed=1), hashes=["p"]) == 0
     with sqlite3.connect(path) as db:
         version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        assert version == ("2",)
+        assert version == (str(SCHEMA_VERSION),)

@@ -24,8 +24,18 @@ import numpy as np
 
 from facecnn.errors import FacecnnError
 from facecnn.faces.gallery import calibrate, search
+from facecnn.faces.gallery import faces as entries
+from facecnn.faces.gallery.faces import FaceEntry, box_text
 from facecnn.faces.gallery.location import GalleryLocation
-from facecnn.faces.gallery.meta import DATA_VERSION, REWRITE_VERSION, damaged, now, parse_meta
+from facecnn.faces.gallery.meta import (
+    DATA_VERSION,
+    REWRITE_VERSION,
+    SCHEMA_VERSION,
+    damaged,
+    now,
+    parse_meta,
+    schema_version,
+)
 from facecnn.faces.gallery.search import Match
 from facecnn.faces.gallery.store import BUSY_TIMEOUT, Closeable, Store
 from facecnn.faces.names import check_name, name_key
@@ -60,11 +70,12 @@ class Rows:
 class Contents:
     """What `gallery copy` moves, read in one snapshot: the meta that describes the faces and
     the threshold, people (name, created) and faces (person, vector bytes, source, created,
-    content hash), both in id order."""
+    content hash, box, thumbnail), both in id order."""
 
     meta: dict[str, str]
     people: list[tuple[str, str | None]]
-    faces: list[tuple[str, bytes, str | None, str | None, str | None]]
+    faces: list[tuple[str, bytes, str | None, str | None, str | None, str | None,
+                      bytes | None]]
 
 
 class Gallery:
@@ -75,6 +86,8 @@ class Gallery:
         """Use create/open/open_or_create; this only parses the meta table."""
         self._store = store
         self.embedder, self.dim, self.crop = parse_meta(meta)
+        # boxes and thumbnails are kept (schema 3; an older file opened read-only has none)
+        self._stored = schema_version(meta) >= 3
 
     @property
     def path(self) -> Path | None:
@@ -238,17 +251,24 @@ class Gallery:
                                    f"that name, or rename them first")
 
     def add(self, name: str, vectors: np.ndarray, sources: list[str] | None = None,
-            hashes: list[str | None] | None = None) -> int:
+            hashes: list[str | None] | None = None, boxes: list | None = None,
+            thumbnails: list[bytes | None] | None = None) -> int:
         """Enrol `name` (created if new) with more face vectors; returns how many were added.
 
         `hashes` are the content hashes of the photos the faces came from: a face whose photo
-        is already in the gallery (under anyone's name) is skipped, not added twice.
+        is already in the gallery (under anyone's name) is skipped, not added twice. `boxes`
+        (in the photos' pixels) and `thumbnails` (JPEG bytes) let each face be seen and fixed
+        later (gallery/faces.py).
         """
         name = check_name(name)
         v = self._check_vectors(vectors, "vectors")
-        for given, what in ((sources, "sources"), (hashes, "hashes")):
-            if given is not None and len(given) != len(v):
-                raise FacecnnError(f"{len(given)} {what} given for {len(v)} vectors")
+        given = {"sources": sources, "hashes": hashes, "boxes": boxes, "thumbnails": thumbnails}
+        for what, values in given.items():
+            if values is not None and len(values) != len(v):
+                raise FacecnnError(f"{len(values)} {what} given for {len(v)} vectors")
+        none = [None] * len(v)
+        boxes = [box_text(b) for b in boxes] if boxes is not None else none
+        extra = (", box, thumbnail", ", ?, ?") if self._stored else ("", "")
         created = now()
         with self._store.write() as db:
             if not db.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone():
@@ -256,14 +276,61 @@ class Gallery:
                 db.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, created))
             pid = self._person_id(db, name)
             added = db.executemany(
-                "INSERT INTO embeddings (person_id, vector, source, created, content_hash) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (content_hash) DO NOTHING",
-                [(pid, row.astype(_STORED).tobytes(), src, created, digest) for row, src, digest
-                 in zip(v, sources or [None] * len(v), hashes or [None] * len(v))])
-            if added == 0 and not db.execute("SELECT 1 FROM embeddings WHERE person_id = ?",
-                                             (pid,)).fetchone():
-                db.execute("DELETE FROM people WHERE id = ?", (pid,))  # no face, no person
+                f"INSERT INTO embeddings (person_id, vector, source, created, content_hash"
+                f"{extra[0]}) VALUES (?, ?, ?, ?, ?{extra[1]}) ON CONFLICT (content_hash) DO "
+                f"NOTHING",
+                [(pid, row.astype(_STORED).tobytes(), src, created, digest,
+                  *((box, thumb) if self._stored else ()))
+                 for row, src, digest, box, thumb in zip(v, sources or none, hashes or none,
+                                                         boxes, thumbnails or none)])
+            if added == 0:
+                entries.drop_if_faceless(db, pid)  # no face, no person
         return added
+
+    def faces_of(self, name: str) -> list[FaceEntry]:
+        """A person's faces, as enrolled: id, photo, box, when, whether a thumbnail is kept."""
+        with self._store.snapshot() as db:
+            return entries.of_person(db, self._stored, self._person_id(db, name))
+
+    def thumbnail(self, name: str, face: int) -> bytes | None:
+        """The JPEG thumbnail of `name`'s face `face` (None: enrolled before they were kept)."""
+        with self._store.snapshot() as db:
+            entries.chosen(db, self._stored, name, self._person_id(db, name), [face])
+            if not self._stored:
+                return None
+            (blob,) = db.execute("SELECT thumbnail FROM embeddings WHERE id = ?",
+                                 (face,)).fetchone()
+        return None if blob is None else bytes(blob)
+
+    def forget(self, name: str, ids: list[int]) -> list[FaceEntry]:
+        """Remove some of `name`'s faces (ids from `faces_of`) in one transaction; a person
+        left with no face goes too. Returns the faces removed."""
+        with self._store.write(rewrites=True) as db:
+            pid = self._person_id(db, name)
+            gone = entries.chosen(db, self._stored, name, pid, ids)
+            db.executemany("DELETE FROM embeddings WHERE id = ?", [(f.id,) for f in gone])
+            entries.drop_if_faceless(db, pid)
+        return gone
+
+    def move(self, name: str, ids: list[int], to: str) -> list[FaceEntry]:
+        """Move some of `name`'s faces to `to` (created if new), in one transaction; a person
+        left with no face goes. Returns the faces moved."""
+        to = check_name(to)
+        with self._store.write(rewrites=True) as db:
+            pid = self._person_id(db, name)
+            moved = entries.chosen(db, self._stored, name, pid, ids)
+            if not db.execute("SELECT 1 FROM people WHERE name = ?", (to,)).fetchone():
+                self._check_new_name(db, to)
+                db.execute("INSERT INTO people (name, created) VALUES (?, ?)", (to, now()))
+            target = self._person_id(db, to)
+            if target == pid:
+                raise FacecnnError(f"these faces are {name!r}'s already")
+            db.executemany("UPDATE embeddings SET person_id = ? WHERE id = ?",
+                           [(target, f.id) for f in moved])
+            entries.drop_if_faceless(db, pid)
+        for face in moved:
+            face.person = to
+        return moved
 
     def known_photos(self, hashes: list[str]) -> dict[str, str]:
         """content hash -> person, for the given photo hashes already in the gallery."""
@@ -432,10 +499,13 @@ class Gallery:
                                    f"({', '.join('?' * len(COPIED_META))})", COPIED_META))
             people = [tuple(r) for r in db.execute(
                 "SELECT name, created FROM people ORDER BY id").fetchall()]
-            faces = [(r[0], bytes(r[1]), *r[2:]) for r in db.execute(
-                "SELECT p.name, e.vector, e.source, e.created, e.content_hash FROM embeddings "
-                "e JOIN people p ON p.id = e.person_id ORDER BY e.id").fetchall()]
-        return Contents(meta, people, faces)
+            kept = "e.box, e.thumbnail" if self._stored else "NULL, NULL"
+            rows = [(r[0], bytes(r[1]), *r[2:6], None if r[6] is None else bytes(r[6]))
+                    for r in db.execute(
+                        f"SELECT p.name, e.vector, e.source, e.created, e.content_hash, {kept} "
+                        f"FROM embeddings e JOIN people p ON p.id = e.person_id ORDER BY e.id"
+                        ).fetchall()]
+        return Contents(meta, people, rows)
 
     def load(self, contents: Contents) -> None:
         """Fill this empty gallery with another's contents, in one transaction: the same
@@ -450,8 +520,11 @@ class Gallery:
                            "UPDATE SET value = excluded.value", list(contents.meta.items()))
             db.executemany("INSERT INTO people (name, created) VALUES (?, ?)", contents.people)
             ids = dict(db.execute("SELECT name, id FROM people").fetchall())
+            if not self._stored:
+                raise FacecnnError(f"{self.location} is read-only and older than schema "
+                                   f"{SCHEMA_VERSION}: copy into a gallery that can be written")
             db.executemany("INSERT INTO embeddings (person_id, vector, source, created, "
-                           "content_hash) VALUES (?, ?, ?, ?, ?)",
+                           "content_hash, box, thumbnail) VALUES (?, ?, ?, ?, ?, ?, ?)",
                            [(ids[name], *rest) for name, *rest in contents.faces])
         self.embedder, self.dim, self.crop = parse_meta(contents.meta)
 

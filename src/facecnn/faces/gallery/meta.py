@@ -10,7 +10,7 @@ import numpy as np
 
 from facecnn.errors import FacecnnError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # the change counter, and its value at the last write that changed or dropped rows
 DATA_VERSION, REWRITE_VERSION = "data_version", "rewrite_version"
 
@@ -43,7 +43,8 @@ def meta_int(key: str, value: object, minimum: int = 0) -> int:
 
 
 def schema_version(meta: dict[str, str]) -> int:
-    """The gallery's schema version, 1 (upgraded on open) or SCHEMA_VERSION."""
+    """The gallery's schema version, from 1 (older ones are upgraded on open where they can
+    be written) to SCHEMA_VERSION."""
     version = meta_int("schema_version", meta.get("schema_version"), minimum=1)
     if version > SCHEMA_VERSION:
         raise FacecnnError(f"schema_version is {version}, this facecnn reads 1 to "

@@ -30,16 +30,22 @@ CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created 
 CREATE TABLE embeddings (
     id INTEGER PRIMARY KEY,
     person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-    vector BLOB NOT NULL, source TEXT, created TEXT, content_hash TEXT);
+    vector BLOB NOT NULL, source TEXT, created TEXT, content_hash TEXT, box TEXT,
+    thumbnail BLOB);
 CREATE INDEX embeddings_person ON embeddings(person_id);
 CREATE UNIQUE INDEX embeddings_content ON embeddings(content_hash);
 """
-# Version 1 -> 2: faces keyed by the content hash of their photo (NULL for older faces).
-_MIGRATE_1 = """
+# From each version to the next: 1 -> 2, faces keyed by the content hash of their photo;
+# 2 -> 3, each face's box in its photo and a thumbnail (gallery/faces.py). NULL for older faces.
+_MIGRATE = {1: """
 ALTER TABLE embeddings ADD COLUMN content_hash TEXT;
 CREATE UNIQUE INDEX embeddings_content ON embeddings(content_hash);
 UPDATE meta SET value = '2' WHERE key = 'schema_version';
-"""
+""", 2: """
+ALTER TABLE embeddings ADD COLUMN box TEXT;
+ALTER TABLE embeddings ADD COLUMN thumbnail BLOB;
+UPDATE meta SET value = '3' WHERE key = 'schema_version';
+"""}
 
 
 def _connect(target: str | Path, timeout: float) -> sqlite3.Connection:
@@ -181,7 +187,7 @@ class SqliteStore(Store):
                         conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
                     store._end("COMMIT")
             found = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            if _version(path, found) == 1:
+            if _version(path, found) < SCHEMA_VERSION and not reason:
                 found["schema_version"] = str(store._migrate())
             if not reason:
                 conn.execute("PRAGMA journal_mode=WAL")  # only now: never convert a foreign file
@@ -196,13 +202,14 @@ class SqliteStore(Store):
             raise
 
     def _migrate(self) -> int:
-        """Bring a version-1 gallery to this version in one transaction; returns the version."""
+        """Bring an older gallery to this version in one transaction; returns the version."""
         with self._lock:
             self._begin(self.begin_write)
             try:
-                if self.execute("SELECT value FROM meta WHERE key = 'schema_version'"
-                                ).fetchone()[0] == "1":
-                    for statement in statements(_MIGRATE_1):
+                version = int(self.execute("SELECT value FROM meta WHERE key = "
+                                           "'schema_version'").fetchone()[0])
+                for step in range(version, SCHEMA_VERSION):
+                    for statement in statements(_MIGRATE[step]):
                         self.execute(statement)
             except BaseException:
                 self._rollback()

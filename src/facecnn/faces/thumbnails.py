@@ -1,0 +1,46 @@
+"""Small JPEGs of faces that a gallery keeps beside each face's vector, so a person's faces can
+be looked at (and a wrong one fixed) with no photo at hand (gallery/faces.py)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SIDE = 96  # pixels: a face in a grid, about 3 KB each
+MARGIN = 0.2  # of the box's larger side, on every side: some hair and chin around the face
+
+
+def thumbnail(image: np.ndarray, box: Sequence[float]) -> bytes:
+    """The face at `box` (x1, y1, x2, y2) of an RGB or grey image: a square around it, with a
+    margin, SIDE pixels wide, as a JPEG (what lies outside the image is black)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    half = max(x2 - x1, y2 - y1) * (0.5 + MARGIN)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    square = tuple(round(v) for v in (cx - half, cy - half, cx + half, cy + half))
+    face = Image.fromarray(np.asarray(image)).convert("RGB").crop(square)
+    buffer = io.BytesIO()
+    face.resize((SIDE, SIDE), Image.Resampling.BILINEAR).save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def photo_thumbnails(files: Sequence[str | Path], boxes: Sequence[Sequence[float]]
+                     ) -> list[bytes | None]:
+    """The thumbnail of each (photo, box), each photo read once; None for a face whose photo
+    cannot be read now (a face is enrolled without one rather than not at all)."""
+    from facecnn.data.decode import read_image
+
+    images: dict[str, np.ndarray | None] = {}
+    found: list[bytes | None] = []
+    for file, box in zip(files, boxes):
+        if str(file) not in images:
+            try:
+                images[str(file)] = read_image(file)
+            except (OSError, ValueError):
+                images[str(file)] = None
+        image = images[str(file)]
+        found.append(None if image is None else thumbnail(image, box))
+    return found
