@@ -177,6 +177,78 @@ def test_name_merge_split_round_trip(named: dict, new_location: Callable[[], str
         assert _faces_of(g) == before  # the same vectors under the same names
 
 
+def _cli_json(location: str, cwd: Path, *args: str) -> dict:
+    result = invoke_cli("gallery", *args[:1], location, *args[1:], "--json", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _crops(out: Path, folder: str) -> set[str]:
+    return {p.name for p in (out / folder).glob("*.jpg")}
+
+
+@pytest.mark.e2e
+def test_one_face_forgotten_and_moved_with_the_folder(named: dict,
+                                                      new_location: Callable[[], str],
+                                                      tmp_path: Path) -> None:
+    """s3's and s4's clusters merged by mistake and named s3: `gallery faces` lists the 12,
+    `gallery move` takes s4's six to a new s4 (gallery and folder), `gallery forget` takes one
+    more from s3, and a rerun with the gallery keeps every decision."""
+    out = _copy(named, tmp_path / "people")
+    location = new_location()
+    s3, s4 = named["cluster_of"]["s3"], named["cluster_of"]["s4"]
+    edits.merge_clusters(out, [s3, s4])
+    assert _cli_json(location, tmp_path, "name", str(out / s3), "--as", "s3")["added"] == 12
+    listed = _cli_json(location, tmp_path, "faces", "s3", "--thumbnails",
+                       str(tmp_path / "thumbs"))
+    assert len(listed["faces"]) == 12
+    for face in listed["faces"]:
+        x1, y1, x2, y2 = face["box"]
+        with Image.open(face["source"]) as photo:
+            assert 0 <= x1 < x2 <= photo.width and 0 <= y1 < y2 <= photo.height
+        with Image.open(face["thumbnail"]) as thumb:
+            assert thumb.size == (96, 96) and thumb.format == "JPEG"
+
+    def is_s4(face: dict) -> bool:  # in its own photos, or the right half of a pair
+        folder = Path(face["source"]).parent.name
+        return folder == "s4" or (folder == "pairs" and face["box"][0] >= 200)
+
+    wrong = [str(f["id"]) for f in listed["faces"] if is_s4(f)]
+    assert len(wrong) == 6
+    crops_before = _crops(out, "s3")
+    moved = _cli_json(location, tmp_path, "move", "s3", *wrong, "--to", "s4", "--clusters",
+                      str(out))
+    assert sorted(str(f["id"]) for f in moved["moved"]) == sorted(wrong)
+    with Gallery.open(location) as g:
+        assert g.people() == [("s3", 6), ("s4", 6)]
+    assert len(_crops(out, "s3")) == 6 and len(_crops(out, "s4")) == 6
+    assert _crops(out, "s3") | _crops(out, "s4") == crops_before  # moved, not cut again
+    entries = {e["name"]: e for e in edits.list_clusters(out) if e["name"]}
+    assert {Path(f["file"]).parent.name for f in entries["s4"]["faces"]} == {"s4", "pairs"}
+
+    one = next(f for f in _cli_json(location, tmp_path, "faces", "s3")["faces"]
+               if Path(f["source"]).parent.name == "s3")
+    forgotten = _cli_json(location, tmp_path, "forget", "s3", str(one["id"]), "--clusters",
+                          str(out))
+    assert [f["source"] for f in forgotten["forgotten"]] == [one["source"]]
+    entries = {e["name"]: e for e in edits.list_clusters(out) if e["name"]}
+    assert one["source"] not in [f["file"] for f in entries["s3"]["faces"]]
+    assert len(_crops(out, "s3")) == 5
+
+    rerun = invoke_cli("cluster", str(named["library"]), "--gallery", location, "--out",
+                       str(out), *FAST, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    entries = {e["name"]: e for e in edits.list_clusters(out) if e["name"]}
+    assert one["source"] not in [f["file"] for f in entries["s3"]["faces"]]  # kept out
+    assert len(entries["s3"]["faces"]) == 5 and len(entries["s4"]["faces"]) == 6
+
+    for args, message in [(("forget", "s3", str(one["id"])), "'s3' has no face"),
+                          (("move", "s3", wrong[0], "--to", "s4"), "'s3' has no face"),
+                          (("faces", "nobody"), "no such person")]:
+        _one_line_error(invoke_cli("gallery", args[0], location, *args[1:], cwd=tmp_path),
+                        message)
+
+
 def _faces_of(g: Gallery) -> dict[str, set[bytes]]:
     vectors, owners, names = g.vectors()
     return {n: {v.tobytes() for v in vectors[owners == i]} for i, n in enumerate(names)}

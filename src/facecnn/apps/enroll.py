@@ -27,6 +27,7 @@ from facecnn.faces.names import check_name
 from facecnn.faces.pipeline import NO_FACE, FacePipeline
 from facecnn.faces.quality import DEFAULT_MIN_QUALITY
 from facecnn.faces.result import json_number
+from facecnn.faces.thumbnails import photo_thumbnails
 from facecnn.fileio import file_hash
 from facecnn.progress import Reporter
 
@@ -45,6 +46,16 @@ class EnrollReport:
     calibration: dict[str, Any] | None = None
     threshold: float | None = None
     threshold_source: str | None = None
+
+
+@dataclass
+class _Faces:
+    """One person's faces to enrol, one per photo."""
+
+    vectors: list[np.ndarray] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    digests: list[str | None] = field(default_factory=list)
+    boxes: list[list[float]] = field(default_factory=list)
 
 
 @dataclass
@@ -83,10 +94,12 @@ def enroll(folder: Path, gallery_path: str | Path, embedder: Embedder,
         raise FacecnnError(f"no face found in any image of {folder}")
     with Gallery.open_or_create(gallery_path, embedder.name, embedder.dim,
                                 embedder.crop) as gallery, gallery.batch():
-        for person, (vectors, sources, digests) in found.items():
+        for person, faces in found.items():
             # fewer than given only when another enroll wrote the same photos meanwhile
-            report.people[person] = gallery.add(person, np.stack(vectors), sources, digests)
-            report.by_another_run += len(vectors) - report.people[person]
+            report.people[person] = gallery.add(
+                person, np.stack(faces.vectors), faces.sources, faces.digests, faces.boxes,
+                photo_thumbnails(faces.sources, faces.boxes))
+            report.by_another_run += len(faces.vectors) - report.people[person]
         _choose_threshold(gallery, embedder, threshold, calibrate, far, report, reporter)
     return report
 
@@ -138,10 +151,9 @@ def _open_existing(path: str | Path, embedder: Embedder) -> Gallery | None:
 
 
 def _embed(folder: Path, photos: list[_Photo], pipeline: FacePipeline, report: EnrollReport,
-           reporter: Reporter, min_quality: float = 0.0) -> dict[str, tuple[list, list, list]]:
-    """person -> (vectors, source files, content hashes); photos without a usable face go to
-    the report."""
-    found: dict[str, tuple[list, list, list]] = {}
+           reporter: Reporter, min_quality: float = 0.0) -> dict[str, _Faces]:
+    """person -> their faces; photos without a usable face go to the report."""
+    found: dict[str, _Faces] = {}
     if not photos:
         return found
     with reporter.task("enrolling", len(photos)) as advance, \
@@ -159,10 +171,11 @@ def _embed(folder: Path, photos: list[_Photo], pipeline: FacePipeline, report: E
                 report.low_quality.append({"file": str(photo.file),
                                            "quality": json_number(result.faces[0].quality)})
             else:
-                vectors, sources, digests = found.setdefault(photo.person, ([], [], []))
-                vectors.append(result.vectors[0])
-                sources.append(str(photo.file))
-                digests.append(photo.digest)
+                faces = found.setdefault(photo.person, _Faces())
+                faces.vectors.append(result.vectors[0])
+                faces.sources.append(str(photo.file))
+                faces.digests.append(photo.digest)
+                faces.boxes.append(result.faces[0].box)
     report.reused = pipeline.reused
     return found
 

@@ -1,6 +1,7 @@
 """`facecnn gallery ...`: look into, edit and copy a gallery made by `facecnn enroll`, in a
 SQLite file or a PostgreSQL database alike; turn a `facecnn cluster` cluster into a person
-(name) and fix people who are two (split) or one under two names (merge)."""
+(name), fix people who are two (split) or one under two names (merge), and one wrong face
+(faces, forget, move)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ from facecnn.faces.gallery.location import GalleryLocation
 from facecnn.terminal import console
 
 gallery_app = typer.Typer(help="List, rename, remove, merge, split or copy the people of a "
-                          "gallery; name a cluster of `facecnn cluster`.", no_args_is_help=True)
+                          "gallery; list, forget or move one face; name a cluster of `facecnn "
+                          "cluster`.", no_args_is_help=True)
 GALLERY = gallery_argument()
+FACE_IDS = typer.Argument(..., metavar="FACE...", help="Face ids, from `facecnn gallery faces`.")
+CLUSTERS = typer.Option(None, "--clusters", help="The `facecnn cluster` folder the person was "
+                        "named from: its folders follow the edit, and reruns keep it.")
 
 
 @gallery_app.command("list")
@@ -163,6 +168,92 @@ def gallery_split(gallery: GalleryLocation = GALLERY, name: str = typer.Argument
     for person, sources in found.items():
         table.add_row(person, str(len(sources)), ", ".join(str(s) for s in sources))
     console.print(table)
+
+
+@gallery_app.command("faces")
+def gallery_faces(gallery: GalleryLocation = GALLERY, name: str = typer.Argument(...),
+                  thumbnails: Optional[Path] = typer.Option(
+                      None, "--thumbnails", help="Write each face's thumbnail here, as "
+                      "NAME-ID.jpg (created if missing; a different file in the way is an "
+                      "error)."),
+                  as_json: bool = JSON) -> None:
+    """A person's faces: id, photo, box in the photo, when enrolled.
+
+    The ids are what `gallery forget` and `gallery move` take.
+    """
+    from facecnn.faces.gallery import open_gallery
+
+    with open_gallery(gallery) as g:
+        faces = g.faces_of(name)
+        images = {f.id: g.thumbnail(name, f.id) for f in faces} if thumbnails else {}
+    written = _write_thumbnails(thumbnails, name, images) if thumbnails else {}
+    rows = [{**f.to_dict(), "thumbnail": written.get(f.id)} for f in faces]
+    if as_json:
+        print(json.dumps({"name": name, "faces": rows}, indent=2))
+        return
+    table = Table("id", "photo", "box", "enrolled", *(["thumbnail"] if thumbnails else []),
+                  title=f"{name}: {len(faces)} faces")
+    for row in rows:
+        box = "-" if row["box"] is None else ", ".join(map(str, row["box"]))
+        table.add_row(str(row["id"]), str(row["source"] or "-"), box, str(row["created"] or "-"),
+                      *([row["thumbnail"] or "none kept"] if thumbnails else []))
+    console.print(table)
+
+
+def _write_thumbnails(folder: Path, name: str, images: dict[int, bytes | None]
+                      ) -> dict[int, str]:
+    """id -> the file written, for the faces with a thumbnail; a file already there with
+    other bytes stops it before anything is written."""
+    from facecnn.errors import FacecnnError
+    from facecnn.fileio import write_bytes_atomic
+
+    targets = {face: folder / f"{name}-{face}.jpg" for face, data in images.items() if data}
+    for face, path in targets.items():
+        if path.exists() and (not path.is_file() or path.read_bytes() != images[face]):
+            raise FacecnnError(f"{path} exists and is not this face's thumbnail: give another "
+                               "--thumbnails folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    for face, path in targets.items():
+        write_bytes_atomic(path, images[face])
+    return {face: str(path) for face, path in targets.items()}
+
+
+@gallery_app.command("forget")
+def gallery_forget(gallery: GalleryLocation = GALLERY,
+                   name: str = typer.Argument(..., help="Whose faces they are."),
+                   faces: List[int] = FACE_IDS, clusters: Optional[Path] = CLUSTERS,
+                   as_json: bool = JSON) -> None:
+    """Take wrong faces from a person (one transaction); a person left with none goes."""
+    from facecnn.cluster.edits import forget_faces
+
+    gone = forget_faces(gallery, name, faces, clusters)
+    if as_json:
+        print(json.dumps({"name": name, "forgotten": [f.to_dict() for f in gone]}, indent=2))
+        return
+    console.print(f"forgot {len(gone)} of {name}'s faces: "
+                  f"{', '.join(f'{f.id} ({f.source})' for f in gone)}", highlight=False)
+
+
+@gallery_app.command("move")
+def gallery_move(gallery: GalleryLocation = GALLERY,
+                 name: str = typer.Argument(..., help="Whose faces they are now."),
+                 faces: List[int] = FACE_IDS,
+                 to: str = typer.Option(..., "--to", help="Whose faces they are (created if "
+                                        "new)."),
+                 clusters: Optional[Path] = CLUSTERS, as_json: bool = JSON) -> None:
+    """Move faces from one person to another (one transaction).
+
+    A person left with no face goes.
+    """
+    from facecnn.cluster.edits import move_faces
+
+    moved = move_faces(gallery, name, faces, to, clusters)
+    if as_json:
+        print(json.dumps({"name": name, "to": to, "moved": [f.to_dict() for f in moved]},
+                         indent=2))
+        return
+    console.print(f"moved {len(moved)} faces from {name} to {to}: "
+                  f"{', '.join(f'{f.id} ({f.source})' for f in moved)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

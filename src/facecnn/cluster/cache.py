@@ -39,7 +39,9 @@ class LibraryCache:
     the next new cluster; `written` lists the files its output folder holds (output.py).
 
     What people decided stays with the faces: `names` (cluster -> the person it is, one
-    cluster per person) and `dismissed` (clusters that are nobody to name); and what the
+    cluster per person), `dismissed` (clusters that are nobody to name) and `not_of` (face
+    -> the people it was taken away from, by `face_key`: a gallery never puts it back with
+    them); and what the
     folder was written with: `threshold` (the clustering distance) and `copy` (photos copied,
     not linked), so an edit (edits.py) rewrites it as the run did."""
 
@@ -54,6 +56,7 @@ class LibraryCache:
     written: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
     dismissed: list[str] = field(default_factory=list)
+    not_of: dict[str, list[str]] = field(default_factory=dict)
     threshold: float | None = None
     copy: bool = False
 
@@ -77,7 +80,8 @@ class LibraryCache:
                             data["vectors"].astype(np.float32), data["clusters"].tolist(),
                             qualities, int(data["next_cluster"]), data["written"].tolist(),
                             dict(state.get("names", {})), list(state.get("dismissed", [])),
-                            state.get("threshold"), bool(state.get("copy", False)))
+                            dict(state.get("not_of", {})), state.get("threshold"),
+                            bool(state.get("copy", False)))
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise FacecnnError(f"{path} is not a facecnn face cache ({exc}); remove it or "
                                "choose another folder") from None
@@ -107,7 +111,8 @@ class LibraryCache:
                          written=np.asarray(self.written, dtype=str),
                          state=np.asarray(json.dumps(
                              {"names": self.names, "dismissed": self.dismissed,
-                              "threshold": self.threshold, "copy": self.copy},
+                              "not_of": self.not_of, "threshold": self.threshold,
+                              "copy": self.copy},
                              sort_keys=True)))
 
         atomic_write(path, write)
@@ -164,6 +169,10 @@ class LibraryCache:
     def cluster_named(self, person: str) -> str | None:
         """The cluster that is `person`, if one is."""
         return next((c for c, name in self.names.items() if name == person), None)
+
+    def face_key(self, row: int) -> str:
+        """A face's name in `not_of`: its photo and box (a changed photo's faces are new)."""
+        return f"{self.files[row]}:" + ",".join(f"{float(v):.1f}" for v in self.boxes[row])
 
     def rows_of(self, photos: list[Path]) -> np.ndarray:
         """Indices of the faces of these photos."""

@@ -1,6 +1,7 @@
 """What a person does with a cluster output folder after a run: name a cluster (its faces
 become a person of a gallery), merge clusters that are one person, dismiss one that is nobody
-to name. `facecnn gallery name` and the web page's Unnamed tab call these.
+to name; and take one wrong face from a person, or move it to another, in the gallery and the
+folder together. `facecnn gallery name|forget|move` and the web page call these.
 
 Each edit holds the folder's lock (lock.py) around its read-modify-write of cache.npz and
 clusters.json, which are written atomically (fileio.py), and rewrites the folder at once: a
@@ -14,16 +15,19 @@ the faces that join them. Clusters are referred to by number (cluster_007) or by
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from facecnn.cluster.assign import NAME
 from facecnn.cluster.cache import UNSORTED, LibraryCache
 from facecnn.cluster.groups import UNSORTED_NAME
 from facecnn.cluster.lock import locked
 from facecnn.cluster.output import CACHE, CLUSTERS, update
 from facecnn.errors import FacecnnError
+from facecnn.faces.gallery.faces import FaceEntry
 from facecnn.faces.gallery.location import GalleryLocation
 from facecnn.faces.names import check_name
 from facecnn.fileio import content_hash, file_hash
@@ -94,6 +98,65 @@ def dismiss_cluster(out: Path, cluster: str) -> None:
             update(out, cache)
 
 
+def forget_faces(gallery: GalleryLocation | str, person: str, ids: list[int],
+                 out: Path | None = None) -> list[FaceEntry]:
+    """Take faces (gallery ids) from `person`, in one gallery transaction; with `out` (the
+    cluster folder the person was named from), the folder follows: the faces leave the
+    person's cluster for the unsorted ones, and no rerun puts them back with that person.
+    Returns the faces taken."""
+    return _edit_faces(gallery, person, ids, None, out)
+
+
+def move_faces(gallery: GalleryLocation | str, person: str, ids: list[int], to: str,
+               out: Path | None = None) -> list[FaceEntry]:
+    """Move faces (gallery ids) from `person` to `to` (created if new) in one gallery
+    transaction; with `out`, the folder follows: the faces go to the cluster that is `to`
+    (a new one named so, if none is) and stay there. Returns the faces moved."""
+    return _edit_faces(gallery, person, ids, check_name(to), out)
+
+
+def _edit_faces(gallery: GalleryLocation | str, person: str, ids: list[int], to: str | None,
+                out: Path | None) -> list[FaceEntry]:
+    """The gallery's edit (forget when `to` is None, else move), made while the folder is
+    locked, then the folder's: the faces are found in it by their content hash."""
+    from facecnn.faces.gallery import open_gallery
+
+    with locked(_check_folder(out)) if out is not None else nullcontext():
+        with open_gallery(gallery) as target:
+            edited = (target.forget(person, ids) if to is None
+                      else target.move(person, ids, to))
+        if out is not None:
+            cache = _load(out)
+            rows = _rows_of(cache, person, {f.content_hash for f in edited})
+            for row in rows:
+                if to is None:
+                    cache.clusters[row] = UNSORTED
+                    cache.not_of.setdefault(cache.face_key(row), []).append(person)
+                else:
+                    cache.clusters[row] = _cluster_of(cache, to)
+            if len(rows):
+                update(out, cache)
+    return edited
+
+
+def _rows_of(cache: LibraryCache, person: str, hashes: set[str | None]) -> np.ndarray:
+    """The rows of `person`'s cluster whose face hash is one of `hashes`."""
+    home = cache.cluster_named(person)
+    rows = cache.rows_in(home) if home is not None else np.zeros(0, np.int64)
+    found = face_hashes([cache.files[r] for r in rows], cache.boxes[rows]) if len(rows) else []
+    return np.array([r for r, digest in zip(rows, found) if digest in hashes], np.int64)
+
+
+def _cluster_of(cache: LibraryCache, person: str) -> str:
+    """The cluster that is `person`: theirs, or a new one named so."""
+    home = cache.cluster_named(person)
+    if home is None:
+        home = NAME.format(cache.next_cluster)
+        cache.next_cluster += 1
+        cache.names[home] = person
+    return home
+
+
 def _check_folder(out: Path) -> Path:
     if not (Path(out) / CACHE).is_file() or not (Path(out) / CLUSTERS).is_file():
         raise FacecnnError(f"{out} is not a `facecnn cluster` output folder (no {CACHE} and "
@@ -153,13 +216,15 @@ def _enrol(cache: LibraryCache, rows: np.ndarray, gallery: GalleryLocation | str
     """The faces of `rows` added to `name` in one transaction (with a threshold if the gallery
     has none yet: the one the clusters were made with)."""
     from facecnn.faces.gallery import Gallery
+    from facecnn.faces.thumbnails import photo_thumbnails
 
-    files = [cache.files[r] for r in rows]
+    files, boxes = [cache.files[r] for r in rows], cache.boxes[rows]
     vectors = cache.vectors[rows]
-    hashes = face_hashes(files, cache.boxes[rows])
+    hashes = face_hashes(files, boxes)
     made = cache.recipe["embedder"], int(vectors.shape[1]), cache.recipe["crop"]
     with Gallery.open_or_create(gallery, *made) as target, target.batch():
-        added = target.add(name, vectors, files, hashes)
+        added = target.add(name, vectors, files, hashes, list(boxes),
+                           photo_thumbnails(files, boxes))
         if target.threshold is None:
             target.set_threshold(cache.threshold, "default")
     return added

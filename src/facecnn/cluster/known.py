@@ -3,7 +3,8 @@ are clustered. Each face in no named or dismissed cluster is identified against 
 FAISS index at the gallery's threshold (its calibrated one, where enroll calibrated it), and
 a person's faces go to the cluster that is that person: the one named so before, else the
 unnamed cluster most of whose faces are theirs (named now, keeping its number), else a new
-one. Faces nobody matches are left to the clustering."""
+one. Faces nobody matches are left to the clustering, and so is a face taken away from the
+person it matches (`gallery forget` or `move` with --clusters)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def name_known(cache: LibraryCache, gallery: Gallery, embedder: Embedder) -> int
     threshold = resolve_threshold(None, gallery, embedder).value
     found: dict[str, list[int]] = {}
     for row, match in zip(rows, index.identify(cache.vectors[rows], threshold)):
-        if match.name != UNKNOWN:
+        if match.name != UNKNOWN and match.name not in cache.not_of.get(cache.face_key(row), ()):
             found.setdefault(match.name, []).append(int(row))
     for person, faces in sorted(found.items()):
         home = _home(cache, person, faces)

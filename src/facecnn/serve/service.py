@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
@@ -36,6 +37,18 @@ UPLOAD_TIMEOUT_S = 60.0  # the most a client may take to send its body (then 408
 BUSY_TIMEOUT_S = 2.0  # the most a request waits for the gallery's write lock (then 503)
 RETRY_AFTER_S = 1
 T = TypeVar("T")
+
+
+@dataclass
+class Largest:
+    """The largest face of each upload that has one (its pixels, its Face, its vector), and
+    the names of the uploads with none."""
+
+    uploads: list[Upload] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)
+    faces: list[Face] = field(default_factory=list)
+    vectors: np.ndarray | None = None
+    missing: list[str] = field(default_factory=list)
 
 
 class Admission:
@@ -138,28 +151,29 @@ class Service:
         return recognize_video(upload, container, self.recognizer, self.video_limits,
                                self.max_pixels)
 
-    def largest_faces(self, uploads: list[Upload], *, all_needed: bool = True
-                      ) -> tuple[list[Upload], np.ndarray, list[str]]:
-        """The uploads with a face, the vectors of their largest faces (embedded as one
-        batch), and the names of the uploads without one (422 naming them if `all_needed`)."""
-        found, items, missing = [], [], []
+    def largest_faces(self, uploads: list[Upload], *, all_needed: bool = True) -> Largest:
+        """The largest face of each upload, embedded as one batch; the uploads without one
+        are named (422 if `all_needed`)."""
+        found = Largest()
         for upload in uploads:
             pixels = self.pixels(upload)
             faces = self.recognizer.detect(pixels)
             if faces:
-                found.append(upload)
-                items.append((pixels, faces[0]))
+                found.uploads.append(upload)
+                found.images.append(pixels)
+                found.faces.append(faces[0])
             else:
-                missing.append(upload.name)
-        if missing and all_needed:
-            raise UploadError(422, f"no face found in {', '.join(missing)}")
-        return found, self.recognizer.embed(items), missing
+                found.missing.append(upload.name)
+        if found.missing and all_needed:
+            raise UploadError(422, f"no face found in {', '.join(found.missing)}")
+        found.vectors = self.recognizer.embed(list(zip(found.images, found.faces)))
+        return found
 
     def verify(self, uploads: list[Upload]) -> dict[str, Any]:
         """`facecnn verify`'s verdict on two uploads, at the threshold recognition uses."""
         from facecnn.apps.verify import verdict
 
-        _, vectors, _ = self.largest_faces(uploads)
+        vectors = self.largest_faces(uploads).vectors
         return verdict(vectors[0], vectors[1], self.recognizer.embedder,
                        self.recognizer.current_threshold())
 
@@ -169,7 +183,7 @@ class Service:
         from facecnn.cluster.search import nearest_enrolled
 
         return [hit.as_dict() for hit in nearest_enrolled(
-            self.largest_faces([upload])[1][0], self.recognizer.gallery,
+            self.largest_faces([upload]).vectors[0], self.recognizer.gallery,
             self.recognizer.index, top)]
 
     def classify(self, upload: Upload, top_k: int) -> Prediction:

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, File, Security, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from facecnn.faces.names import check_name
+from facecnn.faces.thumbnails import thumbnail
 from facecnn.fileio import content_hash
 from facecnn.serve.deps import API_KEY, admin, read, with_gallery
 from facecnn.serve.schemas import ERRORS, Enrolment, People, Person, Removal
 from facecnn.serve.security import UploadError
-from facecnn.serve.service import Service
+from facecnn.serve.service import Largest, Service
 
 router = APIRouter(prefix="/v1/people", dependencies=[Security(API_KEY)], responses=ERRORS)
 
@@ -37,14 +38,20 @@ async def enrol(name: str, images: list[UploadFile] = File(...),
     """Add the largest face of each photo to `name` (created if new); a photo already in the
     gallery adds nothing."""
     name = check_name(name)
-    found, vectors, missing = await served.run(partial(served.largest_faces, all_needed=False),
-                                               [await read(upload) for upload in images])
-    if not found:
+    found = await served.run(partial(served.largest_faces, all_needed=False),
+                             [await read(upload) for upload in images])
+    if not found.uploads:
         raise UploadError(422, "no face found in any uploaded image")
-    added = await run_in_threadpool(
-        served.store.add, name, vectors, [f"upload:{u.name}" for u in found],
-        [content_hash(u.data) for u in found])
-    return {"name": name, "added": added, "no_face": missing}
+    added = await run_in_threadpool(_add, served, name, found)
+    return {"name": name, "added": added, "no_face": found.missing}
+
+
+def _add(served: Service, name: str, found: Largest) -> int:
+    """The faces found added to `name`, each with its box and thumbnail (one transaction)."""
+    boxes = [face.box for face in found.faces]
+    return served.store.add(name, found.vectors, [f"upload:{u.name}" for u in found.uploads],
+                            [content_hash(u.data) for u in found.uploads], boxes,
+                            [thumbnail(image, box) for image, box in zip(found.images, boxes)])
 
 
 @router.delete("/{name}", response_model=Removal, dependencies=[Depends(admin)])
