@@ -135,10 +135,11 @@ def test_people_are_enrolled_and_removed(browser: webdriver.Chrome, url: str,
     by_id(browser, "images").send_keys("\n".join(str(p) for p in
                                                  sorted((photos / "new" / "s4").iterdir())))
     by_id(browser, "enrol").submit()
-    wait_for(browser, lambda b: ["Dora Maar", "2", "Remove"] in table_rows(b, "gallery"))
+    wait_for(browser, lambda b: ["Dora Maar", "2", "FacesRemove"] in table_rows(b, "gallery"))
     assert by_id(browser, "people-message").text == "enrolled Dora Maar: 2 faces added"
 
-    browser.find_element(By.XPATH, "//table[@id='gallery']//tr[td[1]='Dora Maar']//button").click()
+    browser.find_element(By.XPATH, "//table[@id='gallery']//tr[td[1]='Dora Maar']"
+                                   "//button[text()='Remove']").click()
     alert = wait_for(browser, expected_conditions.alert_is_present())
     assert "Dora Maar" in alert.text
     alert.accept()

@@ -1,11 +1,14 @@
 """The page's Unnamed tab and the cluster routes behind it, on a folder `facecnn cluster` made
 of real AT&T faces (clustered once for the module): in headless Chromium against a real
 `facecnn serve --clusters` (sheets shown, a cluster named, then listed among the people and
-recognized, two merged, one dismissed), and the routes' refusals on the app itself (unknown
-clusters, paths out of the folder, no --clusters, read-only keys, bad bodies, conflicts)."""
+recognized, two merged, one dismissed; a person's faces shown as a grid, some moved to
+another person and one removed, the folder following), and the routes' refusals on the app
+itself (unknown clusters or faces, paths out of the folder, no --clusters, read-only keys,
+bad bodies, conflicts)."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -17,6 +20,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
 
 import test_web
 from facecnn.cluster.edits import list_clusters
@@ -123,7 +127,8 @@ def test_clusters_are_shown_and_named(browser: webdriver.Chrome, served: dict) -
     assert _message(browser).text == f"{first} is Dora Maar: {size} faces enrolled"
 
     browser.find_element(By.CSS_SELECTOR, '.tab[data-tab="people"]').click()
-    wait_for(browser, lambda b: ["Dora Maar", str(size), "Remove"] in table_rows(b, "gallery"))
+    wait_for(browser, lambda b: ["Dora Maar", str(size), "FacesRemove"]
+             in table_rows(b, "gallery"))
     people = _api(served["url"], "GET", "v1/people")["people"]
     assert {"name": "Dora Maar", "faces": size} in people
     photo = Path(served["faces"][first][0])
@@ -160,6 +165,71 @@ def test_clusters_are_merged_and_dismissed(browser: webdriver.Chrome, served: di
     left = {c["cluster"] for c in _api(served["url"], "GET", "v1/clusters")["clusters"]}
     assert left == {c["cluster"] for c in listed} - {one, two}
     assert next(e for e in list_clusters(served["out"]) if e["cluster"] == kept)["dismissed"]
+
+
+def _tiles(browser: webdriver.Chrome) -> list[dict]:
+    return browser.execute_script(
+        "return Array.from(document.querySelectorAll('#person-faces li'), li => ({"
+        "face: li.dataset.face, title: li.querySelector('label').title,"
+        "width: li.querySelector('img') ? li.querySelector('img').naturalWidth : 0}))")
+
+
+def _person_of(file: str) -> str:
+    return Path(file).parent.name
+
+
+@pytest.mark.web
+def test_one_face_is_moved_and_removed(browser: webdriver.Chrome, clustered: Path,
+                                       tmp_path: Path) -> None:
+    """s3's and s4's clusters merged by mistake and named Dora: the People tab shows her six
+    faces; s4's three are moved to a new Eve, then one more is removed; the gallery and the
+    cluster folder follow each edit."""
+    out = _copy(clustered, tmp_path)
+    home = {_person_of(e["faces"][0]["file"]): e["cluster"] for e in list_clusters(out)
+            if e["cluster"] != UNSORTED_NAME}
+    with running_server(["--gallery", str(tmp_path / "g.db"), "--clusters", str(out),
+                         "--api-key-file", str(clustered.parent / "keys.txt"), *HOG],
+                        tmp_path) as url:
+        kept = _api(url, "POST", "v1/clusters/merge",
+                    json={"clusters": [home["s3"], home["s4"]]})["cluster"]
+        assert _api(url, "POST", f"v1/clusters/{kept}/name", json={"name": "Dora"})["added"] == 6
+        open_page(browser, url)
+        browser.find_element(By.CSS_SELECTOR, '.tab[data-tab="people"]').click()
+        wait_for(browser, lambda b: ["Dora", "6", "FacesRemove"] in table_rows(b, "gallery"))
+        browser.find_element(By.CSS_SELECTOR, 'button[aria-label="Faces of Dora"]').click()
+        tiles = wait_for(browser, lambda b: (t := _tiles(b)) and len(t) == 6
+                         and all(x["width"] == 96 for x in t) and t)
+        assert by_id(browser, "forget").get_attribute("disabled")  # nothing selected yet
+        for tile in tiles:
+            if "/s4/" in tile["title"]:
+                browser.find_element(By.CSS_SELECTOR, f'input[aria-label="face {tile["face"]}"]'
+                                     ).click()
+        assert by_id(browser, "faces-selected").text == "3 selected"
+        by_id(browser, "move-to").send_keys("Eve")
+        by_id(browser, "move-button").click()
+        message = by_id(browser, "person-message")
+        wait_for(browser, lambda _: message.text == "moved 3 faces from Dora to Eve")
+        wait_for(browser, lambda b: [r[:2] for r in table_rows(b, "gallery")]
+                 == [["Dora", "3"], ["Eve", "3"]])
+        tiles = wait_for(browser, lambda b: (t := _tiles(b)) and len(t) == 3 and t)
+        assert all("/s3/" in t["title"] for t in tiles)
+        named = {e["name"]: e for e in list_clusters(out) if e["name"]}
+        assert {_person_of(f["file"]) for f in named["Eve"]["faces"]} == {"s4"}
+        assert {_person_of(f["file"]) for f in named["Dora"]["faces"]} == {"s3"}
+        assert len(list((out / "Eve").glob("*.jpg"))) == 3
+
+        gone = tiles[0]
+        browser.find_element(By.CSS_SELECTOR, f'input[aria-label="face {gone["face"]}"]').click()
+        by_id(browser, "forget").click()
+        alert = wait_for(browser, expected_conditions.alert_is_present())
+        assert "1 face from Dora" in alert.text
+        alert.accept()
+        wait_for(browser, lambda _: message.text == "removed 1 face from Dora")
+        assert [t["face"] for t in _tiles(browser)] == [t["face"] for t in tiles[1:]]
+        faces = _api(url, "GET", "v1/people/Dora/faces")["faces"]
+        assert [str(f["id"]) for f in faces] == [t["face"] for t in tiles[1:]]
+        named = {e["name"]: e for e in list_clusters(out) if e["name"]}
+        assert len(named["Dora"]["faces"]) == 2 and len(list((out / "Dora").glob("*.jpg"))) == 2
 
 
 # ---- the routes' refusals, on the app `facecnn serve` builds, answered in this process ----
@@ -273,3 +343,53 @@ def test_without_a_cluster_folder(clustered: Path, tmp_path: Path) -> None:
     result = invoke_cli("serve", "--clusters", str(tmp_path / "nowhere"), *HOG, cwd=tmp_path)
     assert result.returncode == 2 and "not a `facecnn cluster` output folder" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_face_routes(client: TestClient) -> None:
+    """A person's faces listed with thumbnails; unknown people or faces 404, read keys 403,
+    bad bodies 422, and nothing changed by a refusal."""
+    photos = sorted(Path(f["file"]) for e in list_clusters(client.app.state.service.clusters)
+                    for f in e["faces"])[:3]
+    enrolled = client.post("/v1/people/Ana", files=[("images", (p.name, p.read_bytes()))
+                                                     for p in photos])
+    assert enrolled.status_code == 200 and enrolled.json()["added"] == 3, enrolled.text
+    faces = client.get("/v1/people/Ana/faces").json()["faces"]
+    assert [f["source"] for f in faces] == [f"upload:{p.name}" for p in photos]
+    for face in faces:
+        shown = client.get("/" + face["thumbnail"])
+        assert shown.status_code == 200 and shown.headers["content-type"] == "image/jpeg"
+        with Image.open(io.BytesIO(shown.content)) as thumb:
+            assert thumb.size == (96, 96)
+        assert len(face["box"]) == 4 and face["person"] == "Ana"
+    first = faces[0]["id"]
+    reader = {"x-api-key": READER}
+    assert client.get("/v1/people/Ana/faces", headers=reader).status_code == 200
+    for answer in (client.post("/v1/people/Ana/faces/forget", json={"faces": [first]},
+                               headers=reader),
+                   client.post("/v1/people/Ana/faces/move", json={"faces": [first], "to": "Bo"},
+                               headers=reader)):
+        _refused(answer, 403, "admin key")
+    for answer, status, says in (
+            (client.get("/v1/people/Nobody/faces"), 404, "no such person"),
+            (client.get("/v1/people/Ana/faces/999999/thumbnail"), 404, "has no face"),
+            (client.get("/v1/people/Ana/faces/0/thumbnail"), 422, "face"),
+            (client.post("/v1/people/Ana/faces/forget", json={"faces": [999999]}), 404,
+             "has no face"),
+            (client.post("/v1/people/Ana/faces/forget", json={"faces": []}), 422, "faces"),
+            (client.post("/v1/people/Ana/faces/forget", json={"faces": [2**70]}), 422, "faces"),
+            (client.post("/v1/people/Ana/faces/move", json={"faces": [first]}), 422, "to"),
+            (client.post("/v1/people/Ana/faces/move", json={"faces": [first], "to": "a/b"}),
+             422, "invalid person name"),
+            (client.post("/v1/people/Ana/faces/move", json={"faces": [first], "to": "Ana"}),
+             422, "already")):
+        _refused(answer, status, says)
+    assert client.get("/v1/people/Ana/faces").json()["faces"] == faces  # nothing changed
+    moved = client.post("/v1/people/Ana/faces/move", json={"faces": [first], "to": "Bo"})
+    assert moved.status_code == 200 and [f["person"] for f in moved.json()["moved"]] == ["Bo"]
+    assert moved.json()["moved"][0]["thumbnail"] == f"v1/people/Bo/faces/{first}/thumbnail"
+    assert client.get("/" + moved.json()["moved"][0]["thumbnail"]).status_code == 200
+    forgot = client.post("/v1/people/Ana/faces/forget", json={"faces": [f["id"] for f in
+                                                                        faces[1:]]})
+    assert forgot.status_code == 200 and len(forgot.json()["forgotten"]) == 2
+    names = [p["name"] for p in client.get("/v1/people").json()["people"]]
+    assert "Ana" not in names and "Bo" in names  # no face left, no person

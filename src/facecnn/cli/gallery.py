@@ -225,8 +225,10 @@ def gallery_forget(gallery: GalleryLocation = GALLERY,
                    as_json: bool = JSON) -> None:
     """Take wrong faces from a person (one transaction); a person left with none goes."""
     from facecnn.cluster.edits import forget_faces
+    from facecnn.faces.gallery import open_gallery
 
-    gone = forget_faces(gallery, name, faces, clusters)
+    with open_gallery(gallery) as g:
+        gone = forget_faces(g, name, faces, clusters)
     if as_json:
         print(json.dumps({"name": name, "forgotten": [f.to_dict() for f in gone]}, indent=2))
         return
@@ -246,8 +248,10 @@ def gallery_move(gallery: GalleryLocation = GALLERY,
     A person left with no face goes.
     """
     from facecnn.cluster.edits import move_faces
+    from facecnn.faces.gallery import open_gallery
 
-    moved = move_faces(gallery, name, faces, to, clusters)
+    with open_gallery(gallery) as g:
+        moved = move_faces(g, name, faces, to, clusters)
     if as_json:
         print(json.dumps({"name": name, "to": to, "moved": [f.to_dict() for f in moved]},
                          indent=2))

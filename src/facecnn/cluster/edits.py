@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from facecnn.faces.gallery.faces import FaceEntry
 from facecnn.faces.gallery.location import GalleryLocation
 from facecnn.faces.names import check_name
 from facecnn.fileio import content_hash, file_hash
+
+if TYPE_CHECKING:
+    from facecnn.faces.gallery import Gallery
 
 
 def list_clusters(out: Path) -> list[dict[str, Any]]:
@@ -98,7 +101,7 @@ def dismiss_cluster(out: Path, cluster: str) -> None:
             update(out, cache)
 
 
-def forget_faces(gallery: GalleryLocation | str, person: str, ids: list[int],
+def forget_faces(gallery: Gallery, person: str, ids: list[int],
                  out: Path | None = None) -> list[FaceEntry]:
     """Take faces (gallery ids) from `person`, in one gallery transaction; with `out` (the
     cluster folder the person was named from), the folder follows: the faces leave the
@@ -107,7 +110,7 @@ def forget_faces(gallery: GalleryLocation | str, person: str, ids: list[int],
     return _edit_faces(gallery, person, ids, None, out)
 
 
-def move_faces(gallery: GalleryLocation | str, person: str, ids: list[int], to: str,
+def move_faces(gallery: Gallery, person: str, ids: list[int], to: str,
                out: Path | None = None) -> list[FaceEntry]:
     """Move faces (gallery ids) from `person` to `to` (created if new) in one gallery
     transaction; with `out`, the folder follows: the faces go to the cluster that is `to`
@@ -115,16 +118,12 @@ def move_faces(gallery: GalleryLocation | str, person: str, ids: list[int], to: 
     return _edit_faces(gallery, person, ids, check_name(to), out)
 
 
-def _edit_faces(gallery: GalleryLocation | str, person: str, ids: list[int], to: str | None,
+def _edit_faces(gallery: Gallery, person: str, ids: list[int], to: str | None,
                 out: Path | None) -> list[FaceEntry]:
     """The gallery's edit (forget when `to` is None, else move), made while the folder is
     locked, then the folder's: the faces are found in it by their content hash."""
-    from facecnn.faces.gallery import open_gallery
-
     with locked(_check_folder(out)) if out is not None else nullcontext():
-        with open_gallery(gallery) as target:
-            edited = (target.forget(person, ids) if to is None
-                      else target.move(person, ids, to))
+        edited = gallery.forget(person, ids) if to is None else gallery.move(person, ids, to)
         if out is not None:
             cache = _load(out)
             rows = _rows_of(cache, person, {f.content_hash for f in edited})

@@ -1,6 +1,7 @@
 """How failures become answers: one JSON `detail` line and a status code, never a stack trace.
 
-Refusals keep their status, a user error (bad name, unknown person) is 422, a gallery whose
+Refusals keep their status, an unknown person or face is 404, a user error (a bad name) is
+422, a gallery whose
 write lock another process holds or whose database is out of reach is 503 with Retry-After,
 and anything else is logged with its traceback on the "facecnn.serve" logger and answered 500.
 """
@@ -15,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facecnn.errors import FacecnnError
-from facecnn.faces.gallery import GalleryBusy, GalleryUnavailable
+from facecnn.faces.gallery import GalleryBusy, GalleryUnavailable, NotInGallery
 from facecnn.serve.security import UploadError
 from facecnn.serve.service import BUSY_TIMEOUT_S, RETRY_AFTER_S
 
@@ -32,6 +33,10 @@ async def _refused(request: Request, exc: UploadError) -> JSONResponse:
 
 async def _user_error(request: Request, exc: FacecnnError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
+async def _not_found(request: Request, exc: NotInGallery) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=404)
 
 
 async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -56,6 +61,7 @@ async def _unavailable(request: Request, exc: GalleryUnavailable) -> JSONRespons
 def add_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UploadError, _refused)
     app.add_exception_handler(FacecnnError, _user_error)
+    app.add_exception_handler(NotInGallery, _not_found)
     app.add_exception_handler(RequestValidationError, _bad_request)
     app.add_exception_handler(GalleryBusy, _busy)
     app.add_exception_handler(GalleryUnavailable, _unavailable)

@@ -4,7 +4,7 @@ models are built from the face record's own table of fields (faces/result.py).""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, create_model
 
@@ -108,6 +108,47 @@ class Enrolment(BaseModel):
 class Removal(BaseModel):
     name: str
     removed: int = Field(description="Faces removed with the person.")
+
+
+FaceId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class GalleryFace(BaseModel):
+    id: FaceId = Field(description="The face's id in the gallery: what forget and move take.")
+    person: str
+    source: str | None = Field(description="The photo it was enrolled from (None: not "
+                                           "recorded).")
+    box: list[int] | None = Field(description="x1, y1, x2, y2 in that photo (None: enrolled "
+                                               "before boxes were kept).")
+    created: str | None = Field(description="When it was enrolled (ISO 8601, UTC).")
+    thumbnail: str | None = Field(description="Its thumbnail (JPEG), relative to the server's "
+                                              "root (None: none kept).")
+
+
+class PersonFaces(BaseModel):
+    name: str
+    faces: list[GalleryFace] = Field(description="As enrolled, oldest first.")
+
+
+class FaceChoice(BaseModel):
+    faces: list[FaceId] = Field(min_length=1, max_length=10_000,
+                                description="Ids of the person's faces.")
+
+
+class FaceMove(FaceChoice):
+    to: str = Field(description="The person they are (created if new).")
+
+
+class FaceForgetting(BaseModel):
+    name: str
+    forgotten: list[GalleryFace] = Field(description="The faces taken from the person (one "
+                                                     "who has none left goes).")
+
+
+class FaceMoving(BaseModel):
+    name: str
+    to: str
+    moved: list[GalleryFace] = Field(description="The faces moved, now the other person's.")
 
 
 class Classification(BaseModel):

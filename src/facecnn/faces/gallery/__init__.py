@@ -13,6 +13,7 @@ from importlib import import_module
 from typing import Any
 
 _API = {"BUSY_TIMEOUT": "store", "GalleryBusy": "store", "GalleryUnavailable": "store",
+        "NotInGallery": "store",
         "GalleryLocation": "location", "SCHEMA_VERSION": "meta", "THRESHOLD_SOURCES": "core",
         "Gallery": "core", "Rows": "core", "copy_gallery": "core", "open_gallery": "core",
         "Match": "search", "match": "search", "pair_distances": "search"}

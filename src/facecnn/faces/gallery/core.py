@@ -37,7 +37,7 @@ from facecnn.faces.gallery.meta import (
     schema_version,
 )
 from facecnn.faces.gallery.search import Match
-from facecnn.faces.gallery.store import BUSY_TIMEOUT, Closeable, Store
+from facecnn.faces.gallery.store import BUSY_TIMEOUT, Closeable, NotInGallery, Store
 from facecnn.faces.names import check_name, name_key
 from facecnn.faces.threshold import check_threshold
 
@@ -238,7 +238,7 @@ class Gallery:
         row = db.execute("SELECT id FROM people WHERE name = ?",
                          (unicodedata.normalize("NFC", name),)).fetchone()
         if row is None:
-            raise FacecnnError(f"no such person in gallery: {name!r}")
+            raise NotInGallery(f"no such person in gallery: {name!r}")
         return row[0]
 
     @staticmethod

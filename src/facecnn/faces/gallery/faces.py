@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from facecnn.errors import FacecnnError
-from facecnn.faces.gallery.store import Store
+from facecnn.faces.gallery.store import NotInGallery, Store
 
 # what every listing reads, in this order (a gallery from before schema 3 has no box or
 # thumbnail columns: it reads NULL in their place, see `columns`)
@@ -91,7 +91,7 @@ def chosen(db: Store, stored: bool, person: str, person_id: int,
     faces = {f.id: f for f in of_person(db, stored, person_id)}
     wrong = next((i for i in ids if i not in faces), None)
     if wrong is not None:
-        raise FacecnnError(f"{person!r} has no face {wrong} (see `facecnn gallery faces`)")
+        raise NotInGallery(f"{person!r} has no face {wrong} (see `facecnn gallery faces`)")
     return [faces[i] for i in dict.fromkeys(ids)]
 
 

@@ -49,6 +49,10 @@ class GalleryUnavailable(FacecnnError):
     public = "cannot reach the gallery database; try again shortly"
 
 
+class NotInGallery(FacecnnError):
+    """No such person, or no such face of theirs (a server answers 404)."""
+
+
 class GalleryBusy(FacecnnError):
     """Another process held the gallery's write lock past the busy timeout."""
 

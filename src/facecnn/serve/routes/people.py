@@ -1,17 +1,34 @@
-"""The gallery's people: list and look up (read keys), enrol and remove (admin keys)."""
+"""The gallery's people: list and look up, and a person's faces with their thumbnails (read
+keys); enrol and remove people, forget or move one face (admin keys). With --clusters, the
+cluster folder follows a face's edit (cluster/edits.py)."""
 
 from __future__ import annotations
 
 from functools import partial
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Security, UploadFile
+from fastapi import APIRouter, Depends, File, Response, Security, UploadFile
+from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
+from facecnn.cluster.edits import forget_faces, move_faces
+from facecnn.faces.gallery.faces import FaceEntry
 from facecnn.faces.names import check_name
 from facecnn.faces.thumbnails import thumbnail
 from facecnn.fileio import content_hash
 from facecnn.serve.deps import API_KEY, admin, read, with_gallery
-from facecnn.serve.schemas import ERRORS, Enrolment, People, Person, Removal
+from facecnn.serve.schemas import (
+    ERRORS,
+    Enrolment,
+    FaceChoice,
+    FaceForgetting,
+    FaceMove,
+    FaceMoving,
+    People,
+    Person,
+    PersonFaces,
+    Removal,
+)
 from facecnn.serve.security import UploadError
 from facecnn.serve.service import Largest, Service
 
@@ -57,3 +74,42 @@ def _add(served: Service, name: str, found: Largest) -> int:
 @router.delete("/{name}", response_model=Removal, dependencies=[Depends(admin)])
 def remove(name: str, served: Service = Depends(with_gallery)) -> dict:
     return {"name": name, "removed": served.store.remove(name)}
+
+
+def _shown(face: FaceEntry) -> dict:
+    """A face as the API shows it: its thumbnail as a URL, as the page's own paths are."""
+    where = f"v1/people/{quote(face.person, safe='')}/faces/{face.id}/thumbnail"
+    return {**face.to_dict(), "thumbnail": where if face.thumbnail else None}
+
+
+@router.get("/{name}/faces", response_model=PersonFaces)
+def faces(name: str, served: Service = Depends(with_gallery)) -> dict:
+    """A person's faces, as enrolled: photo, box, thumbnail."""
+    return {"name": name, "faces": [_shown(f) for f in served.store.faces_of(name)]}
+
+
+@router.get("/{name}/faces/{face}/thumbnail", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}, "description": "A JPEG."}})
+def thumbnail_of(name: str, face: int = PathParam(ge=1, le=2**63 - 1),
+                 served: Service = Depends(with_gallery)) -> Response:
+    """One face's thumbnail, 96 px square."""
+    data = served.store.thumbnail(name, face)
+    if data is None:
+        raise UploadError(404, f"face {face} has no thumbnail (enrolled before they were kept)")
+    return Response(data, media_type="image/jpeg")
+
+
+@router.post("/{name}/faces/forget", response_model=FaceForgetting,
+             dependencies=[Depends(admin)])
+async def forget(name: str, body: FaceChoice, served: Service = Depends(with_gallery)) -> dict:
+    """Take wrong faces from a person, in one transaction."""
+    gone = await served.run(forget_faces, served.store, name, body.faces, served.clusters)
+    return {"name": name, "forgotten": [_shown(f) for f in gone]}
+
+
+@router.post("/{name}/faces/move", response_model=FaceMoving, dependencies=[Depends(admin)])
+async def move(name: str, body: FaceMove, served: Service = Depends(with_gallery)) -> dict:
+    """Move faces to another person (created if new), in one transaction."""
+    to = check_name(body.to)
+    moved = await served.run(move_faces, served.store, name, body.faces, to, served.clusters)
+    return {"name": name, "to": to, "moved": [_shown(f) for f in moved]}

@@ -1,5 +1,6 @@
-// The facecnn web page: recognize a photo or the webcam, manage the gallery's people,
-// name, merge or dismiss the groups of faces of a `facecnn cluster` folder.
+// The facecnn web page: recognize a photo or the webcam, manage the gallery's people and
+// their faces one by one, name, merge or dismiss the groups of faces of a `facecnn cluster`
+// folder.
 // Plain JS against the REST API; paths are relative so the page also works behind a prefix.
 "use strict";
 
@@ -224,9 +225,12 @@ async function listPeople() {
       remove.textContent = "Remove";
       remove.className = "danger";
       remove.addEventListener("click", () => removePerson(name, faces));
-      return row([name, String(faces), remove]);
+      const show = labelled(make("button", { textContent: "Faces" }), `Faces of ${name}`);
+      show.addEventListener("click", () => showPerson(name));
+      return row([name, String(faces), make("span", { className: "toolbar" }, show, remove)]);
     }));
     if (!people.length) say(message, "the gallery is empty: enrol someone");
+    if (shownPerson && !people.some(({ name }) => name === shownPerson)) hidePerson();
   } catch (error) {
     say(message, error.message, true);
   }
@@ -269,6 +273,96 @@ $("enrol").addEventListener("submit", async (event) => {
     say(message, error.message, true);
   }
   listPeople();
+});
+
+// ---- A person's faces: a grid to select from, then remove or move to another person ----
+
+let shownPerson = null;
+let thumbnails = []; // object URLs of the grid's thumbnails, released when it is redrawn
+
+async function showPerson(name) {
+  shownPerson = name;
+  $("person").hidden = false;
+  $("person-name").textContent = `Faces of ${name}`;
+  say($("person-message"), "");
+  let faces;
+  try {
+    ({ faces } = await api("GET", `v1/people/${encodeURIComponent(name)}/faces`));
+  } catch (error) {
+    say($("person-message"), error.message, true);
+    return;
+  }
+  thumbnails.forEach((url) => URL.revokeObjectURL(url));
+  thumbnails = [];
+  $("person-faces").replaceChildren(...faces.map(faceTile));
+  facesChanged();
+}
+
+function hidePerson() {
+  shownPerson = null;
+  $("person").hidden = true;
+}
+
+function faceTile({ id, source, box, thumbnail }) {
+  const photo = source ? source.split(/[\\/]/).pop() : "photo not recorded";
+  const pick = make("input", { type: "checkbox", value: String(id) });
+  pick.setAttribute("aria-label", `face ${id}`);
+  pick.addEventListener("change", facesChanged);
+  let picture = make("span", { className: "none", textContent: "no thumbnail" });
+  if (thumbnail) {
+    picture = make("img", { alt: `face ${id} from ${photo}` });
+    call("GET", thumbnail).then((response) => response.blob()).then((blob) => {
+      picture.src = URL.createObjectURL(blob); // an <img> itself could not send the key
+      thumbnails.push(picture.src);
+    }).catch((error) => say($("person-message"), error.message, true));
+  }
+  const where = box ? ` [${box.join(", ")}]` : "";
+  const tile = make("li", {}, make("label", { title: `${source || ""}${where}` },
+                                   picture, pick, ` ${photo}`));
+  tile.dataset.face = String(id);
+  return tile;
+}
+
+function chosenFaces() {
+  return Array.from($("person-faces").querySelectorAll("input:checked"),
+                    (box) => Number(box.value));
+}
+
+function facesChanged() {
+  const count = chosenFaces().length;
+  $("forget").disabled = $("move-button").disabled = count === 0;
+  $("faces-selected").textContent = count ? `${count} selected` : "";
+}
+
+/** Edit the shown person's selected faces, say how it went, and redraw the grid and list. */
+async function faceAction(doing, work, done) {
+  const message = $("person-message"), name = shownPerson;
+  say(message, doing);
+  try {
+    const answer = await work(`v1/people/${encodeURIComponent(name)}/faces`, chosenFaces());
+    await listPeople();
+    if (shownPerson === name) await showPerson(name);
+    say($("person").hidden ? $("people-message") : message, done(answer)); // gone: faceless
+  } catch (error) {
+    say(message, error.message, true);
+  }
+}
+
+$("forget").addEventListener("click", () => {
+  const count = chosenFaces().length;
+  if (!confirm(`Remove ${plural(count, "face")} from ${shownPerson}?`)) return;
+  faceAction("removing…", (path, faces) => api("POST", `${path}/forget`, { faces }),
+    (answer) => `removed ${plural(answer.forgotten.length, "face")} from ${answer.name}`);
+});
+
+$("move").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const to = $("move-to").value.trim();
+  faceAction(`moving to ${to}…`, (path, faces) => api("POST", `${path}/move`, { faces, to }),
+    (answer) => {
+      $("move-to").value = "";
+      return `moved ${plural(answer.moved.length, "face")} from ${answer.name} to ${answer.to}`;
+    });
 });
 
 // ---- Unnamed: the groups of faces of the server's --clusters folder ----
