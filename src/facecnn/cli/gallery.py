@@ -191,11 +191,12 @@ def gallery_faces(gallery: GalleryLocation = GALLERY, name: str = typer.Argument
     if as_json:
         print(json.dumps({"name": name, "faces": rows}, indent=2))
         return
-    table = Table("id", "photo", "box", "enrolled", *(["thumbnail"] if thumbnails else []),
+    table = Table("id", "photo", "box", "enrolled (UTC)", *(["thumbnail"] if thumbnails else []),
                   title=f"{name}: {len(faces)} faces")
     for row in rows:
         box = "-" if row["box"] is None else ", ".join(map(str, row["box"]))
-        table.add_row(str(row["id"]), str(row["source"] or "-"), box, str(row["created"] or "-"),
+        when = (row["created"] or "-")[:16].replace("T", " ")  # to the minute, UTC
+        table.add_row(str(row["id"]), str(row["source"] or "-"), box, when,
                       *([row["thumbnail"] or "none kept"] if thumbnails else []))
     console.print(table)
 
