@@ -182,3 +182,21 @@ def test_thumbnails_show_the_face_with_a_margin(tmp_path: Path) -> None:
     made = photo_thumbnails([photo, photo, tmp_path / "gone.jpg"],
                             [(100, 50, 200, 150), (0, 0, 10, 10), (0, 0, 5, 5)])
     assert made[0] == thumbnail(image, (100, 50, 200, 150)) and made[1] and made[2] is None
+
+
+def test_thumbnails_of_big_photos_are_cut_from_a_reduced_decode(tmp_path: Path) -> None:
+    """A 2400 px JPEG with a 900 px face is decoded at an eighth of its size (draft mode), and
+    its thumbnail is the one the full decode gives, up to JPEG noise."""
+    from facecnn.data.decode import read_image, read_reduced
+
+    ramp = np.linspace(0, 255, 2400, dtype=np.uint8)
+    image = np.stack([np.add.outer(ramp // 2, ramp // 2).astype(np.uint8)] * 3, axis=2)
+    photo = tmp_path / "big.jpg"
+    Image.fromarray(image).save(photo, quality=95)
+    box = (700, 800, 1600, 1700)
+    reduced, factor = read_reduced(photo, 8)
+    assert factor == 8 and reduced.shape == (300, 300, 3)
+    (made,) = photo_thumbnails([photo], [box])
+    with Image.open(io.BytesIO(made)) as a, \
+            Image.open(io.BytesIO(thumbnail(read_image(photo), box))) as b:
+        assert np.abs(np.asarray(a, float) - np.asarray(b, float)).mean() < 3

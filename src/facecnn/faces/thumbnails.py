@@ -29,18 +29,22 @@ def thumbnail(image: np.ndarray, box: Sequence[float]) -> bytes:
 
 def photo_thumbnails(files: Sequence[str | Path], boxes: Sequence[Sequence[float]]
                      ) -> list[bytes | None]:
-    """The thumbnail of each (photo, box), each photo read once; None for a face whose photo
-    cannot be read now (a face is enrolled without one rather than not at all)."""
-    from facecnn.data.decode import read_image
+    """The thumbnail of each (photo, box), each photo read once, at the smallest scale that
+    still gives its smallest face SIDE pixels; None for a face whose photo cannot be read now
+    (a face is enrolled without one rather than not at all)."""
+    from facecnn.data.decode import read_reduced
 
-    images: dict[str, np.ndarray | None] = {}
-    found: list[bytes | None] = []
-    for file, box in zip(files, boxes):
-        if str(file) not in images:
-            try:
-                images[str(file)] = read_image(file)
-            except (OSError, ValueError):
-                images[str(file)] = None
-        image = images[str(file)]
-        found.append(None if image is None else thumbnail(image, box))
+    faces: dict[str, list[int]] = {}
+    for k, file in enumerate(files):
+        faces.setdefault(str(file), []).append(k)
+    found: list[bytes | None] = [None] * len(files)
+    for file, rows in faces.items():
+        smallest = min(max(boxes[k][2] - boxes[k][0], boxes[k][3] - boxes[k][1]) for k in rows)
+        factor = int(min(8, max(1, smallest * (1 + 2 * MARGIN) // SIDE)))
+        try:
+            image, reduced = read_reduced(file, factor)
+        except (OSError, ValueError):
+            continue
+        for k in rows:
+            found[k] = thumbnail(image, [float(v) / reduced for v in boxes[k]])
     return found
