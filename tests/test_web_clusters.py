@@ -217,6 +217,10 @@ def test_one_face_is_moved_and_removed(browser: webdriver.Chrome, clustered: Pat
         assert {_person_of(f["file"]) for f in named["Eve"]["faces"]} == {"s4"}
         assert {_person_of(f["file"]) for f in named["Dora"]["faces"]} == {"s3"}
         assert len(list((out / "Eve").glob("*.jpg"))) == 3
+        photo = Path(named["Eve"]["faces"][0]["file"])  # recognition knows at once
+        answer = _api(url, "POST", "v1/recognize", files={"image": (photo.name,
+                                                                    photo.read_bytes())})
+        assert [f["name"] for f in answer["faces"]] == ["Eve"]
 
         gone = tiles[0]
         browser.find_element(By.CSS_SELECTOR, f'input[aria-label="face {gone["face"]}"]').click()
