@@ -113,6 +113,7 @@ def test_a_crop_cut_tight_is_looked_at_again_padded(monkeypatch: pytest.MonkeyPa
     import cv2
 
     from facecnn.faces import detect
+    from facecnn.faces.second_look import padded
 
     photo = read_image(BOXES.parent / "lfw_dev" / "Bob_Hope" / "Bob_Hope_0005.jpg")
     crop = cv2.resize(photo[75:175, 75:175], (112, 112))
@@ -125,6 +126,7 @@ def test_a_crop_cut_tight_is_looked_at_again_padded(monkeypatch: pytest.MonkeyPa
     assert (eyes > 20).all() and (eyes < 95).all() and eyes[0, 0] < eyes[1, 0]
     monkeypatch.setattr(detect, "RETRY_MAX_SIDE", 0)
     assert detector(crop) == []  # without the second look there is none
+    assert detector.detector.detect_batch([padded(crop)[0]], 20)  # the padding finds it
     monkeypatch.undo()
     calls = []
     network = detector.detector
@@ -132,4 +134,5 @@ def test_a_crop_cut_tight_is_looked_at_again_padded(monkeypatch: pytest.MonkeyPa
                         lambda images, side: calls.append(len(images)) or [[] for _ in images])
     detector(np.full((600, 800, 3), 90, np.uint8))
     detector(np.full((300, 300, 3), 90, np.uint8))
-    assert calls == [1, 1, 1]  # the small one twice, the large one once
+    # the large one once; the small one three times: as it is, padded, padded and equalized
+    assert calls == [1, 1, 1, 1]

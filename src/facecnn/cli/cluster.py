@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from facecnn.cli.options import (
+    CROPS,
     DETECTOR,
     DEVICE,
     FACE_BATCH_SIZE,
@@ -59,6 +60,7 @@ def cluster(
     landmarks: str = LANDMARKS,
     upsample: int = UPSAMPLE,
     min_size: int = MIN_SIZE,
+    crops: bool = CROPS,
     flip: bool = FLIP,
     batch_size: int = FACE_BATCH_SIZE,
     device: str = DEVICE,
@@ -76,7 +78,7 @@ def cluster(
     ALGORITHMS.get(algorithm)
     check_out(out)  # before any model loads
     config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
-                            min_size=min_size, embedder=embedder, flip=flip,
+                            min_size=min_size, crops=crops, embedder=embedder, flip=flip,
                             batch_size=batch_size, device=device, workers=workers)
     report = cluster_photos(photos, out, _pipeline(config),
                             algorithm=algorithm, threshold=threshold, min_size=min_faces,
@@ -129,6 +131,7 @@ def search(
     landmarks: str = LANDMARKS,
     upsample: int = UPSAMPLE,
     min_size: int = MIN_SIZE,
+    crops: bool = CROPS,
     flip: bool = FLIP,
     batch_size: int = FACE_BATCH_SIZE,
     device: str = DEVICE,
@@ -143,7 +146,7 @@ def search(
     if gallery is not None and cache is not None:
         raise FacecnnError("--cache is the --in library's: a gallery is searched by its index")
     config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
-                            min_size=min_size, embedder=embedder, flip=flip,
+                            min_size=min_size, crops=crops, embedder=embedder, flip=flip,
                             batch_size=batch_size, device=device, workers=workers)
     if gallery is not None:
         _search_gallery(face, gallery, top, config, as_json)

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from facecnn.cli.options import (
+    CROPS,
     DETECTOR,
     DEVICE,
     EMBEDDER_HELP,
@@ -44,6 +45,7 @@ def prepare(
     landmarks: str = LANDMARKS,
     upsample: int = UPSAMPLE,
     min_size: int = MIN_SIZE,
+    crops: bool = CROPS,
     crop: Optional[str] = typer.Option(
         None, help="Cut faces as this model or run takes them: a model name (dlib_resnet: "
         "dlib's 150 px chips) or a run folder. Default: the ArcFace template, margin 0.2."),
@@ -61,7 +63,7 @@ def prepare(
 
     layout = _prepare_crop(crop, size, margin)
     config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
-                            min_size=min_size)
+                            min_size=min_size, crops=crops)
     report = run_prepare(raw, out, FaceDetector.from_config(config), crop=layout, multi=multi,
                          overwrite=overwrite, reporter=reporter_for(quiet))
     for name in report.empty_folders:
@@ -97,6 +99,7 @@ def enroll(
     landmarks: str = LANDMARKS,
     upsample: int = UPSAMPLE,
     min_size: int = MIN_SIZE,
+    crops: bool = CROPS,
     threshold: Optional[float] = typer.Option(None, help="Store this threshold instead of "
                                               "calibrating one."),
     calibrate: Optional[bool] = typer.Option(None, "--calibrate/--no-calibrate", help="Calibrate "
@@ -119,8 +122,8 @@ def enroll(
     from facecnn.faces.detect import FaceDetector
 
     config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
-                            min_size=min_size, embedder=embedder, flip=flip, jitter=jitter,
-                            batch_size=batch_size, workers=workers)
+                            min_size=min_size, crops=crops, embedder=embedder, flip=flip,
+                            jitter=jitter, batch_size=batch_size, workers=workers)
     report = run_enroll(faces, gallery, embedders.from_config(config),
                         FaceDetector.from_config(config),
                         threshold=threshold, calibrate=calibrate, far=far, workers=workers,
@@ -167,6 +170,7 @@ def recognize(
     landmarks: str = LANDMARKS,
     upsample: int = UPSAMPLE,
     min_size: int = MIN_SIZE,
+    crops: bool = CROPS,
     threshold: Optional[float] = typer.Option(None, help="Distance above which a face is "
                                               "unknown (default: the gallery's)."),
     mode: str = typer.Option("nearest", help="nearest or mean (per-person mean vector)."),
@@ -209,7 +213,7 @@ def recognize(
         raise FacecnnError("a camera or stream is recognized on its own: give no other inputs")
     files = [] if live is not None else expand_inputs([Path(p) for p in inputs])
     config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
-                            min_size=min_size, embedder=embedder, device=device,
+                            min_size=min_size, crops=crops, embedder=embedder, device=device,
                             workers=workers)
     recognizer = Recognizer.from_config(config, gallery=gallery, model=model,
                                         threshold=threshold, mode=mode,
@@ -291,6 +295,7 @@ def verify(
                                        "the middle; the default with --pairs, as LFW's "
                                        "subjects are) or largest (the default otherwise)."),
     min_size: int = MIN_SIZE,
+    crops: bool = CROPS,
     flip: bool = FLIP,
     jitter: int = JITTER,
     workers: Optional[int] = WORKERS,
@@ -309,7 +314,8 @@ def verify(
     from facecnn.faces.pipeline import FacePipeline
 
     config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
-                            min_size=min_size, flip=flip, jitter=jitter, workers=workers)
+                            min_size=min_size, crops=crops, flip=flip, jitter=jitter,
+                            workers=workers)
     with open_gallery(gallery) if gallery is not None else nullcontext() as opened:
         chosen = embedders.from_config(config, embedder or (opened.embedder if opened
                                                     else DEFAULT_EMBEDDER))
@@ -351,6 +357,7 @@ def embed(
     landmarks: str = LANDMARKS,
     upsample: int = UPSAMPLE,
     min_size: int = MIN_SIZE,
+    crops: bool = CROPS,
     largest_only: bool = typer.Option(False, help="Only the largest face of each photo."),
     flip: bool = FLIP,
     batch_size: int = FACE_BATCH_SIZE,
@@ -366,7 +373,7 @@ def embed(
 
     check_destination(out, overwrite)
     pipeline = FacePipeline.from_config(PipelineConfig(
-        detector=detector, landmarks=landmarks, upsample=upsample, min_size=min_size,
+        detector=detector, landmarks=landmarks, upsample=upsample, min_size=min_size, crops=crops,
         embedder=embedder, flip=flip, batch_size=batch_size, device=device, workers=workers))
     result = embed_paths(inputs, pipeline, largest_only=largest_only,
                          reporter=reporter_for(quiet or as_json))

@@ -51,6 +51,9 @@ LANDMARKS = typer.Option("auto", help="auto: the detector's five points, else MT
                          "dlib's 68-point model for both (iBUG 300-W: non-commercial).")
 UPSAMPLE = typer.Option(1, min=0, help="Detector upsampling (finds smaller faces, slower).")
 MIN_SIZE = typer.Option(20, min=1, help="Smallest face side kept, in pixels.")
+CROPS = typer.Option(False, "--crops", help="Every image is one face already (a folder of face "
+                     "crops or aligned chips): no detection; the whole image is the face, its "
+                     "five points from MTCNN's O-Net.")
 WORKERS = typer.Option(None, min=1, help="Processes for detection and embedding (default: one "
                        "per core).")
 FLIP = typer.Option(False, help="Average each face with its mirror image.")

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from facecnn.cli.options import (
+    CROPS,
     DETECTOR,
     DEVICE,
     LANDMARKS,
@@ -46,6 +47,7 @@ def serve(
     landmarks: str = LANDMARKS,
     upsample: int = UPSAMPLE,
     min_size: int = MIN_SIZE,
+    crops: bool = CROPS,
     device: str = DEVICE,
     workers: int = typer.Option(1, min=1, help="Server processes (one per core serves about "
                                 "that many times more requests; the gallery is shared)."),
@@ -78,7 +80,7 @@ def serve(
 
     location = gallery.absolute() if gallery is not None else None
     pipeline = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
-                              min_size=min_size, embedder=embedder, device=device)
+                              min_size=min_size, crops=crops, embedder=embedder, device=device)
     settings = ServeSettings(location and location.target, text(model), text(api_key_file),
                              max_upload_mb, max_pixels, pipeline, max_queue, text(clusters),
                              max_video_seconds, max_video_frames, upload_timeout)

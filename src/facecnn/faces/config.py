@@ -19,7 +19,8 @@ class PipelineConfig:
     downscaled to this longest side for detection; embedder: a registered embedder, None for
     the gallery's own; flip, jitter: average each face with its mirror / jittered copies;
     batch_size: face crops per forward pass; device: auto, cpu, cuda, mps; workers: processes
-    for folders of photos (None: one per core)."""
+    for folders of photos (None: one per core); crops: every image is one face already (no
+    detection)."""
 
     detector: str = DEFAULT_DETECTOR
     landmarks: str = "auto"
@@ -32,6 +33,7 @@ class PipelineConfig:
     batch_size: int = 32
     device: str = "auto"
     workers: int | None = None
+    crops: bool = False
 
     def but(self, **changes: Any) -> PipelineConfig:
         """A copy with some fields changed."""

@@ -4,14 +4,17 @@ the detectors that give no points (faces/landmarks), as one `Face` per face, lar
 Every detector's faces become the same `Face` record (faces/result.py), so alignment and
 embedders never care which found it.
 Large images are downscaled for the detector only; boxes are mapped back and the landmark
-step sees the full-resolution image. Every face gets its quality (faces/quality.py).
+step sees the full-resolution image. Small images with no face get a second look (padded,
+equalized, then taken whole: faces/second_look.py). Every face gets its quality
+(faces/quality.py).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,11 +25,13 @@ from facecnn.faces.detectors import DEFAULT_DETECTOR, Detection, create_detector
 from facecnn.faces.landmarks import LANDMARKERS, Landmarker, create_landmarker
 from facecnn.faces.quality import face_quality
 from facecnn.faces.result import Face
+from facecnn.faces.second_look import RETRY_MAX_SIDE, equalized, padded, unpadded, whole_faces
+
+if TYPE_CHECKING:
+    from facecnn.models.mtcnn import MTCNNDetector
 
 AUTO = "auto"
 DEFAULT_LANDMARKER = "onet"  # MIT-licensed, and as close to dlib's 68 points as MTCNN's own
-RETRY_MAX_SIDE = 512  # images this small with no face are looked at again, padded
-PAD_SHARE = 0.25
 
 
 class FaceDetector:
@@ -39,10 +44,13 @@ class FaceDetector:
     device: where network detectors run (auto, cpu, cuda).
     landmarks: where the five points come from: `auto` (the detector's own, else O-Net on its
     boxes) or a landmark model for every face (`onet`, `dlib68`).
+    crops: every image is one face already (a folder of face crops): no detection, the whole
+    image is the face and O-Net finds its points.
     """
 
     def __init__(self, name: str = DEFAULT_DETECTOR, *, upsample: int = 1, min_size: int = 20,
-                 max_side: int = 1280, device: str = "auto", landmarks: str = "auto") -> None:
+                 max_side: int = 1280, device: str = "auto", landmarks: str = "auto",
+                 crops: bool = False) -> None:
         self.detector = create_detector(name, upsample=upsample, device=device)
         if landmarks != AUTO and landmarks not in LANDMARKERS:  # a misspelt name fails now
             raise FacecnnError(f"{LANDMARKERS.unknown(landmarks)} (or {AUTO})")
@@ -50,15 +58,18 @@ class FaceDetector:
         self.device = device
         self.landmark_model = (None if landmarks == AUTO and self.detector.gives_landmarks
                                else DEFAULT_LANDMARKER if landmarks == AUTO else landmarks)
+        self.crops = crops
         self.config = PipelineConfig(detector=name, landmarks=landmarks, upsample=upsample,
-                                     min_size=min_size, max_side=max_side, device=device)
+                                     min_size=min_size, max_side=max_side, device=device,
+                                     crops=crops)
         self._lock = threading.Lock()  # dlib's and PyTorch's models: one call at a time
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> FaceDetector:
         """The detector a pipeline configuration describes (its other fields are ignored)."""
         return cls(config.detector, upsample=config.upsample, min_size=config.min_size,
-                   max_side=config.max_side, device=config.device, landmarks=config.landmarks)
+                   max_side=config.max_side, device=config.device, landmarks=config.landmarks,
+                   crops=config.crops)
 
     @cached_property
     def landmarker(self) -> Landmarker | None:
@@ -67,9 +78,28 @@ class FaceDetector:
             return None
         return create_landmarker(self.landmark_model, self.device)
 
+    @cached_property
+    def onet(self) -> MTCNNDetector:
+        """MTCNN's O-Net for the whole-image look: the detector's or landmarker's own, if
+        either is MTCNN's."""
+        from facecnn.models.mtcnn import MTCNNDetector
+
+        for owner in (self.detector, self.landmarker):
+            if isinstance(getattr(owner, "net", None), MTCNNDetector):
+                return owner.net
+        return MTCNNDetector(device=self.device)
+
+    @property
+    def looks_whole(self) -> bool:
+        """Whether this process may take a whole image as the face (O-Net in PyTorch): not
+        in forked workers, whose parent's PyTorch threads a fork leaves behind; the
+        pipeline looks again in the main process at what they found no face in."""
+        return multiprocessing.parent_process() is None
+
     def in_workers(self, landmarks: bool = True) -> bool:
-        """Whether forked worker processes can detect (and find `landmarks`) for it."""
-        return self.detector.in_workers and (
+        """Whether forked worker processes can detect (and find `landmarks`) for it (not
+        `crops`: O-Net in PyTorch takes each one)."""
+        return not self.crops and self.detector.in_workers and (
             not landmarks or self.landmark_model is None
             or LANDMARKERS.get(self.landmark_model).in_workers)
 
@@ -84,10 +114,12 @@ class FaceDetector:
             return self._detect_batch([as_rgb(image) for image in images], landmarks)
 
     def _detect_batch(self, images: list[np.ndarray], landmarks: bool) -> list[list[Face]]:
+        if self.crops:
+            return self._as_crops(images)
         scales = [min(1.0, self.max_side / max(image.shape[:2])) for image in images]
         small = [image if s == 1.0 else _resized(image, s) for image, s in zip(images, scales)]
         min_side = max(int(self.min_size * min(scales, default=1.0)), 1)
-        found = self._with_retries(small, self.detector.detect_batch(small, min_side), min_side)
+        found = self._second_look(small, self.detector.detect_batch(small, min_side), min_side)
         faces = [self._faces(image, scale, detections)
                  for image, scale, detections in zip(images, scales, found)]
         if landmarks and self.landmarker is not None:
@@ -95,28 +127,43 @@ class FaceDetector:
             for image_faces, image_points in zip(faces, points):
                 for face, face_points in zip(image_faces, image_points):
                     face.landmarks = face_points
+        self._rate(images, faces)
+        return faces
+
+    @staticmethod
+    def _rate(images: list[np.ndarray], faces: list[list[Face]]) -> None:
         for image, image_faces in zip(images, faces):
             for face in image_faces:
                 face.quality = face_quality(image, face)
-        return faces
 
-    def _with_retries(self, images: list[np.ndarray], found: list[list[Detection]],
-                      min_side: int) -> list[list[Detection]]:
-        """Look again, on a copy padded by a quarter of its side, at each small image in
-        which nothing was found: a crop cut tight around a face gives a detector no room
-        (its face fills the frame, its chin or brow at the edge). Large photos with no face
-        (landscapes) are not looked at twice."""
-        again = [k for k, (image, dets) in enumerate(zip(images, found))
-                 if not dets and max(image.shape[:2]) <= RETRY_MAX_SIDE]
-        if not again:
-            return found
-        padded = [_padded(images[k]) for k in again]
-        looked = self.detector.detect_batch([image for image, _ in padded], min_side)
-        for k, (_, pad), dets in zip(again, padded, looked):
-            found[k] = [Detection(tuple(v - pad for v in d.box), d.score,
-                                  None if d.landmarks is None else d.landmarks - pad)
-                        for d in dets]
+    def _second_look(self, images: list[np.ndarray], found: list[list[Detection]],
+                     min_side: int) -> list[list[Detection]]:
+        """Each small image with no face looked at again (faces/second_look.py): padded,
+        then padded and equalized, then as a face itself."""
+        def empty() -> list[int]:
+            return [k for k, (image, dets) in enumerate(zip(images, found))
+                    if not dets and max(image.shape[:2]) <= RETRY_MAX_SIDE]
+
+        for prepare in (lambda image: image, equalized):
+            again = empty()
+            if not again:
+                return found
+            copies = [padded(prepare(images[k])) for k in again]
+            looked = self.detector.detect_batch([image for image, _ in copies], min_side)
+            for k, (_, pad), dets in zip(again, copies, looked):
+                found[k] = unpadded(dets, pad)
+        again = empty()
+        if again and self.looks_whole:
+            for k, whole in zip(again, whole_faces(self.onet, [images[k] for k in again])):
+                found[k] = [whole] if whole is not None else []
         return found
+
+    def _as_crops(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """`crops`: each image is one face, its box and points from O-Net."""
+        faces = [self._faces(image, 1.0, [found])
+                 for image, found in zip(images, whole_faces(self.onet, images, accept=None))]
+        self._rate(images, faces)
+        return faces
 
     def _faces(self, image: np.ndarray, scale: float, found: list[Detection]) -> list[Face]:
         faces = []
@@ -131,16 +178,6 @@ class FaceDetector:
                               None if points is None else (points / scale).astype(np.float32)))
         # dlib's box sizes are discrete, so equal areas are common: the surer face goes first
         return sorted(faces, key=lambda f: (-round(f.area / 100), -f.confidence))
-
-
-def _padded(image: np.ndarray) -> tuple[np.ndarray, int]:
-    """The image inside a border of its mean colour a quarter of its longer side wide."""
-    import cv2
-
-    pad = int(round(PAD_SHARE * max(image.shape[:2])))
-    colour = [int(v) for v in image.reshape(-1, 3).mean(0)]
-    return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT,
-                              value=colour), pad
 
 
 def _resized(image: np.ndarray, scale: float) -> np.ndarray:

@@ -27,7 +27,7 @@ from facecnn.errors import Interrupted
 from facecnn.faces.result import Face, Result
 
 FILE = "faces.sqlite3"
-FORMAT = 2  # of what is kept: a new one leaves older answers unused
+FORMAT = 3  # of what is kept, and of how faces are found: a new one leaves older answers unused
 COMMIT_EVERY_S = 2.0  # answers are written at least this often (and when the run stops)
 
 

@@ -165,7 +165,8 @@ class FacePipeline:
         embedder, found = self.embedder, self.detector.config
         detector = {"name": found.detector, "upsample": found.upsample,
                     "min_size": found.min_size, "max_side": found.max_side,
-                    "landmarks": found.landmarks}
+                    "landmarks": found.landmarks,
+                    **({"crops": True} if found.crops else {})}  # older caches stay valid
         return {"embedder": embedder.name, "crop": embedder.crop, "flip": embedder.flip,
                 "jitter": getattr(embedder, "jitter", 0), "detector": detector}
 
@@ -214,7 +215,9 @@ class FacePipeline:
             yield from map(self.local, jobs)
             return
         with worker_pool(workers, _init_worker, (self.spec,)) as pool:
-            yield from pool.map(_run_job, jobs, chunksize=4)
+            for job, result in zip(jobs, pool.map(_run_job, jobs, chunksize=4)):
+                # a worker never takes a whole image as the face (detect.py `looks_whole`)
+                yield self.local(job) if result.error == NO_FACE else result
 
     def _embed_batches(self, found: Iterator[Result]) -> Iterator[Result]:
         """Embed the chips of consecutive photos together, `batch_size` faces or more at a

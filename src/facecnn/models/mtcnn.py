@@ -251,12 +251,20 @@ class MTCNNDetector:
     def landmarks(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]]
                   ) -> list[np.ndarray]:
         """O-Net's five points (k, 5, 2) for the given boxes of each image (another
-        detector's faces): O-Net moves the square on each box to where MTCNN's own boxes sit,
-        then gives the points of that square."""
+        detector's faces)."""
+        return [points for points, _, _ in self.look_at(images, boxes)]
+
+    def look_at(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]]
+                ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """O-Net on given boxes: per image, the five points (k, 5, 2), the face's box (k, 4;
+        as MTCNN cuts its own) and O-Net's face score (k,). O-Net moves the square on each box
+        to where MTCNN's own boxes sit, then looks at that square: its points, and how sure it
+        is that a face is there at all (how a crop with no face is told from one)."""
         arrays, pixels = self._pixels(images)
         counts = [len(b) for b in boxes]
         if not sum(counts):
-            return [np.zeros((0, 5, 2), np.float32) for _ in arrays]
+            return [(np.zeros((0, 5, 2), np.float32), np.zeros((0, 4), np.float32),
+                     np.zeros(0, np.float32)) for _ in arrays]
         flat = torch.tensor([list(box) for image_boxes in boxes for box in image_boxes],
                             dtype=torch.float32, device=self.device)
         owner = torch.repeat_interleave(torch.arange(len(counts), device=self.device),
@@ -264,9 +272,12 @@ class MTCNNDetector:
         with _exact():
             offsets, _, _ = self._run(self.onet, pixels, square(flat), owner)
             moved = square(regress(square(flat), offsets))
-            _, points, _ = self._run(self.onet, pixels, moved, owner)
+            refined, points, scores = self._run(self.onet, pixels, moved, owner)
             placed = _place(points, moved).cpu().numpy().astype(np.float32)
-        return np.split(placed, np.cumsum(counts)[:-1])
+            boxes = regress(moved, refined).cpu().numpy().astype(np.float32)
+        cuts = np.cumsum(counts)[:-1]
+        return list(zip(np.split(placed, cuts), np.split(boxes, cuts),
+                        np.split(scores.cpu().numpy().astype(np.float32), cuts)))
 
     def _pixels(self, images: Sequence[np.ndarray]
                 ) -> tuple[list[np.ndarray], list[torch.Tensor]]:

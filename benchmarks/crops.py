@@ -1,0 +1,234 @@
+"""Faces that come as crops: facecnn's default commands (no flags) against face_recognition
+told that the whole crop is the face.
+
+Every set is cut from ../shared/data/lfw_dev: the subject of each photo (the face nearest the
+centre, found by the default detector in the whole photo), in the layouts face sets ship:
+
+- tight: the detector's box, in colour; grey: the same in grey levels;
+- arcface112: 112 px chips aligned on the five points (ArcFace's template);
+- dlib150: dlib's 150 px chips (what face_recognition and `facecnn cluster` cut);
+- shadow: grey 168 x 192 crops lit from one side, the far half in deep shadow (face sets shot
+  under controlled light);
+- nonface: patches of ../shared/data/dlib_faces photos away from every boxed face, and corners
+  of LFW photos: these must stay "no face".
+
+For each layout, `facecnn enroll` takes the first 5 crops of each of the known people, and
+`facecnn recognize --json` names the rest of theirs and every crop of the strangers (right:
+"unknown"), as whole CLI processes. face_recognition encodes the same crops with the whole crop
+as the face location and names a query by its nearest enrolled encoding within its default
+tolerance 0.6. Rows: crops with no face found, named right, named wrong (another person, or a
+stranger named), unknown; for nonface, the share taken as a face.
+
+Needs `pip install --no-deps face_recognition` and `pip install "setuptools<81"`.
+
+    python benchmarks/crops.py [--known 40] [--strangers 20] [--out benchmarks/results/crops.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from datapath import SHARED, require
+
+LFW = SHARED / "lfw_dev"
+GROUPS = SHARED / "dlib_faces"
+ENROL = 5
+LAYOUTS = ("tight", "grey", "arcface112", "dlib150", "shadow")
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return np.repeat(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
+
+
+def _shadow(tight: np.ndarray, side: int) -> np.ndarray:
+    """Grey, 168 x 192, lit from the left or right: the far half fades into deep shadow."""
+    grey = cv2.cvtColor(cv2.resize(tight, (168, 192)), cv2.COLOR_RGB2GRAY) / 255.0
+    ramp = np.linspace(1.0, 0.03, 168)[None, :]
+    lit = (255 * (grey * (ramp if side else ramp[:, ::-1])) ** 1.5).astype(np.uint8)
+    return np.repeat(lit[:, :, None], 3, axis=2)
+
+
+def layouts(image: np.ndarray, face, index: int) -> dict[str, np.ndarray]:
+    from facecnn.faces.align import align_face
+    from facecnn.faces.crops import DLIB_CHIP, make_chips
+
+    x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+    tight = image[max(y1, 0):y2, max(x1, 0):x2]
+    return {"tight": tight, "grey": _grey(tight),
+            "arcface112": align_face(image, face.landmarks, 112),
+            "dlib150": make_chips(DLIB_CHIP, [(image, face)])[0],
+            "shadow": _shadow(tight, index % 2)}
+
+
+def make_sets(root: Path, known: int, strangers: int, seed: int) -> dict[str, int]:
+    """root/<layout>/{enrol,query}/<person>/<i>.png and root/nonface/<i>.png."""
+    from facecnn.data.decode import read_image
+    from facecnn.faces.detect import FaceDetector
+    from facecnn.faces.pipeline import picked
+
+    rng = np.random.default_rng(seed)
+    people = sorted(p for p in LFW.iterdir() if p.is_dir())
+    chosen = [people[i] for i in rng.permutation(len(people))[:known + strangers]]
+    detector = FaceDetector()
+    counts = {"enrol": 0, "query": 0}
+    for n, person in enumerate(chosen):
+        photos = sorted(person.glob("*.jpg"))
+        for i, photo in enumerate(photos):
+            image = read_image(photo)
+            faces = picked(detector(image), image.shape, "center")
+            if not faces or faces[0].landmarks is None:
+                continue
+            part = "enrol" if n < known and i < ENROL else "query"
+            counts[part] += 1
+            for layout, crop in layouts(image, faces[0], i).items():
+                target = root / layout / part / person.name / f"{i}.png"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(crop).save(target)
+    _nonfaces(root / "nonface", rng)
+    return counts
+
+
+def _nonfaces(folder: Path, rng: np.random.Generator) -> None:
+    from facecnn.data.decode import read_image
+
+    folder.mkdir(parents=True)
+    count = 0
+    for xml in ("training.xml", "testing.xml"):
+        for entry in ET.parse(GROUPS / xml).getroot().iter("image"):
+            image = read_image(GROUPS / entry.get("file"))
+            boxes = [(int(b.get("left")), int(b.get("top")),
+                      int(b.get("left")) + int(b.get("width")),
+                      int(b.get("top")) + int(b.get("height"))) for b in entry.iter("box")]
+            height, width = image.shape[:2]
+            for _ in range(60):
+                side = int(rng.integers(60, 180))
+                x, y = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
+                margin = side // 4  # clear of every face, hair and shoulders included
+                if any(x < bx2 + margin and x + side > bx1 - margin and y < by2 + margin
+                       and y + side > by1 - margin for bx1, by1, bx2, by2 in boxes):
+                    continue
+                Image.fromarray(image[y:y + side, x:x + side]).save(folder / f"{count}.png")
+                count += 1
+
+
+def facecnn_run(layout_dir: Path, work: Path) -> tuple[dict[str, str | None], float]:
+    """file -> the name facecnn's default commands give its crop (None: no face)."""
+    started = time.perf_counter()
+    gallery = work / "g.db"
+    for args in (["enroll", str(layout_dir / "enrol"), "--gallery", str(gallery)],):
+        subprocess.run([sys.executable, "-m", "facecnn", *args, "--quiet"], check=True,
+                       capture_output=True)
+    answer = subprocess.run([sys.executable, "-m", "facecnn", "recognize",
+                             str(layout_dir / "query"), "--gallery", str(gallery), "--json",
+                             "--quiet"], capture_output=True, text=True, check=True)
+    named = {}
+    for result in json.loads(answer.stdout):
+        faces = result.get("faces") or []
+        named[str(Path(result["file"]).resolve())] = faces[0]["name"] if faces else None
+    return named, time.perf_counter() - started
+
+
+def face_recognition_run(layout_dir: Path) -> tuple[dict[str, str | None], float]:
+    """file -> the name face_recognition gives its crop, the whole crop as the face."""
+    import face_recognition
+
+    def encode(path: Path) -> np.ndarray:
+        image = face_recognition.load_image_file(path)
+        height, width = image.shape[:2]
+        return face_recognition.face_encodings(image, [(0, width, height, 0)])[0]
+
+    started = time.perf_counter()
+    names, vectors = [], []
+    for path in sorted((layout_dir / "enrol").glob("*/*.png")):
+        names.append(path.parent.name)
+        vectors.append(encode(path))
+    refs = np.array(vectors)
+    named = {}
+    for path in sorted((layout_dir / "query").glob("*/*.png")):
+        distances = np.linalg.norm(refs - encode(path), axis=1)
+        best = int(np.argmin(distances))
+        named[str(path.resolve())] = names[best] if distances[best] <= 0.6 else "unknown"
+    return named, time.perf_counter() - started
+
+
+def score(named: dict[str, str | None], known: set[str]) -> dict[str, float]:
+    truth = {file: Path(file).parent.name for file in named}
+    total = len(named)
+    right = sum(1 for f, n in named.items()
+                if n == (truth[f] if truth[f] in known else "unknown"))
+    wrong = sum(1 for f, n in named.items() if n not in (None, "unknown") and n != truth[f])
+    return {"crops": total, "no_face": sum(n is None for n in named.values()) / total,
+            "right": right / total, "wrong": wrong / total,
+            "unknown": sum(n == "unknown" for n in named.values()) / total,
+            "known_named_right": sum(1 for f, n in named.items()
+                                     if truth[f] in known and n == truth[f])
+            / max(1, sum(truth[f] in known for f in named)),
+            "strangers_named": sum(1 for f, n in named.items()
+                                   if truth[f] not in known and n not in (None, "unknown"))
+            / max(1, sum(truth[f] not in known for f in named))}
+
+
+def nonface_rate(folder: Path) -> tuple[float, int]:
+    """The share of non-face patches facecnn's default detector takes for a face."""
+    from facecnn.data.decode import read_image
+    from facecnn.faces.detect import FaceDetector
+
+    detector = FaceDetector()
+    patches = sorted(folder.glob("*.png"))
+    found = sum(bool(detector(read_image(p))) for p in patches)
+    return found / len(patches), len(patches)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--known", type=int, default=40)
+    parser.add_argument("--strangers", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layouts", default=",".join(LAYOUTS))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/crops.json"))
+    args = parser.parse_args()
+    require(LFW, GROUPS, what="../shared/data (lfw_dev and dlib_faces)")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        counts = make_sets(root, args.known, args.strangers, args.seed)
+        print(f"{counts['enrol']} enrolment and {counts['query']} query crops per layout "
+              f"({args.known} known people, {args.strangers} strangers)", flush=True)
+        print(f"{'layout':11s} {'tool':16s} {'no face':>8s} {'right':>6s} {'wrong':>6s} "
+              f"{'unknown':>8s} {'known right':>11s} {'strangers named':>15s} {'s':>6s}")
+        for layout in args.layouts.split(","):
+            known = {p.name for p in (root / layout / "enrol").iterdir()}
+            for tool, run in (("facecnn", lambda d=root / layout, w=root / f"w_{layout}":
+                               (w.mkdir(), facecnn_run(d, w))[1]),
+                              ("face_recognition", lambda d=root / layout:
+                               face_recognition_run(d))):
+                named, seconds = run()
+                row = {"layout": layout, "tool": tool, **score(named, known),
+                       "seconds": round(seconds, 1)}
+                rows.append(row)
+                print(f"{layout:11s} {tool:16s} {row['no_face']:8.3f} {row['right']:6.3f} "
+                      f"{row['wrong']:6.3f} {row['unknown']:8.3f} "
+                      f"{row['known_named_right']:11.3f} {row['strangers_named']:15.3f} "
+                      f"{seconds:6.1f}", flush=True)
+        taken, patches = nonface_rate(root / "nonface")
+        print(f"nonface: {patches} patches, {taken:.3f} taken for a face by facecnn's default "
+              "detector")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"rows": rows, "nonface": {"patches": patches,
+                                                              "taken": taken}}, indent=2))
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""A second look at small images in which the detector found no face. Many such images are a
+face themselves: a crop cut tight (the detector has no room around it), an aligned chip, a
+face in hard light. Each step runs only on the images the one before left without a face:
+
+1. the image inside a border of its mean colour, a quarter of its side wide;
+2. the same, its contrast equalized locally (CLAHE on the grey levels): a face half in shadow
+   shows both halves;
+3. the whole image as the face: MTCNN's O-Net looks at it, gives its five points and a box,
+   and says how sure it is that a face is there at all, so an image with no face stays "no
+   face" (`WHOLE_FACE_SCORE`, O-Net's own threshold in MTCNN).
+
+Images over RETRY_MAX_SIDE (landscapes, group photos) are not looked at twice. With `--crops`
+(FaceDetector(crops=True)) the detector is skipped and every image is taken as one face
+(step 3, whatever O-Net's score).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from facecnn.faces.detectors import Detection
+
+if TYPE_CHECKING:
+    from facecnn.models.mtcnn import MTCNNDetector
+
+RETRY_MAX_SIDE = 512
+PAD_SHARE = 0.25
+WHOLE_FACE_SCORE = 0.7
+
+
+def padded(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """The image inside a border of its mean colour a quarter of its longer side wide, and
+    the border's width."""
+    import cv2
+
+    pad = int(round(PAD_SHARE * max(image.shape[:2])))
+    colour = [int(v) for v in image.reshape(-1, 3).mean(0)]
+    return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT,
+                              value=colour), pad
+
+
+def equalized(image: np.ndarray) -> np.ndarray:
+    """The grey levels with their contrast equalized in 4 x 4 tiles, as RGB."""
+    import cv2
+
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    flat = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(4, 4)).apply(grey)
+    return np.repeat(flat[:, :, None], 3, axis=2)
+
+
+def unpadded(found: list[Detection], pad: int) -> list[Detection]:
+    """Detections on a padded copy, in the image's own pixels."""
+    return [Detection(tuple(v - pad for v in d.box), d.score,
+                      None if d.landmarks is None else d.landmarks - pad) for d in found]
+
+
+def whole_faces(onet: MTCNNDetector, images: list[np.ndarray],
+                accept: float | None = WHOLE_FACE_SCORE) -> list[Detection | None]:
+    """Each image taken as one face: O-Net's box, points and score, on the image or on its
+    equalized copy (whichever O-Net is surer of). None where O-Net's score is under `accept`
+    (no face there); `accept=None` takes every image, as the whole image where O-Net is
+    unsure."""
+    if not images:
+        return []
+    looks = [onet.look_at(copies, [[(0.0, 0.0, float(i.shape[1]), float(i.shape[0]))]
+                                   for i in copies])
+             for copies in (images, [equalized(i) for i in images])]
+    found: list[Detection | None] = []
+    for image, plain, flat in zip(images, *looks):
+        points, box, score = max(plain, flat, key=lambda look: float(look[2][0]))
+        score = float(score[0])
+        if accept is not None and score < accept:
+            found.append(None)
+            continue
+        height, width = image.shape[:2]
+        whole = (0.0, 0.0, float(width), float(height))
+        edges = (tuple(float(v) for v in np.clip(box[0], 0, [width, height, width, height]))
+                 if score >= WHOLE_FACE_SCORE else whole)
+        found.append(Detection(edges, score, points[0]))
+    return found
