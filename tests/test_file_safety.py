@@ -275,3 +275,22 @@ def test_atomic_writes_reach_the_disk_before_and_after_the_rename(tmp_path: Path
     assert kinds == ["fsync", "rename", "fsync"], events
     assert events[0][1].startswith(str(tmp_path / ".gallery.idx."))  # the temporary's data
     assert events[2][1] == str(tmp_path)  # then the folder's new entry
+
+
+def test_atomic_writes_keep_the_usual_permissions(tmp_path: Path) -> None:
+    """A writer that makes its file anew (safetensors makes it 0600) leaves it as readable as
+    the run's other files: 0666 less the umask."""
+    import torch
+    from safetensors.torch import save_file
+
+    from facecnn.fileio import atomic_write
+
+    umask = os.umask(0o022)
+    try:
+        path = tmp_path / "model.safetensors"
+        atomic_write(path, lambda tmp: save_file({"w": torch.zeros(2)}, str(tmp)))
+        assert path.stat().st_mode & 0o777 == 0o644
+        atomic_write(path, lambda tmp: save_file({"w": torch.ones(2)}, str(tmp)), mode=0o600)
+        assert path.stat().st_mode & 0o777 == 0o600  # asked for
+    finally:
+        os.umask(umask)

@@ -149,3 +149,35 @@ def test_comparison_plot_epochs_are_whole_and_labels_apart() -> None:
     plt.close(fig)
     for a, b in combinations(labels.values(), 2):
         assert not a.overlaps(b)
+
+
+def test_a_prepared_folder_gives_no_report_to_predict(tmp_path: Path) -> None:
+    """`predict faces/` on what `prepare` wrote: its prepare_report.json is not an input (and
+    so not "skipped: not an image"); a file of that name given by hand still is."""
+    from facecnn.data.folders import expand_inputs
+
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "s1" / "1.png").write_bytes(b"")
+    (tmp_path / "prepare_report.json").write_text("{}")
+    (tmp_path / "s1" / "prepare_report.json").write_text("{}")  # not at the top: the user's
+    assert expand_inputs([tmp_path]) == [tmp_path / "s1" / "1.png",
+                                         tmp_path / "s1" / "prepare_report.json"]
+    assert expand_inputs([tmp_path / "prepare_report.json"]) == [tmp_path /
+                                                                 "prepare_report.json"]
+
+
+def test_piped_tables_keep_names_whole() -> None:
+    """Off a terminal (no COLUMNS), `facecnn models` and `--help` are 120 columns wide, and
+    every model name is printed whole."""
+    import os
+
+    from facecnn.models.catalog import list_models
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH")}
+    shown = subprocess.run([sys.executable, "-m", "facecnn", "models"], capture_output=True,
+                           text=True, env=env, check=True).stdout
+    names = {line.split("│")[1].strip() for line in shown.splitlines() if line.startswith("│")}
+    assert set(list_models()) <= names
+    helped = subprocess.run([sys.executable, "-m", "facecnn", "train", "--help"],
+                            capture_output=True, text=True, env=env, check=True).stdout
+    assert max(len(line) for line in helped.splitlines()) == 120

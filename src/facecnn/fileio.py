@@ -30,7 +30,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None],
     """Call `write(tmp)` to fill a temporary file, then rename it over `path`.
 
     The temporary is created empty with the usual permissions (0o666 less the umask, or
-    `mode`), so `write` may open it by name. Returns the written file's stat (the rename
+    `mode`), so `write` may open it by name; the file keeps them even if `write` makes it
+    anew. Returns the written file's stat (the rename
     keeps it), and removes the temporary if anything fails.
     """
     path = Path(path)
@@ -39,7 +40,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None],
     try:
         if mode is not None:
             os.chmod(tmp, mode)
+        wanted = os.stat(tmp).st_mode & 0o7777
         write(tmp)
+        if os.stat(tmp).st_mode & 0o7777 != wanted:  # a writer that made the file anew
+            os.chmod(tmp, wanted)  # (safetensors makes its files 0600)
         fsync_path(tmp)
         stat = os.stat(tmp)
         os.replace(tmp, path)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -15,8 +16,21 @@ from facecnn.progress import Reporter
 # Everything printed is data: names, paths and messages show as written ("[b]madonna" is
 # not a bold "madonna", "photo [1].jpg" and "me :smile:" keep their brackets and colons), so
 # the consoles read no markup or emoji codes; styled text is a rich Text.
-console = Console(soft_wrap=True, markup=False, emoji=False)
-err_console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
+OFF_TERMINAL_WIDTH = 120
+
+
+def output_width(stream: TextIO) -> int | None:
+    """Columns for what goes to `stream`: the terminal's (None: rich asks it), COLUMNS if set,
+    else OFF_TERMINAL_WIDTH. Off a terminal (a pipe, a file, a CI log) rich would wrap at 80
+    and cut the names in tables and --help short."""
+    if os.environ.get("COLUMNS") or stream.isatty():
+        return None
+    return OFF_TERMINAL_WIDTH
+
+
+console = Console(soft_wrap=True, markup=False, emoji=False, width=output_width(sys.stdout))
+err_console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False,
+                      width=output_width(sys.stderr))
 
 
 def debugging() -> bool:

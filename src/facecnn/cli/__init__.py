@@ -9,11 +9,14 @@ from __future__ import annotations
 import sys
 
 import typer
+import typer.rich_utils
 
 from facecnn.cli import cluster, faces, gallery, listing, serve, studies, training
 from facecnn.errors import FacecnnError, Interrupted
-from facecnn.terminal import configure_logging, debugging, err_console
+from facecnn.terminal import configure_logging, debugging, err_console, output_width
 
+# --help as wide as the tables: TERMINAL_WIDTH (typer's own) wins, then ours off a terminal
+typer.rich_utils.MAX_WIDTH = typer.rich_utils.MAX_WIDTH or output_width(sys.stdout)
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Face recognition with convolutional networks: train, evaluate, predict.")
 

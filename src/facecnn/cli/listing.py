@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from facecnn.cli.options import JSON
 from facecnn.faces.detectors import DETECTORS
@@ -18,7 +18,8 @@ def models(
     """List every model name with its input size and parameter count."""
     from facecnn.models.catalog import list_models, model_info, parameter_count
 
-    table = Table("model", "input", f"parameters ({num_classes} classes)", "description")
+    table = Table(Column("model", no_wrap=True), "input", f"parameters ({num_classes} classes)",
+                  "description")
     for name in list_models():
         info = model_info(name)
         table.add_row(name, f"{info.img_size}x{info.img_size}x{info.in_chans}",
@@ -35,7 +36,9 @@ def _print_rows(rows: list[dict], columns: dict[str, str], as_json: bool) -> Non
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(*columns.values(), "model files (licence)")
+    first, *rest = columns.values()  # names whole; file names folded, never cut short
+    table = Table(Column(first, no_wrap=True), *rest,
+                  Column("model files (licence)", overflow="fold"))
     for row in rows:
         files = "; ".join(f"{m['file']} from {m['from']} ({m['licence']})" for m in row["models"])
         table.add_row(*(str(row[key]) for key in columns), files)
