@@ -14,6 +14,7 @@ import torch
 from facecnn.config import TrainConfig
 from facecnn.errors import FacecnnError
 from facecnn.evaluate import evaluate_run
+from facecnn.models.weights import read_state_dict
 from facecnn.train.trainer import Trainer
 from helpers import invoke_cli, make_jpeg_tree
 
@@ -157,9 +158,8 @@ def test_checkpoint_as_pretrained_with_frozen_backbone(trained: tuple[Path, Path
     head = 64 * 6 * 6 * len(PEOPLE) + len(PEOPLE)  # Linear(64 * (48/8)^2 -> classes)
     assert metrics["parameters"]["trainable"] == head
     assert metrics["parameters"]["frozen"] == metrics["parameters"]["total"] - head
-    before = torch.load(run / "weights" / "best.pt", weights_only=True)["model"]
-    after = torch.load(tmp_path / "train" / "exp" / "weights" / "best.pt",
-                       weights_only=True)["model"]
+    before = read_state_dict(run / "weights" / "best.pt")  # the run's model.safetensors
+    after = read_state_dict(tmp_path / "train" / "exp" / "model.safetensors")
     for key, value in before.items():
         if key.startswith("backbone.") and value.is_floating_point():
             assert torch.equal(value, after[key]), key

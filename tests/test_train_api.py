@@ -11,7 +11,7 @@ import yaml
 
 import facecnn
 from facecnn.train.callbacks import Callback
-from helpers import invoke_cli
+from helpers import invoke_cli, tensor_files_equal
 
 pytestmark = pytest.mark.e2e
 
@@ -76,15 +76,28 @@ def test_a_failing_fit_releases_its_log(tmp_path: Path) -> None:
     assert str(later.dir) not in broken_log and "epoch 1/2" in broken_log
 
 
-def test_best_checkpoint_keeps_no_optimizer_state(tmp_path: Path) -> None:
+def test_a_run_keeps_each_tensor_once(tmp_path: Path) -> None:
+    """The best weights only in model.safetensors (best.pt: their progress), the last ones
+    and the optimizer's state only in last.pt; the report says what the run weighs."""
+    from safetensors.torch import load_file
+
+    from facecnn.models.weights import read_state_dict
+
     run = digits(tmp_path, optimizer="adam")
     best = torch.load(run.dir / "weights" / "best.pt", weights_only=True)
     last = torch.load(run.dir / "weights" / "last.pt", weights_only=True)
-    assert "optimizer" not in best and "best_model" not in best
+    assert not {"model", "optimizer", "best_model"} & set(best) and "best_model" not in last
     assert best["state"]["epoch"] == run.metrics["best"]["epoch"]
     assert last["optimizer"]["state"]  # last.pt still resumes exactly
-    size = (run.dir / "weights" / "best.pt").stat().st_size
-    assert size < 0.5 * (run.dir / "weights" / "last.pt").stat().st_size
+    weights = load_file(run.dir / "model.safetensors")
+    assert tensor_files_equal(read_state_dict(run.dir / "weights" / "best.pt"), weights)
+    sizes = {f: (run.dir / f).stat().st_size for f in ("model.safetensors", "weights/best.pt",
+                                                        "weights/last.pt")}
+    assert sizes["weights/best.pt"] < 0.05 * sizes["model.safetensors"]
+    assert sizes["weights/last.pt"] < 3.3 * sizes["model.safetensors"]  # weights + Adam's two
+    weighs = run.metrics["run_mb"]
+    assert weighs == pytest.approx(sum(sizes.values()) / 2**20, abs=0.01)
+    assert f"run folder weights {weighs:.2f} MB" in (run.dir / "report.md").read_text()
 
 
 def test_a_bug_is_one_line_unless_debugging(tmp_path: Path,

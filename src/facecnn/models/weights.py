@@ -1,4 +1,6 @@
-"""Load `--weights FILE` into a model: a timm/torchvision state dict or a facecnn checkpoint.
+"""Load `--weights FILE` into a model: a timm/torchvision state dict or a facecnn checkpoint
+(a run's model.safetensors, weights/last.pt, or weights/best.pt, whose weights are the run's
+model.safetensors).
 
 Tensors whose names and shapes match are loaded; a classification head of another class
 count (or a missing one) is left as built. Too few matches means the file is for another
@@ -33,6 +35,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
+    else:
+        if isinstance(obj, dict) and "state" in obj and path.name == "best.pt":
+            return read_state_dict(path.parent.parent / "model.safetensors")
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise FacecnnError(f"{path} holds no state dict of tensors")
     return {k.removeprefix("module."): v for k, v in obj.items()}

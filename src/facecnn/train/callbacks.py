@@ -42,7 +42,7 @@ class Trainer(Protocol):
     should_stop: bool
     augment_state: Any
 
-    def best_checkpoint(self) -> dict[str, Any]: ...
+    def save_best(self) -> None: ...
 
     def checkpoint(self, augment_state: Any) -> dict[str, Any]: ...
 
@@ -91,17 +91,16 @@ class TrainLog(Callback):
 
 
 class Checkpoints(Callback):
-    """weights/last.pt after every epoch and at Ctrl-C (everything an exact resume needs);
-    weights/best.pt at each lower val loss (weights and progress only, no optimizer state,
-    so a big model's run folder is not four copies of it)."""
+    """weights/last.pt after every epoch and at Ctrl-C (what an exact resume needs); at each
+    lower val loss, the weights in model.safetensors and their progress in weights/best.pt.
+    Every tensor is kept once: a run weighs its weights twice plus the optimizer's state."""
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
         if not trainer.dist.is_main:
             return
-        weights = trainer.run_dir / "weights"
         if trainer.state.best_epoch == trainer.state.epoch:
-            save_atomic(trainer.best_checkpoint(), weights / "best.pt")
-        save_atomic(trainer.checkpoint(None), weights / "last.pt")
+            trainer.save_best()
+        save_atomic(trainer.checkpoint(None), trainer.run_dir / "weights" / "last.pt")
 
     def on_interrupt(self, trainer: Trainer) -> None:
         if trainer.dist.is_main and trainer.interrupted and trainer.state.batch:

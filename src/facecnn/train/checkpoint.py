@@ -11,6 +11,7 @@ import torch
 
 from facecnn.errors import FacecnnError
 from facecnn.fileio import atomic_write
+from facecnn.inference.pytorch import MODEL_FILE as BEST_WEIGHTS
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -20,15 +21,32 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 
 def resume_checkpoint(run_dir: Path) -> tuple[dict[str, Any], str | None]:
-    """(checkpoint, note) that `--resume` continues from: weights/last.pt, or weights/best.pt
-    when a kill left none (its weights and progress; the optimizer starts afresh), with a
-    line saying so."""
+    """(checkpoint, note) that `--resume` continues from: weights/last.pt, or when a kill left
+    none the best epoch's (its progress in weights/best.pt, its weights in
+    model.safetensors; the optimizer starts afresh), with a line saying so."""
     last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
     if last.is_file() or not best.is_file():
         return load_checkpoint(last), None
-    ckpt = load_checkpoint(best)
+    weights = best_weights(run_dir)
+    if weights is None:
+        raise FacecnnError(f"{last} and {run_dir / BEST_WEIGHTS} are missing: nothing to "
+                           "resume from")
+    ckpt = {**load_checkpoint(best), "model": weights}
     return ckpt, (f"{last} is missing: continuing from {best} (after epoch "
                   f"{ckpt['state']['epoch']}; the optimizer's state starts afresh)")
+
+
+def best_weights(run_dir: Path) -> dict[str, torch.Tensor] | None:
+    """The best epoch's weights (model.safetensors), or None before there is one."""
+    path = run_dir / BEST_WEIGHTS
+    if not path.is_file():
+        return None
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # a damaged file: many error types
+        raise FacecnnError(f"cannot read {path}: {type(exc).__name__}") from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

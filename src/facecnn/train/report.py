@@ -60,6 +60,11 @@ def render_report(title: str, metrics: dict[str, Any], history: list[dict[str, f
                   f"model file {metrics['model_file_mb']:.3f} MB; latency "
                   f"{metrics['latency_ms']:.2f} ms per image (batch of one, median, on "
                   f"{device})", ""]
+        if "run_mb" in metrics:
+            lines += [f"run folder weights {metrics['run_mb']:.2f} MB: model.safetensors (the "
+                      "best epoch's, what inference loads), weights/last.pt (the last epoch's "
+                      "with the optimizer's state, what --resume needs), weights/best.pt (its "
+                      "progress only)", ""]
     if history:
         lines += ["## Epochs", "", "| " + " | ".join(RESULT_COLUMNS) + " |",
                   "|" + "---|" * len(RESULT_COLUMNS)]

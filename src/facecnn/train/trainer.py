@@ -44,7 +44,14 @@ from facecnn.progress import Reporter
 from facecnn.runs import new_run_dir
 from facecnn.runtime import Runtime, select_device
 from facecnn.train.callbacks import Callback, default_callbacks
-from facecnn.train.checkpoint import resume_checkpoint, rng_state, seed_everything, set_rng_state
+from facecnn.train.checkpoint import (
+    best_weights,
+    resume_checkpoint,
+    rng_state,
+    save_atomic,
+    seed_everything,
+    set_rng_state,
+)
 from facecnn.train.crop_check import crop_mismatch
 from facecnn.train.distributed import DistContext
 from facecnn.train.evaluation import evaluate
@@ -258,8 +265,8 @@ class Trainer:
         partial = EpochSums(**{**s["partial"], "cm": s["partial"]["cm"].numpy()})
         self.state = TrainState(s["epoch"], s["batch"], partial, s["history"],
                                 s["best_loss"], s["best_epoch"], s["bad_epochs"])
+        self.best_state = best_weights(self.run_dir)
         if "optimizer" not in ckpt:
-            self.best_state = copy.deepcopy(ckpt["model"])
             with warnings.catch_warnings():  # no optimizer step to pair these with
                 warnings.simplefilter("ignore")
                 for _ in range(self.state.epoch * len(self.train_loader)):
@@ -268,21 +275,27 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
-        self.best_state = ckpt.get("best_model")
         self._resume_rng = ckpt["rng"]
 
     # ---- checkpoints --------------------------------------------------------------------
     def checkpoint(self, aug_rng: torch.Tensor | None) -> dict[str, Any]:
-        """Everything an exact resume needs (weights/last.pt)."""
-        return {**self.best_checkpoint(), "optimizer": self.optimizer.state_dict(),
+        """Everything an exact resume needs (weights/last.pt) but the best weights, which
+        model.safetensors holds."""
+        return {"model": self.model.state_dict(), **self.progress(),
+                "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": {**rng_state(), "augment": aug_rng}, "best_model": self.best_state}
+                "rng": {**rng_state(), "augment": aug_rng}}
 
-    def best_checkpoint(self) -> dict[str, Any]:
-        """The weights with the progress they were reached at (weights/best.pt)."""
+    def save_best(self) -> None:
+        """The best weights so far (model.safetensors, what inference loads), then the
+        progress they were reached at (weights/best.pt): each kept once on disk."""
+        save_inference_model(self.model, self.inference_meta(), self.run_dir / MODEL_FILE)
+        save_atomic(self.progress(), self.run_dir / "weights" / "best.pt")
+
+    def progress(self) -> dict[str, Any]:
+        """Where training stands: epoch, history, the best so far (weights/best.pt)."""
         s = self.state
-        return {"model": self.model.state_dict(),
-                "state": {"epoch": s.epoch, "batch": s.batch, "partial": s.partial.state(),
+        return {"state": {"epoch": s.epoch, "batch": s.batch, "partial": s.partial.state(),
                           "history": s.history, "best_loss": s.best_loss,
                           "best_epoch": s.best_epoch, "bad_epochs": s.bad_epochs},
                 "classes": self.data.classes, "config": self.cfg.to_dict(),
@@ -476,6 +489,8 @@ class Trainer:
             "best": {"epoch": s.best_epoch, "val_loss": val_loss},
             "parameters": self.params,
             "model_file_mb": round(model_file.stat().st_size / 2**20, 3),
+            "run_mb": round(sum(f.stat().st_size for f in (
+                model_file, *(self.run_dir / "weights").glob("*.pt"))) / 2**20, 3),
             "latency_ms": round(latency_ms(self.model, self.rt, self.info.in_chans,
                                            self.img_size), 3),
             "classes": d.classes, "skipped": d.skipped, "environment": environment(),
