@@ -17,6 +17,7 @@ from facecnn.viz.feature_maps import feature_maps
 from facecnn.viz.gradcam import gradcam, overlay_figure
 from facecnn.viz.kernels import kernel_figure, kernel_panels
 from facecnn.viz.predictions import parse_grid, predictions_grid
+from helpers import ATT_FACES
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +155,42 @@ def test_parse_grid() -> None:
     for bad in ("4by8", "4x", "0x8", ""):
         with pytest.raises(FacecnnError):
             parse_grid(bad)
+
+
+@pytest.mark.e2e
+def test_gradcam_layer_of_every_model() -> None:
+    """Every registered model with convolutions is explained on a map at least 1/40 of its
+    input wide (resnet18: 5 x 5 of 160), never on the 1 x 1 or 2 x 2 maps some end in."""
+    from facecnn.models.catalog import list_models, model_info
+    from facecnn.viz.gradcam import target_layer
+
+    for name in list_models():
+        info = model_info(name)
+        side = min(info.img_size, 160)  # the rule scales with the input; big ones cost time
+        torch.manual_seed(0)
+        model = create_model(name, 3, img_size=side)
+        if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+            continue  # an MLP: no map to explain (feature_maps says so in one line)
+        x = torch.randn(1, info.in_chans, side, side)
+        layer, shapes = target_layer(model, x), {}
+        hook = layer.register_forward_hook(lambda m, i, o: shapes.update(out=o.shape))
+        with torch.no_grad():
+            model.eval()(x)
+        hook.remove()
+        assert min(shapes["out"][-2:]) >= max(2, side / 40), (name, shapes["out"])
+
+
+def test_gradcam_of_dlib_resnet_varies_over_a_face() -> None:
+    """dlib's network with its weights (a run's `--pretrained`): the map of an AT&T face is
+    no uniform wash (it was, on its last 2 x 2 convolution)."""
+    from facecnn.models.catalog import model_info
+
+    info = model_info("dlib_resnet")
+    model = create_model("dlib_resnet", 3, pretrained=True)
+    face = Image.open(ATT_FACES / "s1" / "1.pgm").convert("RGB").resize((info.img_size,) * 2)
+    x = torch.tensor(np.asarray(face), dtype=torch.float32).permute(2, 0, 1)[None] / 255
+    x = (x - torch.tensor(info.mean)[:, None, None]) / torch.tensor(info.std)[:, None, None]
+    heat, _, _ = gradcam(model, x)
+    assert heat.std() > 0.1 and heat.max() - heat.min() > 0.5
+    quarters = [heat[r:r + 75, c:c + 75].mean() for r in (0, 75) for c in (0, 75)]
+    assert max(quarters) - min(quarters) > 0.05  # not the same everywhere on the face
