@@ -203,6 +203,26 @@ def test_classifier_path_and_onnx_embedder(work: Path) -> None:
     face = json.loads(result.stdout)[0]["faces"][0]
     assert face["name"] in ("s11", "s12", "s13", "unknown") and face["distance"] is None
 
+    # predict on photos names their largest face cut as the crops were, as recognize does;
+    # on the prepared folder it takes the crops as they are; a photo with no face is skipped
+    Image.new("RGB", (200, 200), (90, 90, 90)).save(work / "blank.jpg")
+    photos = [raw / person / "10.jpg" for person in ("s11", "s12", "s13")]
+    named = invoke_cli("predict", str(run), *map(str, photos), str(work / "blank.jpg"),
+                       "--json", cwd=work)
+    assert named.returncode == 0, named.stderr
+    assert "skipped" in named.stderr and "blank.jpg: no face found" in named.stderr
+    predicted = {Path(p["file"]).parent.name: p for p in json.loads(named.stdout)}
+    assert list(predicted) == ["s11", "s12", "s13"]
+    recognized = json.loads(invoke_cli("recognize", *map(str, photos), "--model", str(run),
+                                       "--min-confidence", "0", "--json", cwd=work).stdout)
+    for record in recognized:
+        best = record["faces"][0]
+        mine = predicted[Path(record["file"]).parent.name]
+        assert mine["label"] == best["name"] and abs(mine["score"] - best["score"]) < 1e-3
+    as_crops = invoke_cli("predict", str(run), str(crops / "s12"), "--json", cwd=work)
+    assert as_crops.returncode == 0 and "skipped" not in as_crops.stderr, as_crops.stderr
+    assert len(json.loads(as_crops.stdout)) == 10
+
     from facecnn.inference.pytorch import load_inference_model
 
     model, meta = load_inference_model(run)

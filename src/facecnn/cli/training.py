@@ -88,7 +88,12 @@ def predict(
                                             "share)."),
     device: str = DEVICE,
 ) -> None:
-    """Name the class of each image."""
+    """Name the class of each image.
+
+    A run trained on face crops (`prepare`) names the largest face of a photo, cut as its
+    crops were; images in a folder `prepare` wrote go in as they are.
+    """
+    from facecnn.apps.predict import predict_files
     from facecnn.data.folders import expand_inputs, relative_ids
     from facecnn.inference import load_classifier
 
@@ -96,7 +101,8 @@ def predict(
     named = dict(zip(relative_ids(files, paths), paths))  # a file given twice is one row
     if csv_path is not None and csv_path.exists():
         raise FacecnnError(f"{csv_path} exists; choose another --csv path")
-    predictions, skipped = load_classifier(run, device)(list(named.values()), top_k=top_k)
+    predictions, skipped = predict_files(load_classifier(run, device), list(named.values()),
+                                         top_k=top_k)
     for item in skipped:
         err_console.print(f"skipped {item['file']}: {item['reason']}", highlight=False)
     if csv_path is not None:

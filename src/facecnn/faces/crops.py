@@ -95,6 +95,19 @@ def run_crop(meta: dict[str, Any]) -> Crop:
     return {**(meta.get("crop") or {"margin": PREPARE_MARGIN}), "size": meta["img_size"]}
 
 
+def classifier_inputs(meta: dict[str, Any], items: list[tuple[np.ndarray, Face]]
+                      ) -> np.ndarray:
+    """(N, size, size, channels) uint8: faces cut as a trained classifier's run was trained
+    on them (`run_crop`), in its channels (what its `probabilities` takes)."""
+    import cv2
+
+    chips = np.stack(make_chips(run_crop(meta), items))
+    if meta["in_chans"] == 1:
+        grey = [cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY) for chip in chips]
+        return np.stack(grey)[..., None]
+    return chips
+
+
 def model_crop(name: str) -> Crop:
     """The crop a registered model takes: its pretrained weights' own layout (dlib's chip for
     dlib_resnet), else prepare's template at the model's input size."""

@@ -8,14 +8,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from facecnn.data.decode import as_rgb, read_image
 from facecnn.errors import FacecnnError
 from facecnn.faces import embedders
 from facecnn.faces.config import PipelineConfig
-from facecnn.faces.crops import make_chips, run_crop
+from facecnn.faces.crops import classifier_inputs
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import Embedder, create_embedder
 from facecnn.faces.gallery import UNKNOWN, Gallery, open_gallery
@@ -131,10 +130,7 @@ class Recognizer:
             vectors = self.embed([(image, face) for face in faces])
             return self.name_embedded(with_vectors(faces, vectors))
         meta = self.classifier.meta
-        crops = make_chips(run_crop(meta), [(image, face) for face in faces])
-        if meta["in_chans"] == 1:
-            crops = cv2.cvtColor(np.concatenate(crops), cv2.COLOR_RGB2GRAY).reshape(
-                len(faces), meta["img_size"], meta["img_size"], 1)
+        crops = classifier_inputs(meta, [(image, face) for face in faces])
         with self._embedding:
             probs = self.classifier.probabilities(crops)
         for face, p in zip(faces, probs):
