@@ -149,10 +149,43 @@ def test_video_recognize_and_capture(work: Path, gallery: Path) -> None:
     assert sum(r["faces"][0]["name"] == "s4" for r in records[:5] if r["faces"]) >= 4
     assert not records[-1]["faces"]  # the tracker follows a face until a look misses it
     assert (out / "clip.mp4").stat().st_size > 0 and (out / "clip.json").is_file()
-    captured = invoke_cli("capture", str(work / "captured"), "--person", "bob", "--count", "3",
-                          "--from-video", str(clip), "--detector", "hog", cwd=work)
+
+
+def test_capture_saves_one_persons_aligned_faces(work: Path) -> None:
+    """s4 alone, then beside s5 (twice the same frame), then s5 alone: the crops saved for
+    bob are s4's alone, aligned, the repeated frame once; then ann is s5 (not s4 again)."""
+    from facecnn.faces.embedders import create_embedder
+
+    pair = [np.hstack([canvas("s4", i), canvas("s5", i)]) for i in (7, 8)]
+    frames = [cv2.resize(f, (400, 200)) for f in
+              [np.hstack([canvas("s4", 6)] * 2), pair[0], pair[0], pair[1]]
+              + [np.hstack([canvas("s5", i)] * 2) for i in (1, 2, 3, 4)]]
+    writer = cv2.VideoWriter(str(work / "two.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                             (400, 200))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    out = work / "captured"
+    captured = invoke_cli("capture", str(out), "--person", "bob", "--person", "ann", "--count",
+                          "3", "--from-video", str(work / "two.avi"), "--detector", "hog",
+                          cwd=work)
     assert captured.returncode == 0, captured.stderr
-    assert len(list((work / "captured" / "bob").glob("*.jpg"))) == 3
+    crops = {p: sorted((out / p).glob("*.jpg")) for p in ("bob", "ann")}
+    assert len(crops["bob"]) == 3 and len(crops["ann"]) >= 2
+    assert len({c.read_bytes() for c in crops["bob"]}) == 3  # the repeated frame saved once
+    assert json.loads((out / "prepare_report.json").read_text())["crop"] == {"size": 160,
+                                                                             "margin": 0.2}
+    embedder = create_embedder("dlib_torch")
+    refs = {p: embedder.embed([(canvas(p, 9), FaceDetector("hog")(canvas(p, 9))[0])])[0]
+            for p in ("s4", "s5")}
+    for person, truth in (("bob", "s4"), ("ann", "s5")):
+        for crop in crops[person]:
+            image = np.asarray(Image.open(crop))
+            assert image.shape == (160, 160, 3)
+            (face,) = FaceDetector("hog")(image)
+            vector = embedder.embed([(image, face)])[0]
+            near = min(refs, key=lambda p: np.linalg.norm(refs[p] - vector))
+            assert near == truth, (crop, near)
 
 
 def test_verify_two_photos_and_lfw_pairs(work: Path) -> None:

@@ -7,18 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import cv2
-
 from facecnn.data.folders import expand_inputs
-from facecnn.faces.detect import FaceDetector
 from facecnn.faces.pipeline import NO_FACE
 from facecnn.faces.recognize import Recognizer
 from facecnn.faces.result import Face, Result
-from facecnn.fileio import free_path
 from facecnn.progress import Reporter
 from facecnn.video.events import EventLog
 from facecnn.video.output import LiveView, save_file_video, save_outputs
-from facecnn.video.output import show as show_frame
 from facecnn.video.recognize import TrackingOptions, VideoRecognizer, VideoResult
 from facecnn.video.streams import Frame, VideoSource, is_video
 
@@ -121,34 +116,3 @@ def _image_results(recognizer: Recognizer, images: list[Path],
             yield recognizer(file)
         except ValueError as exc:
             yield Result(file, error=str(exc))
-
-
-def capture_faces(out: Path, people: list[str], *, count: int, source: str | int,
-                  detector: FaceDetector, every: int = 1, show: bool = False,
-                  reporter: Reporter | None = None) -> dict[str, list[Path]]:
-    """Seed C's face_capture: for each person in turn, save `count` frames that show exactly
-    one face into out/<person>/, numbered after any frames already there."""
-    from facecnn.faces.gallery import check_name
-
-    reporter = reporter or Reporter()
-    video = VideoSource(source)
-    frames = (frame for frame in video if frame.index % every == 0)
-    saved: dict[str, list[Path]] = {}
-    try:
-        for person in people:
-            folder = out / check_name(person)
-            folder.mkdir(parents=True, exist_ok=True)
-            saved[person] = []
-            with reporter.task(f"capturing {person}", count) as advance:
-                for frame in frames:
-                    rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
-                    if len(detector.detect_batch([rgb], landmarks=False)[0]) == 1:
-                        target = free_path(folder, f"{person}_{len(saved[person]) + 1:04d}.jpg")
-                        cv2.imwrite(str(target), frame.image)
-                        saved[person].append(target)
-                        advance(1)
-                    if show and not show_frame(frame.image) or len(saved[person]) >= count:
-                        break
-    finally:
-        video.close()
-    return saved

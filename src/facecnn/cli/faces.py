@@ -28,7 +28,6 @@ from facecnn.cli.options import (
     SAME_VECTORS,
     UPSAMPLE,
     WORKERS,
-    detector_option,
     embedder_option,
     gallery_option,
 )
@@ -391,26 +390,34 @@ def embed(
 
 
 def capture(
-    out: Path = typer.Argument(..., help="Folder of people; frames go to OUT/<person>/."),
-    person: List[str] = typer.Option(..., help="Name of the person (repeat for several)."),
-    count: int = typer.Option(50, min=1, help="Frames to save per person."),
+    out: Path = typer.Argument(..., help="Folder of people; crops go to OUT/<person>/."),
+    person: List[str] = typer.Option(..., help="Name of the person (repeat for several, one "
+                                     "after another)."),
+    count: int = typer.Option(50, min=1, help="Face crops to save per person."),
     camera: int = typer.Option(0, help="Camera index."),
     from_video: Optional[Path] = typer.Option(None, help="Read frames from a video file."),
-    detector: str = detector_option("haar"),
+    detector: str = DETECTOR,
     every: int = typer.Option(1, min=1, help="Look at every N-th frame."),
     quiet: bool = QUIET,
 ) -> None:
-    """Save frames that show exactly one face, for each person (seed C's face_capture)."""
-    from facecnn.apps.sources import capture_faces
-    from facecnn.faces.detect import FaceDetector
+    """Save aligned crops of one person's face from a camera or video, for enroll and train.
 
+    The first face seen is the person's; other faces, and frames too like one saved, are
+    left out.
+    """
+    from facecnn.apps.capture import capture_faces
+    from facecnn.faces import embedders
+    from facecnn.faces.detect import FaceDetector
+    from facecnn.faces.embedders import DEFAULT_EMBEDDER
+
+    config = PipelineConfig(detector=detector, min_size=40, embedder=DEFAULT_EMBEDDER)
     saved = capture_faces(out, person, count=count,
                           source=str(from_video) if from_video else camera,
-                          detector=FaceDetector.from_config(PipelineConfig(
-                              detector=detector, min_size=40)), every=every,
+                          detector=FaceDetector.from_config(config),
+                          embedder=embedders.from_config(config), every=every,
                           show=from_video is None, reporter=reporter_for(quiet))
     for name, files in saved.items():
-        console.print(f"{name}: {len(files)} frames saved to {out / name}")
+        console.print(f"{name}: {len(files)} face crops saved to {out / name}")
 
 
 def register(app: typer.Typer) -> None:
