@@ -152,3 +152,29 @@ def test_chip_points_lie_on_the_chips_faces(chips: Path) -> None:
 def test_68_point_landmarks_on_a_photo_without_faces() -> None:
     blank = np.full((120, 120, 3), 127, np.uint8)
     assert FaceDetector("hog", landmarks="dlib68")(blank) == []
+
+
+@pytest.mark.e2e
+def test_prepare_then_train_gets_the_models_own_crop(raw: Path, run: Path,
+                                                     tmp_path: Path) -> None:
+    """The seeds' path without `--crop`: prepare's default crops, then dlib_resnet
+    --pretrained. train cuts the faces again as dlib's chips from the photos prepare recorded
+    and reaches what the run on chips reached; the run recognizes as one on chips does."""
+    template = tmp_path / "faces"
+    assert invoke_cli("prepare", str(raw), str(template), "--quiet",
+                      cwd=tmp_path).returncode == 0
+    report = json.loads((template / "prepare_report.json").read_text())
+    assert report["faces"]["s3/4.jpg"]["photo"] == str((raw / "s3" / "4.pgm").resolve())
+    trained = invoke_cli("train", str(template), "--model", "dlib_resnet", "--pretrained",
+                         "--freeze", "stem,stage1-3", "--epochs", "2", "--no-amp", "--project",
+                         str(tmp_path / "runs"), "--name", "recut", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "training on its faces cut so" in trained.stdout
+    recut = tmp_path / "runs" / "train" / "recut"
+    assert "warning" not in (recut / "train.log").read_text()
+    assert crop_for(str(recut)) == DLIB_CHIP  # recognize --model cuts dlib chips for it
+
+    def best(folder: Path) -> float:
+        return max(float(r["val_acc"]) for r in csv.DictReader((folder / "results.csv").open()))
+
+    assert best(recut) >= best(run) - 0.05, (best(recut), best(run))

@@ -147,6 +147,10 @@ def _prepare_one(raw: Path, out: Path, person: Path, file: Path, names: CropName
         faces = faces if multi == "all" else faces[:1]
     for face, crop_path in zip(faces, names(file, len(faces))):
         target = out / person.name / crop_path
+        report.faces[(Path(person.name) / crop_path).as_posix()] = {
+            "photo": str(file.resolve()), "box": [round(float(v), 2) for v in face.box],
+            "landmarks": None if face.landmarks is None else
+            [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks]}
         if target.exists() and not overwrite:
             report.kept_existing.append(str(target.relative_to(out)))
             continue

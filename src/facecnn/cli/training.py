@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 from typing import Any, Callable, List, Optional, get_type_hints
 
@@ -16,6 +16,7 @@ from facecnn.cli.options import BATCH_SIZE, DEVICE, JSON, NAME, PROJECT, QUIET
 from facecnn.config import TrainConfig
 from facecnn.errors import FacecnnError
 from facecnn.fileio import write_csv_atomic
+from facecnn.progress import Reporter
 from facecnn.terminal import console, err_console, reporter_for
 
 
@@ -51,9 +52,32 @@ def train(*, resume: Optional[Path] = typer.Option(None, help="Continue the run 
 
     if resume is None and settings["data"] is None:
         raise FacecnnError("give DATA (a folder or mnist5k/digits) or --resume RUN_DIR")
+    reporter = reporter_for(settings["quiet"])
     cfg = TrainConfig(**settings) if resume is None else None
-    trainer = Trainer(cfg, reporter_for(settings["quiet"]), resume=resume)
+    if cfg is not None and cfg.pretrained:
+        cfg = _in_the_models_crop(cfg, reporter)
+    trainer = Trainer(cfg, reporter, resume=resume)
     trainer.fit(resume)
+
+
+def _in_the_models_crop(cfg: TrainConfig, reporter: Reporter) -> TrainConfig:
+    """A pretrained face model learnt on its own crop (dlib's chips for dlib_resnet): a folder
+    `prepare` cut in another layout is cut again in the model's, from the photos it
+    recorded (apps/recut.py), and trained on instead."""
+    from facecnn.data.crop_layout import crop_settings, describe, same_layout
+    from facecnn.models.catalog import model_info
+
+    native, data = model_info(cfg.model).crop, Path(cfg.data).expanduser()
+    found = crop_settings(data) if data.is_dir() else None
+    if native is None or found is None or same_layout(found, native):
+        return cfg
+    from facecnn.apps.recut import recut
+
+    again = recut(data, native, reporter)
+    reporter.log(f"{data} holds {describe(found)}; {cfg.model}'s pretrained weights learnt on "
+                 f"{describe(native)}: training on its faces cut so, from the photos "
+                 f"`prepare` recorded ({again})")
+    return replace(cfg, data=str(again))
 
 
 def evaluate(

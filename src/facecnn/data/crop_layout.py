@@ -21,7 +21,10 @@ PREPARE_REPORT = "prepare_report.json"  # what `prepare` writes beside its crops
 @dataclass
 class PrepareReport:
     """What `prepare` (or `cluster`, for its folders of crops) writes as PREPARE_REPORT: the
-    crops' layout and the detector that found them, and what became of every photo."""
+    crops' layout and the detector that found them, what became of every photo, and where
+    each crop's face is (`faces`: crop, relative to OUT -> {"photo": its resolved path,
+    "box", "landmarks" (None where the detector gave none)}), so the faces can be cut again
+    in another layout (apps/recut.py)."""
 
     crop: dict[str, Any]
     detector: str
@@ -32,6 +35,7 @@ class PrepareReport:
     unreadable: list[dict[str, str]] = field(default_factory=list)
     kept_existing: list[str] = field(default_factory=list)
     empty_folders: list[str] = field(default_factory=list)
+    faces: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def crops(self) -> int:
