@@ -41,8 +41,7 @@ from PIL import Image
 
 from datapath import SHARED, require
 
-LFW = SHARED / "lfw_dev"
-GROUPS = SHARED / "dlib_faces"
+LFW, GROUPS = SHARED / "lfw_dev", SHARED / "dlib_faces"
 ENROL = 5
 LAYOUTS = ("tight", "grey", "arcface112", "dlib150", "shadow")
 
@@ -197,8 +196,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/crops.json"))
+    parser.add_argument("--data", type=Path, default=SHARED, help="a folder holding lfw_dev/ "
+                        "and dlib_faces/ (../shared/data)")
     args = parser.parse_args()
-    require(LFW, GROUPS, what="../shared/data (lfw_dev and dlib_faces)")
+    global LFW, GROUPS
+    LFW, GROUPS = args.data / "lfw_dev", args.data / "dlib_faces"
+    require(LFW, GROUPS, what="a folder holding lfw_dev/ and dlib_faces/")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

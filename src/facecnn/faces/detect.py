@@ -144,7 +144,9 @@ class FaceDetector:
             return [k for k, (image, dets) in enumerate(zip(images, found))
                     if not dets and max(image.shape[:2]) <= RETRY_MAX_SIDE]
 
-        for prepare in (lambda image: image, equalized):
+        looks = (lambda image: image, equalized) if self.detector.scores_faces else \
+            (lambda image: image,)
+        for prepare in looks:
             again = empty()
             if not again:
                 return found

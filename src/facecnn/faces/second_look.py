@@ -4,7 +4,8 @@ face in hard light. Each step runs only on the images the one before left withou
 
 1. the image inside a border of its mean colour, a quarter of its side wide;
 2. the same, its contrast equalized locally (CLAHE on the grey levels): a face half in shadow
-   shows both halves;
+   shows both halves (for detectors that score each face, MTCNN: HOG takes the equalized
+   contrast itself for faces);
 3. the whole image as the face: MTCNN's O-Net looks at it, gives its five points and a box,
    and says how sure it is that a face is there at all, so an image with no face stays "no
    face" (`WHOLE_FACE_SCORE`, O-Net's own threshold in MTCNN).

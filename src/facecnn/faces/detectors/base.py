@@ -32,10 +32,13 @@ class Detector(ABC):
     """Base of the plug-ins; `speed` is a word for `facecnn detectors` (measured on 2 CPU
     cores by benchmarks/detect.py). `in_workers`: safe to run in forked worker processes, one
     photo at a time (dlib's and OpenCV's C++); PyTorch detectors run batches in the main
-    process instead."""
+    process instead. `scores_faces`: a network says how sure it is that each box is a face
+    (MTCNN's O-Net), so it may look at contrast-equalized copies (faces/second_look.py)
+    without taking their artefacts for faces, as HOG does."""
 
     name: ClassVar[str]
     gives_landmarks: ClassVar[bool] = False
+    scores_faces: ClassVar[bool] = False
     in_workers: ClassVar[bool] = True
     models: ClassVar[tuple[ModelFile, ...]] = ()
     speed: ClassVar[str] = ""

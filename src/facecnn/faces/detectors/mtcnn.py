@@ -13,6 +13,7 @@ from facecnn.faces.model_files import MTCNN
                         "landmarks, GPU when present")
 class Mtcnn(BatchDetector):
     gives_landmarks = True
+    scores_faces = True
     models = (MTCNN,)
     speed = "medium"
 
