@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from facecnn.faces.detectors import DEFAULT_DETECTOR, DETECTORS
+from facecnn.faces.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_SIZE, DETECTORS
 from facecnn.faces.embedders import EMBEDDERS, spelling
 from facecnn.faces.gallery.location import GalleryLocation
 from facecnn.faces.quality import DEFAULT_MIN_QUALITY
@@ -50,7 +50,8 @@ LANDMARKS = typer.Option("auto", help="auto: the detector's five points, else MT
                          "(MIT), and dlib chips from dlib's 5-point model (CC0); dlib68: "
                          "dlib's 68-point model for both (iBUG 300-W: non-commercial).")
 UPSAMPLE = typer.Option(1, min=0, help="Detector upsampling (finds smaller faces, slower).")
-MIN_SIZE = typer.Option(20, min=1, help="Smallest face side kept, in pixels.")
+MIN_SIZE = typer.Option(DEFAULT_MIN_SIZE, min=1, help="Smallest face side kept, in pixels "
+                        "(larger is faster).")
 CROPS = typer.Option(False, "--crops", help="Every image is one face already (a folder of face "
                      "crops or aligned chips): no detection; the whole image is the face, its "
                      "five points from MTCNN's O-Net.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from facecnn.faces.detectors import DEFAULT_DETECTOR
+from facecnn.faces.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_SIZE
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class PipelineConfig:
     detector: str = DEFAULT_DETECTOR
     landmarks: str = "auto"
     upsample: int = 1
-    min_size: int = 20
+    min_size: int = DEFAULT_MIN_SIZE
     max_side: int = 1280
     embedder: str | None = None
     flip: bool = False

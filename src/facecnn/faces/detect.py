@@ -21,7 +21,12 @@ import numpy as np
 from facecnn.data.decode import as_rgb
 from facecnn.errors import FacecnnError
 from facecnn.faces.config import PipelineConfig
-from facecnn.faces.detectors import DEFAULT_DETECTOR, Detection, create_detector
+from facecnn.faces.detectors import (
+    DEFAULT_DETECTOR,
+    DEFAULT_MIN_SIZE,
+    Detection,
+    create_detector,
+)
 from facecnn.faces.landmarks import LANDMARKERS, Landmarker, create_landmarker
 from facecnn.faces.quality import face_quality
 from facecnn.faces.result import Face
@@ -48,7 +53,8 @@ class FaceDetector:
     image is the face and O-Net finds its points.
     """
 
-    def __init__(self, name: str = DEFAULT_DETECTOR, *, upsample: int = 1, min_size: int = 20,
+    def __init__(self, name: str = DEFAULT_DETECTOR, *, upsample: int = 1,
+                 min_size: int = DEFAULT_MIN_SIZE,
                  max_side: int = 1280, device: str = "auto", landmarks: str = "auto",
                  crops: bool = False) -> None:
         self.detector = create_detector(name, upsample=upsample, device=device)
