@@ -41,7 +41,6 @@ from PIL import Image
 
 from datapath import SHARED, require
 
-LFW, GROUPS = SHARED / "lfw_dev", SHARED / "dlib_faces"
 ENROL = 5
 LAYOUTS = ("tight", "grey", "arcface112", "dlib150", "shadow")
 
@@ -70,14 +69,15 @@ def layouts(image: np.ndarray, face, index: int) -> dict[str, np.ndarray]:
             "shadow": _shadow(tight, index % 2)}
 
 
-def make_sets(root: Path, known: int, strangers: int, seed: int) -> dict[str, int]:
-    """root/<layout>/{enrol,query}/<person>/<i>.png and root/nonface/<i>.png."""
+def make_sets(root: Path, data: Path, known: int, strangers: int, seed: int) -> dict[str, int]:
+    """root/<layout>/{enrol,query}/<person>/<i>.png and root/nonface/<i>.png, from `data`'s
+    lfw_dev and dlib_faces."""
     from facecnn.data.decode import read_image
     from facecnn.faces.detect import FaceDetector
     from facecnn.faces.pipeline import picked
 
     rng = np.random.default_rng(seed)
-    people = sorted(p for p in LFW.iterdir() if p.is_dir())
+    people = sorted(p for p in (data / "lfw_dev").iterdir() if p.is_dir())
     chosen = [people[i] for i in rng.permutation(len(people))[:known + strangers]]
     detector = FaceDetector()
     counts = {"enrol": 0, "query": 0}
@@ -94,18 +94,18 @@ def make_sets(root: Path, known: int, strangers: int, seed: int) -> dict[str, in
                 target = root / layout / part / person.name / f"{i}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(crop).save(target)
-    _nonfaces(root / "nonface", rng)
+    _nonfaces(root / "nonface", data / "dlib_faces", rng)
     return counts
 
 
-def _nonfaces(folder: Path, rng: np.random.Generator) -> None:
+def _nonfaces(folder: Path, groups: Path, rng: np.random.Generator) -> None:
     from facecnn.data.decode import read_image
 
     folder.mkdir(parents=True)
     count = 0
     for xml in ("training.xml", "testing.xml"):
-        for entry in ET.parse(GROUPS / xml).getroot().iter("image"):
-            image = read_image(GROUPS / entry.get("file"))
+        for entry in ET.parse(groups / xml).getroot().iter("image"):
+            image = read_image(groups / entry.get("file"))
             boxes = [(int(b.get("left")), int(b.get("top")),
                       int(b.get("left")) + int(b.get("width")),
                       int(b.get("top")) + int(b.get("height"))) for b in entry.iter("box")]
@@ -199,13 +199,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED, help="a folder holding lfw_dev/ "
                         "and dlib_faces/ (../shared/data)")
     args = parser.parse_args()
-    global LFW, GROUPS
-    LFW, GROUPS = args.data / "lfw_dev", args.data / "dlib_faces"
-    require(LFW, GROUPS, what="a folder holding lfw_dev/ and dlib_faces/")
+    require(args.data / "lfw_dev", args.data / "dlib_faces",
+            what="a folder holding lfw_dev/ and dlib_faces/")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        counts = make_sets(root, args.known, args.strangers, args.seed)
+        counts = make_sets(root, args.data, args.known, args.strangers, args.seed)
         print(f"{counts['enrol']} enrolment and {counts['query']} query crops per layout "
               f"({args.known} known people, {args.strangers} strangers)", flush=True)
         print(f"{'layout':11s} {'tool':16s} {'no face':>8s} {'right':>6s} {'wrong':>6s} "
