@@ -9,8 +9,8 @@ from facecnn.faces.detectors.base import BatchDetector, Detection, register
 from facecnn.faces.model_files import MMOD
 
 
-@register("dlib_cnn", help="dlib's MMOD CNN in PyTorch: dlib's boxes, ~17x faster than dlib's "
-                           "own, GPU when present")
+@register("dlib_cnn", help="dlib's MMOD CNN in PyTorch: dlib's boxes, 23-31x faster than "
+                           "dlib's own on 2 cores (docs/models.md), GPU when present")
 class DlibCnn(BatchDetector):
     models = (MMOD,)
     speed = "medium"
