@@ -226,3 +226,20 @@ def test_a_503_names_no_database_and_the_log_does(caplog: pytest.LogCaptureFixtu
     logged = [r.getMessage() for r in caplog.records if r.name == "facecnn.serve"]
     assert len(logged) == 1 and f"postgresql://facecnn@127.0.0.1:{port}/faces" in logged[0]
     assert "refused" in logged[0]
+
+
+def test_a_read_only_gallery_of_schema_2_still_reads(tmp_path: Path) -> None:
+    """Not upgraded where it cannot be written: people, vectors and faces read (no boxes or
+    thumbnails), and the file is left as it was."""
+    from test_gallery_faces import _schema_2_sqlite
+
+    with tmpfs(tmp_path / "medium") as medium:
+        gallery = medium / "old.db"
+        _schema_2_sqlite(gallery)
+        before = digest(gallery)
+        _system("mount", "-o", "remount,ro", str(medium))
+        with open_gallery(gallery) as g:
+            (face,) = g.faces_of("ann")
+            assert (face.source, face.box, face.thumbnail) == ("a.jpg", None, False)
+            assert g.thumbnail("ann", face.id) is None and g.vectors()[0].shape == (1, 8)
+        assert digest(gallery) == before
