@@ -121,16 +121,18 @@ def _nonfaces(folder: Path, groups: Path, rng: np.random.Generator) -> None:
                 count += 1
 
 
-def facecnn_run(layout_dir: Path, work: Path) -> tuple[dict[str, str | None], float]:
-    """file -> the name facecnn's default commands give its crop (None: no face)."""
+def facecnn_run(layout_dir: Path, work: Path, flags: list[str]
+                ) -> tuple[dict[str, str | None], float]:
+    """file -> the name facecnn's commands (default, or with `flags`) give its crop (None: no
+    face)."""
     started = time.perf_counter()
     gallery = work / "g.db"
-    for args in (["enroll", str(layout_dir / "enrol"), "--gallery", str(gallery)],):
-        subprocess.run([sys.executable, "-m", "facecnn", *args, "--quiet"], check=True,
-                       capture_output=True)
+    subprocess.run([sys.executable, "-m", "facecnn", "enroll", str(layout_dir / "enrol"),
+                    "--gallery", str(gallery), "--quiet", *flags], check=True,
+                   capture_output=True)
     answer = subprocess.run([sys.executable, "-m", "facecnn", "recognize",
                              str(layout_dir / "query"), "--gallery", str(gallery), "--json",
-                             "--quiet"], capture_output=True, text=True, check=True)
+                             "--quiet", *flags], capture_output=True, text=True, check=True)
     named = {}
     for result in json.loads(answer.stdout):
         faces = result.get("faces") or []
@@ -195,6 +197,9 @@ def main() -> None:
     parser.add_argument("--strangers", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
+    parser.add_argument("--tools", default="facecnn,face_recognition")
+    parser.add_argument("--flags", default="", help="facecnn's flags beyond the defaults, "
+                        "for enroll and recognize alike (e.g. \"--flip\")")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/crops.json"))
     parser.add_argument("--data", type=Path, default=SHARED, help="a folder holding lfw_dev/ "
                         "and dlib_faces/ (../shared/data)")
@@ -211,10 +216,10 @@ def main() -> None:
               f"{'unknown':>8s} {'known right':>11s} {'strangers named':>15s} {'s':>6s}")
         for layout in args.layouts.split(","):
             known = {p.name for p in (root / layout / "enrol").iterdir()}
-            for tool, run in (("facecnn", lambda d=root / layout, w=root / f"w_{layout}":
-                               (w.mkdir(), facecnn_run(d, w))[1]),
-                              ("face_recognition", lambda d=root / layout:
-                               face_recognition_run(d))):
+            runs = {"facecnn": lambda d=root / layout, w=root / f"w_{layout}":
+                    (w.mkdir(), facecnn_run(d, w, args.flags.split()))[1],
+                    "face_recognition": lambda d=root / layout: face_recognition_run(d)}
+            for tool, run in ((t, runs[t]) for t in args.tools.split(",")):
                 named, seconds = run()
                 row = {"layout": layout, "tool": tool, **score(named, known),
                        "seconds": round(seconds, 1)}
