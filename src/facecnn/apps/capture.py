@@ -22,7 +22,7 @@ import numpy as np
 
 from facecnn.data.crop_layout import PREPARE_REPORT, PrepareReport, crop_settings, describe
 from facecnn.errors import FacecnnError
-from facecnn.faces.crops import PREPARE_MARGIN, PREPARE_SIZE, make_chips
+from facecnn.faces.crops import PREPARE_MARGIN, PREPARE_SIZE, jpeg_bytes, make_chips
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders import Embedder
 from facecnn.faces.names import check_name
@@ -72,8 +72,7 @@ def capture_faces(out: Path, people: list[str], *, count: int, source: str | int
                     chip = _their_face(rgb, detector, embedder, person, done)
                     if chip is not None:
                         target = free_path(folder, f"{name}_{len(saved[name]) + 1:04d}.jpg")
-                        _, data = cv2.imencode(".jpg", cv2.cvtColor(chip, cv2.COLOR_RGB2BGR))
-                        write_bytes_atomic(target, data.tobytes())
+                        write_bytes_atomic(target, jpeg_bytes(chip))
                         saved[name].append(target)
                         advance(1)
                     if show and not show_frame(frame.image) or len(saved[name]) >= count:

@@ -9,19 +9,17 @@ and every empty person folder, is listed in OUT/prepare_report.json.
 
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from facecnn.data.crop_layout import PREPARE_REPORT, Crop, PrepareReport, is_chip
 from facecnn.data.decode import read_image
 from facecnn.data.folders import class_folders, files_of
 from facecnn.errors import FacecnnError
-from facecnn.faces.crops import PREPARE_MARGIN, PREPARE_SIZE, make_chips
+from facecnn.faces.crops import PREPARE_MARGIN, PREPARE_SIZE, jpeg_bytes, make_chips
 from facecnn.faces.detect import FaceDetector
 from facecnn.fileio import remove_stale_temps, write_bytes_atomic, write_text_atomic
 from facecnn.progress import Reporter
@@ -163,6 +161,4 @@ def _write_crop(target: Path, pixels: np.ndarray, raw: Path) -> None:
     if _within(target.parent.resolve(), raw):
         raise FacecnnError(f"{target} lies inside RAW: prepare never writes into your photos")
     target.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
-    write_bytes_atomic(target, buffer.getvalue())
+    write_bytes_atomic(target, jpeg_bytes(pixels))

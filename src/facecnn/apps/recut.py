@@ -10,19 +10,17 @@ own prepare_report.json, which says it is complete, comes last).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from facecnn.data.cache import default_cache_dir
 from facecnn.data.crop_layout import PREPARE_REPORT, Crop, PrepareReport, is_chip
 from facecnn.data.decode import read_image
 from facecnn.errors import FacecnnError
-from facecnn.faces.crops import make_chips
+from facecnn.faces.crops import jpeg_bytes, make_chips
 from facecnn.faces.result import Face
 from facecnn.fileio import write_bytes_atomic, write_text_atomic
 from facecnn.progress import Reporter
@@ -56,10 +54,8 @@ def recut(data: Path, crop: Crop, reporter: Reporter | None = None) -> Path:
                           else np.asarray(f["landmarks"], np.float32)) for _, f in items]
             _with_points(image, found, crop)
             for (name, _), chip in zip(items, make_chips(crop, [(image, f) for f in found])):
-                buffer = io.BytesIO()
-                Image.fromarray(chip).save(buffer, format="JPEG", quality=95)
                 (out / name).parent.mkdir(parents=True, exist_ok=True)
-                write_bytes_atomic(out / name, buffer.getvalue())
+                write_bytes_atomic(out / name, jpeg_bytes(chip))
             advance(len(items))
     done = PrepareReport(dict(crop), report.get("detector", "?"), len(by_photo), len(faces))
     write_text_atomic(out / PREPARE_REPORT, json.dumps(done.to_dict(), indent=2) + "\n")

@@ -24,14 +24,11 @@ whose folder changed (named, merged) are moved, not cut from the photos again.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
 from collections import defaultdict
 from pathlib import Path
-
-from PIL import Image
 
 from facecnn.cluster import journal
 from facecnn.cluster.cache import LibraryCache
@@ -42,7 +39,7 @@ from facecnn.data.crop_layout import PREPARE_REPORT, PrepareReport
 from facecnn.data.decode import read_image
 from facecnn.data.folders import NOT_A_PERSON
 from facecnn.errors import FacecnnError
-from facecnn.faces.crops import DLIB_CHIP, make_chips
+from facecnn.faces.crops import DLIB_CHIP, jpeg_bytes, make_chips
 from facecnn.faces.result import Face, json_number
 from facecnn.fileio import atomic_write, remove_stale_temps, write_bytes_atomic, write_text_atomic
 
@@ -188,9 +185,7 @@ def _cut_crops(out: Path, crops: dict[str, tuple[str, tuple[float, ...]]]) -> No
         chips = make_chips(CROP, [(image, Face(box)) for _, box in items])
         for (crop, _), chip in zip(items, chips):
             (out / crop).parent.mkdir(parents=True, exist_ok=True)
-            buffer = io.BytesIO()
-            Image.fromarray(chip).save(buffer, format="JPEG", quality=92)
-            write_bytes_atomic(out / crop, buffer.getvalue())
+            write_bytes_atomic(out / crop, jpeg_bytes(chip, quality=92))
 
 
 def _place(photo: Path, target: Path, copy: bool) -> None:

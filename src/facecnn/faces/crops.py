@@ -95,6 +95,17 @@ def run_crop(meta: dict[str, Any]) -> Crop:
     return {**(meta.get("crop") or {"margin": PREPARE_MARGIN}), "size": meta["img_size"]}
 
 
+def jpeg_bytes(pixels: np.ndarray, quality: int = 95) -> bytes:
+    """An RGB (or grey) crop as the bytes of a JPEG file: what every crop written is."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
 def classifier_inputs(meta: dict[str, Any], items: list[tuple[np.ndarray, Face]]
                       ) -> np.ndarray:
     """(N, size, size, channels) uint8: faces cut as a trained classifier's run was trained

@@ -3,12 +3,13 @@ be looked at (and a wrong one fixed) with no photo at hand (gallery/faces.py).""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from facecnn.faces.crops import jpeg_bytes
 
 SIDE = 96  # pixels: a face in a grid, about 3 KB each
 MARGIN = 0.2  # of the box's larger side, on every side: some hair and chin around the face
@@ -22,9 +23,7 @@ def thumbnail(image: np.ndarray, box: Sequence[float]) -> bytes:
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     square = tuple(round(v) for v in (cx - half, cy - half, cx + half, cy + half))
     face = Image.fromarray(np.asarray(image)).convert("RGB").crop(square)
-    buffer = io.BytesIO()
-    face.resize((SIDE, SIDE), Image.Resampling.BILINEAR).save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
+    return jpeg_bytes(np.asarray(face.resize((SIDE, SIDE), Image.Resampling.BILINEAR)), 85)
 
 
 def photo_thumbnails(files: Sequence[str | Path], boxes: Sequence[Sequence[float]]
