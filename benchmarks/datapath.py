@@ -9,6 +9,8 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ATT_FACES = SHARED / "att_faces"
 ATT_FACES_HELP = "the AT&T faces (folders s1..s40 of .pgm)"
+LFW_DEV = SHARED / "lfw_dev"
+LFW_DEV_HELP = "LFW's development slice (a folder of JPEGs per person)"
 
 
 def require(*paths: Path, what: str) -> None:

@@ -1,7 +1,8 @@
-"""MTCNN in PyTorch with the mtcnn package's weights: every boxed face of dlib's group photos
-found (few false ones), landmarks in place and in order, AT&T faces in canvases, the same
-faces batched or one by one, nothing where there is no face; weight cache and damaged or
-missing weights."""
+"""MTCNN with the mtcnn package's weights (onnxruntime on the CPU): every boxed face of dlib's
+group photos found (few false ones), landmarks in place and in order, AT&T faces in
+canvases, the same faces batched or one by one, nothing where there is no face; the
+networks' channel padding changes no output; weight and model caches, damaged or missing
+weights."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from PIL import Image
 
 from facecnn.errors import FacecnnError
 from facecnn.faces.boxes import iou, read_boxes
-from facecnn.models import dlib_port, mtcnn
+from facecnn.models import dlib_port, mtcnn_nets
 from facecnn.models.mtcnn import MTCNNDetector, pyramid_scales, weights_dir
 from helpers import canvas
 
@@ -159,17 +160,37 @@ def test_inputs_it_cannot_take_are_a_clear_error(detector) -> None:
         MTCNNDetector("cpu", thresholds=(0.6, 0.7))
 
 
-def test_converted_weights_are_cached_and_reused(tmp_path: Path, monkeypatch) -> None:
+def test_converted_weights_and_models_are_cached_and_reused(tmp_path: Path,
+                                                           monkeypatch) -> None:
     monkeypatch.setenv("FACECNN_CACHE_DIR", str(tmp_path))
-    first = mtcnn.load_net("onet")
+    first = mtcnn_nets.onnx_file("onet")
     assert dlib_port.cache_path(weights_dir() / "onet.lz4", "mtcnn").is_file()
 
     def no_converting(*args):
         raise AssertionError("the cache should have been used")
-    monkeypatch.setattr(mtcnn, "_converted", no_converting)
-    second = mtcnn.load_net("onet")
-    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
-                                                 second.state_dict().values()))
+    monkeypatch.setattr(mtcnn_nets, "_converted", no_converting)
+    monkeypatch.setattr(mtcnn_nets, "onnx_model", no_converting)
+    assert mtcnn_nets.onnx_file("onet") == first
+    assert mtcnn_nets.load_weights("onet").keys() == mtcnn_nets.SPECS["onet"].shapes().keys()
+
+
+def test_padded_channels_change_no_output() -> None:
+    """onnxruntime's network (channels padded to 16) gives PyTorch's outputs."""
+    from facecnn.models.mtcnn_torch import MTCNNNet
+
+    rng = np.random.default_rng(0)
+    for name, spec in mtcnn_nets.SPECS.items():
+        weights = mtcnn_nets.load_weights(name)
+        net = MTCNNNet(spec)
+        net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        side = 57 if name == "pnet" else spec.crop
+        x = rng.uniform(0, 255, (3, 3, side, side)).astype(np.float32)
+        with torch.inference_mode():
+            expected = [t.numpy() for t in net.eval()(torch.from_numpy(x))]
+        for ours, theirs in zip(mtcnn_nets.OnnxNet(name, mtcnn_nets.onnx_model(spec, weights))(x),
+                                expected):
+            assert ours.shape == theirs.shape
+            np.testing.assert_allclose(ours, theirs, atol=2e-4)
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncate", "wrong_net", "missing"])

@@ -21,6 +21,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
+from threadpoolctl import threadpool_limits
+
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 POLL_SECONDS = 1.0
 # The platforms' defaults up to Python 3.13, pinned: a forked or spawned worker's parent is
@@ -49,6 +51,9 @@ def _start_worker(parent: int, initializer: Callable[..., None] | None,
                   initargs: tuple[Any, ...]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent)
+    # the pool keeps every core busy: a worker's BLAS and OpenMP pools (numpy's OpenBLAS,
+    # PyTorch's) each with a thread per core would only fight it (1.5x slower with MTCNN)
+    threadpool_limits(1)
     if initializer is not None:
         initializer(*initargs)
 

@@ -201,7 +201,7 @@ def recognize(
     from facecnn.data.folders import expand_inputs
     from facecnn.faces.recognize import Recognizer
     from facecnn.video import EventLog, TrackingOptions
-    from facecnn.video.streams import is_stream_url
+    from facecnn.video.streams import is_stream_url, is_video
 
     live = camera if camera is not None else next(
         (p for p in inputs or [] if is_stream_url(p)), None)
@@ -214,9 +214,10 @@ def recognize(
     config = PipelineConfig(detector=detector, landmarks=landmarks, upsample=upsample,
                             min_size=min_size, crops=crops, embedder=embedder, device=device,
                             workers=workers)
+    photos = None if live is not None or any(is_video(f) for f in files) else len(files)
     recognizer = Recognizer.from_config(config, gallery=gallery, model=model,
                                         threshold=threshold, mode=mode,
-                                        min_confidence=min_confidence)
+                                        min_confidence=min_confidence, photos=photos)
     options = TrackingOptions(every=every)
     with EventLog(events) if events is not None else nullcontext() as log:
         if live is not None:

@@ -97,17 +97,17 @@ class FaceDetector:
 
     @property
     def looks_whole(self) -> bool:
-        """Whether this process may take a whole image as the face (O-Net in PyTorch): not
-        in forked workers, whose parent's PyTorch threads a fork leaves behind; the
-        pipeline looks again in the main process at what they found no face in."""
-        return multiprocessing.parent_process() is None
+        """Whether this process may take a whole image as the face: anywhere with O-Net on
+        onnxruntime; with O-Net on a GPU (PyTorch) not in forked workers, which the parent's
+        PyTorch threads a fork leaves behind would hang (the pipeline looks again in the
+        main process at what they found no face in)."""
+        return not self.onet.on_gpu or multiprocessing.parent_process() is None
 
     def in_workers(self, landmarks: bool = True) -> bool:
         """Whether forked worker processes can detect (and find `landmarks`) for it (not
-        `crops`: O-Net in PyTorch takes each one)."""
+        `crops`: there is no detection to share out)."""
         return not self.crops and self.detector.in_workers and (
-            not landmarks or self.landmark_model is None
-            or LANDMARKERS.get(self.landmark_model).in_workers)
+            not landmarks or self.landmarker is None or self.landmarker.in_workers)
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         return self.detect_batch([image])[0]

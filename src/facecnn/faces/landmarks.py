@@ -29,7 +29,7 @@ CHIP_SHAPES = {"dlib5": DLIB_5, "dlib68": DLIB_68}  # what dlib chips can be cut
 
 class Landmarker(ABC):
     """Five ArcFace points for given boxes. `in_workers`: safe in forked worker processes
-    (dlib's C++; a PyTorch network is not, after the parent has run one)."""
+    (dlib's C++, onnxruntime; a PyTorch network is not, after the parent has run one)."""
 
     name: ClassVar[str]
     in_workers: ClassVar[bool] = True
@@ -46,13 +46,13 @@ LANDMARKERS: Registry[type[Landmarker]] = Registry("landmark model")
 @LANDMARKERS.register("onet", help="MTCNN's O-Net on the detector's box (MIT)")
 class OnetLandmarker(Landmarker):
     name = "onet"
-    in_workers = False
     models = (MTCNN,)
 
     def __init__(self, device: str = "auto") -> None:
         from facecnn.models.mtcnn import MTCNNDetector
 
         self.net = MTCNNDetector(device=device)
+        self.in_workers = not self.net.on_gpu
 
     def points(self, images: list[np.ndarray], boxes: list[list[Box]]) -> list[np.ndarray]:
         return self.net.landmarks(images, boxes)

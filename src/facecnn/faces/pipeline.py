@@ -1,12 +1,14 @@
 """Photos -> their faces (faces/result.py: boxes, points, vectors), in worker processes when
 there are many photos.
 
-dlib's detector and network each use one core, so on a machine with N cores a folder of
-photos goes through up to N times faster in N processes. Workers load the detector (and
-dlib's network) once; the main process keeps the gallery and everything else. Embedders
-that batch (PyTorch, onnxruntime) are not fork-safe and are faster on whole batches, so for
-them workers only detect and cut the aligned chips, and the main process embeds the chips of
-many photos at once.
+dlib's detectors and network, and MTCNN on onnxruntime, each use one core in a worker, so on
+a machine with N cores a folder of photos goes through up to N times faster in N processes
+(workers start by fork, their BLAS and OpenMP pools held to one thread: facecnn/workers.py).
+Workers load the detector (and dlib's network) once; the main process keeps the gallery
+and everything else. Embedders that batch in PyTorch are not fork-safe and are faster on
+whole batches, so for them workers only detect and cut the aligned chips, and the main
+process embeds the chips of many photos at once. Detectors in PyTorch (on a GPU) run
+batches in the main process.
 """
 
 from __future__ import annotations
@@ -207,7 +209,7 @@ class FacePipeline:
                 crop: dict[str, Any] | None) -> Iterator[Result]:
         jobs = [(file, pick, crop) for file in files]
         workers = min(self.workers, len(jobs) // MIN_FILES_PER_WORKER)
-        if not self.detector.in_workers(self.spec.landmarks):  # PyTorch: batch it here
+        if not self.detector.in_workers(self.spec.landmarks):  # PyTorch: batches, here
             for start in range(0, len(jobs), DETECT_BATCH):
                 yield from self.local.batch(jobs[start:start + DETECT_BATCH])
             return
@@ -216,8 +218,9 @@ class FacePipeline:
             return
         with worker_pool(workers, _init_worker, (self.spec,)) as pool:
             for job, result in zip(jobs, pool.map(_run_job, jobs, chunksize=4)):
-                # a worker never takes a whole image as the face (detect.py `looks_whole`)
-                yield self.local(job) if result.error == NO_FACE else result
+                # workers take no whole image as the face with O-Net on a GPU (`looks_whole`)
+                yield self.local(job) if result.error == NO_FACE and self.detector.onet.on_gpu \
+                    else result
 
     def _embed_batches(self, found: Iterator[Result]) -> Iterator[Result]:
         """Embed the chips of consecutive photos together, `batch_size` faces or more at a

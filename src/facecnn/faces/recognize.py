@@ -23,8 +23,10 @@ from facecnn.faces.result import Face, Result
 from facecnn.faces.threshold import Threshold, resolve_threshold
 
 # an embedder giving the same vectors for less CPU a face: dlib's network in PyTorch, faster
-# than dlib's C++ on batches and on one face at a time (what video tracks embed)
+# than dlib's C++ on batches and on one face at a time (what video tracks embed), once
+# PyTorch's 1.5 s import is paid: for a few photos dlib's C++ answers sooner
 FASTER = {"dlib": "dlib_torch"}
+FEW_PHOTOS = 4
 
 
 class Recognizer:
@@ -35,7 +37,8 @@ class Recognizer:
     `threshold`, else the gallery's stored threshold (read at every answer), else the
     embedder's default. With `model=RUN`: seed C's classifier, unknown below `min_confidence`
     softmax probability. A gallery made by an embedder in FASTER is searched with its faster
-    twin (the same vectors) unless `embedder` is given.
+    twin (the same vectors) unless `embedder` is given or `photos` says that only a few
+    (FEW_PHOTOS or fewer) are coming.
 
     Mode "nearest" searches the gallery's FAISS index (loaded or built once, then synced with
     the gallery before every answer, so writes from any process count at once; while it is
@@ -53,7 +56,7 @@ class Recognizer:
                  detector: FaceDetector | None = None, threshold: float | None = None,
                  mode: str = "nearest", min_confidence: float = 0.5,
                  embedder: Embedder | None = None, device: str = "auto",
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, photos: int | None = None) -> None:
         if (gallery is None) == (model is None):
             raise FacecnnError("give either a gallery (--gallery) or a trained model (--model)")
         self.detector = detector or FaceDetector()
@@ -63,8 +66,9 @@ class Recognizer:
         if gallery is not None:
             self.gallery = gallery if isinstance(gallery, Gallery) else open_gallery(gallery)
             made_by = self.gallery.embedder
+            few = photos is not None and photos <= FEW_PHOTOS
             self.embedder = embedder or create_embedder(
-                FASTER.get(made_by, made_by), device=device)
+                made_by if few else FASTER.get(made_by, made_by), device=device)
             self.gallery.check_embedder(self.embedder)
             self.pipeline = FacePipeline(self.detector, self.embedder, workers)
             if mode == "nearest":
@@ -81,7 +85,7 @@ class Recognizer:
     def from_config(cls, config: PipelineConfig, **answering: Any) -> Recognizer:
         """The recognizer whose detector and embedder `config` describes (the gallery's own
         embedder unless it names one); `answering`: gallery or model, threshold, mode,
-        min_confidence."""
+        min_confidence, photos."""
         return cls(detector=FaceDetector.from_config(config),
                    embedder=embedders.from_config(config) if config.embedder else None,
                    device=config.device, workers=config.workers, **answering)

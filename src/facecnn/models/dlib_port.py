@@ -17,19 +17,17 @@ offset where reading stopped.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from facecnn.errors import FacecnnError
 from facecnn.fileio import atomic_write
-
-if TYPE_CHECKING:
-    import torch
 
 MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 SIZED_INPUT = "input_rgb_image_sized"
@@ -319,12 +317,14 @@ def cache_path(source: Path, kind: str) -> Path:
     return default_cache_dir() / "dlib" / f"{source.stem}-{kind}-{stamp}.safetensors"
 
 
-def cached_conversion(source: Path, kind: str, convert: Callable[[], dict[str, torch.Tensor]]
-                      ) -> dict[str, torch.Tensor]:
-    """`convert()`'s tensors for the dlib model file `source`, computed once and cached as
-    safetensors, so later runs read no .dat. A damaged cache is rebuilt from the source; a
-    read-only cache directory only costs converting again next time."""
-    from safetensors.torch import load_file, save_file
+def cached_conversion(source: Path, kind: str, convert: Callable[[], dict[str, Any]],
+                      framework: str = "torch") -> dict[str, Any]:
+    """`convert()`'s tensors (PyTorch's, or numpy arrays with `framework="numpy"`) for the
+    model file `source`, computed once and cached as safetensors, so later runs read no
+    .dat. A damaged cache is rebuilt from the source; a read-only cache directory only costs
+    converting again next time."""
+    module = importlib.import_module(f"safetensors.{framework}")
+    load_file, save_file = module.load_file, module.save_file
 
     cached = cache_path(source, kind)
     if cached.is_file():
