@@ -178,7 +178,8 @@ def facecnn_per_frame(video: Path, gallery: Path, detector: str) -> tuple[list[l
     return out, time.perf_counter() - start
 
 
-def facecnn_tracked(video: Path, gallery: Path, detector: str) -> tuple[list[list], float, int]:
+def facecnn_tracked(video: Path, gallery: Path, detector: str
+                    ) -> tuple[list[list], float, int, dict[str, float]]:
     from facecnn.faces.detect import FaceDetector
     from facecnn.faces.recognize import Recognizer
     from facecnn.video import VideoRecognizer, VideoSource
@@ -189,7 +190,7 @@ def facecnn_tracked(video: Path, gallery: Path, detector: str) -> tuple[list[lis
     result = VideoRecognizer(recognizer).run(VideoSource(str(video)))
     seconds = time.perf_counter() - start
     return ([[(f.box, f.name) for f in result.faces(k)] for k in range(len(result.frames))],
-            seconds, len(result.tracks))
+            seconds, len(result.tracks), result.stages)
 
 
 def named_people(frames: list[list]) -> list[str]:
@@ -208,11 +209,13 @@ def measure(video: Path, label: str, gallery: Path, reference: list[list], refer
         rows.append({"clip": label, "method": f"facecnn per-frame ({detector})",
                      "fps": count / seconds, "names": named_people(named),
                      "agree": agreement(reference, named), "load": os.getloadavg()[0]})
-        named, seconds, tracks = facecnn_tracked(video, gallery, detector)
+        loop_fps = rows[-1]["fps"]
+        named, seconds, tracks, stages = facecnn_tracked(video, gallery, detector)
         rows.append({"clip": label, "method": f"facecnn tracked ({detector})",
                      "fps": count / seconds, "names": named_people(named),
                      "agree": agreement(reference, named), "tracks": tracks,
-                     "load": os.getloadavg()[0]})
+                     "load": os.getloadavg()[0], "x_facecnn_per_frame": count / seconds / loop_fps,
+                     "ms_per_frame": {k: round(1000 * v / count, 2) for k, v in stages.items()}})
     base = rows[0]["fps"]
     for row in rows:
         row["speedup"] = row["fps"] / base
@@ -224,6 +227,10 @@ def print_row(row: dict) -> None:
     print(f"{row['clip']:<22} {row['method']:<34} {row['fps']:8.2f} {row['speedup']:7.2f} "
           f"{row['agree']:6.2f} {row['load']:5.1f}  {','.join(row['names'])}"
           + (f"  ({row['tracks']} tracks)" if "tracks" in row else ""), flush=True)
+    if "ms_per_frame" in row:
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in row["ms_per_frame"].items())
+        print(f"{'':<23}{row['x_facecnn_per_frame']:.2f}x facecnn per-frame; "
+              f"ms a frame: {steps}", flush=True)
 
 
 def main() -> None:

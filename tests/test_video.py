@@ -178,6 +178,10 @@ def test_any_detector_tracks_one_face(name: str, gallery: Path) -> None:
     result = VideoRecognizer(recognizer, TrackingOptions(every=3)).run(
         VideoSource(str(write_clip(gallery.parent / f"pan_{name}.avi", frames))))
     assert [t.votes.decision().name for t in result.tracks] == ["s1"], name
+    # where the time went: every step timed, adding up to the whole
+    assert set(result.stages) == {"decode", "detect", "embed", "write", "track"}
+    assert result.stages["detect"] > 0 and result.stages["embed"] > 0
+    assert sum(result.stages.values()) == pytest.approx(result.seconds, rel=1e-6)
 
 
 def hamilton_frames(step: int = 1) -> Iterator[tuple[int, np.ndarray]]:

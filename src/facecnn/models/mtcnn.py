@@ -23,7 +23,9 @@ saw transposed ones). Boxes and points are continuous image coordinates: pixel (
 
 from __future__ import annotations
 
+import functools
 import math
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Sequence
 
@@ -52,6 +54,19 @@ CROP_BATCH = 1024  # R-Net / O-Net crops per run: bounds memory on large batches
 
 Box = tuple[float, float, float, float]
 Detection = tuple[Box, float, np.ndarray]
+
+
+@functools.cache
+def _blas_pools():  # threadpoolctl.ThreadpoolController (found once: a scan of the libraries)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def one_blas_thread() -> AbstractContextManager:
+    """numpy's BLAS held to one thread: MTCNN's matrix products are too small to share, and
+    BLAS threads waiting for work slow onnxruntime's (0.21 -> 0.16 s a group photo)."""
+    return _blas_pools().limit(limits=1, user_api="blas")
 
 
 def load_nets(device: str = "auto", folder: Path | None = None) -> tuple[Net, Net, Net]:
@@ -158,7 +173,10 @@ class MTCNNDetector:
         self.pnet, self.rnet, self.onet = load_nets(device, weights)
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
-        arrays = [as_rgb(np.asarray(image)) for image in images]
+        with one_blas_thread():
+            return self._detect([as_rgb(np.asarray(image)) for image in images])
+
+    def _detect(self, arrays: list[np.ndarray]) -> list[list[Detection]]:
         proposals = [self._propose(a) for a in arrays]
         owner = np.repeat(np.arange(len(arrays)), [len(b) for b in proposals])
         if not len(owner):
@@ -187,9 +205,10 @@ class MTCNNDetector:
         flat = np.array([list(box) for image_boxes in boxes for box in image_boxes],
                         np.float32)
         owner = np.repeat(np.arange(len(counts)), counts)
-        offsets, _, _ = self._run(self.onet, pixels, square(flat), owner)
-        moved = square(regress(square(flat), offsets))
-        refined, points, scores = self._run(self.onet, pixels, moved, owner)
+        with one_blas_thread():
+            offsets, _, _ = self._run(self.onet, pixels, square(flat), owner)
+            moved = square(regress(square(flat), offsets))
+            refined, points, scores = self._run(self.onet, pixels, moved, owner)
         cuts = np.cumsum(counts)[:-1]
         return list(zip(np.split(_place(points, moved), cuts),
                         np.split(regress(moved, refined), cuts),

@@ -10,9 +10,10 @@ the names are settled; a live source shows and logs each track's name as it stan
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import cv2
 import numpy as np
@@ -68,6 +69,9 @@ class VideoResult:
     frames_read: int = 0
     dropped: int = 0
     seconds: float = 0.0  # processing time
+    # where it went: decode (reading frames), detect, embed (naming tracks), write (on_frame:
+    # showing, saving) and track (the tracker and everything else)
+    stages: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
     def named(self, track: Track, box: Box) -> Face:
@@ -119,16 +123,23 @@ class VideoRecognizer:
         result = VideoResult(source.name if source.live else str(source.source), source.fps,
                              source.live, opts.agreement)
         log = _Events(events, result, source)
-        start = time.perf_counter()
+        start, stages = time.perf_counter(), result.stages
+        frames = iter(source)
         try:
-            for frame in source:
-                shown = self._step(frame, tracker, schedule, log)
+            while True:
+                with _timed(stages, "decode"):
+                    frame = next(frames, None)
+                if frame is None:
+                    break
+                shown = self._step(frame, tracker, schedule, log, stages)
                 result.frames_read += 1
                 if keep_frames:
                     result.frames.append((frame.index, frame.time, [(t, t.box) for t in shown]))
                 advance(1)
-                if on_frame is not None and not on_frame(
-                        frame, [result.named(t, t.box) for t in shown if t.confirmed]):
+                with _timed(stages, "write"):
+                    go_on = on_frame is None or on_frame(
+                        frame, [result.named(t, t.box) for t in shown if t.confirmed])
+                if not go_on:
                     break
         except KeyboardInterrupt:  # Ctrl-C ends a live source like its end; a file's is lost
             if not source.live:
@@ -136,23 +147,27 @@ class VideoRecognizer:
         finally:
             source.close()
         result.seconds = time.perf_counter() - start
+        stages["track"] = max(result.seconds - sum(stages.values()), 0.0)
         log.ended(tracker.close())
         log.settled()
         result.dropped, result.error = source.dropped, source.error
         return result
 
     def _step(self, frame: Frame, tracker: FaceTracker, schedule: DetectionSchedule,
-              log: _Events) -> list[Track]:
+              log: _Events, stages: dict[str, float]) -> list[Track]:
         if schedule.cut(frame):
             log.ended(tracker.close())
         tracker.predict()
         if schedule.due(frame, [t.box for t in tracker.tracks if not t.lost]):
-            rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
-            confirmed = tracker.update(self.recognizer.detect(rgb), frame.index, frame.time)
+            with _timed(stages, "detect"):
+                rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
+                found = self.recognizer.detect(rgb)
+            confirmed = tracker.update(found, frame.index, frame.time)
             # unsure: a track was just missed, or a new one waits for the look that confirms it
             schedule.looked(frame, any(t.misses == (1 if t.confirmed else 0)
                                        for t in tracker.tracks))
-            self._vote(frame, rgb, tracker.tracks)
+            with _timed(stages, "embed"):
+                self._vote(frame, rgb, tracker.tracks)
             log.appeared(confirmed)
         log.ended(tracker.expire(frame.index))
         return tracker.visible(frame.index, frame.time)
@@ -171,6 +186,16 @@ class VideoRecognizer:
             track.votes.add(answer.name, answer.score, answer.distance,
                             quality(frame.image, box), face_region(frame.image, box, CROP_MARGIN))
             track.embedded = frame.index
+
+
+@contextmanager
+def _timed(stages: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the seconds the block takes to `stages[stage]`."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - start
 
 
 class _Events:
