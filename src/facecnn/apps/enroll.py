@@ -92,8 +92,8 @@ def enroll(folder: Path, gallery_path: str | Path, embedder: Embedder,
                    min_quality)
     if not found and existing is None:  # nothing to start a gallery with: leave no file
         raise FacecnnError(f"no face found in any image of {folder}")
-    with Gallery.open_or_create(gallery_path, embedder.name, embedder.dim,
-                                embedder.crop) as gallery, gallery.batch():
+    with Gallery.open_or_create(gallery_path, embedder.name, embedder.dim, embedder.crop,
+                                embedder.views) as gallery, gallery.batch():
         for person, faces in found.items():
             # fewer than given only when another enroll wrote the same photos meanwhile
             report.people[person] = gallery.add(
@@ -145,7 +145,8 @@ def _open_existing(path: str | Path, embedder: Embedder) -> Gallery | None:
     it."""
     if not GalleryLocation.of(path).exists():
         return None
-    gallery = Gallery.open_or_create(path, embedder.name, embedder.dim, embedder.crop)
+    gallery = Gallery.open_or_create(path, embedder.name, embedder.dim, embedder.crop,
+                                     embedder.views)
     gallery.check_embedder(embedder)
     return gallery
 

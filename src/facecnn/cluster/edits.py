@@ -220,7 +220,8 @@ def _enrol(cache: LibraryCache, rows: np.ndarray, gallery: GalleryLocation | str
     files, boxes = [cache.files[r] for r in rows], cache.boxes[rows]
     vectors = cache.vectors[rows]
     hashes = face_hashes(files, boxes)
-    made = cache.recipe["embedder"], int(vectors.shape[1]), cache.recipe["crop"]
+    made = (cache.recipe["embedder"], int(vectors.shape[1]), cache.recipe["crop"],
+            {"flip": cache.recipe["flip"], "jitter": cache.recipe["jitter"]})
     with Gallery.open_or_create(gallery, *made) as target, target.batch():
         added = target.add(name, vectors, files, hashes, list(boxes),
                            photo_thumbnails(files, boxes))

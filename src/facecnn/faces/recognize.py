@@ -66,9 +66,10 @@ class Recognizer:
         if gallery is not None:
             self.gallery = gallery if isinstance(gallery, Gallery) else open_gallery(gallery)
             made_by = self.gallery.embedder
-            few = photos is not None and photos <= FEW_PHOTOS
+            # the faster twin cannot jitter, and is slower to start than a few photos take
+            own = (photos is not None and photos <= FEW_PHOTOS) or self.gallery.views["jitter"]
             self.embedder = embedder or create_embedder(
-                made_by if few else FASTER.get(made_by, made_by), device=device)
+                made_by if own else FASTER.get(made_by, made_by), device=device)
             self.gallery.check_embedder(self.embedder)
             self.pipeline = FacePipeline(self.detector, self.embedder, workers)
             if mode == "nearest":

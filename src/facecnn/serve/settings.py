@@ -61,7 +61,8 @@ class ServeSettings:
         if GalleryLocation.of(self.gallery).exists():
             return None
         embedder = create_embedder(self.pipeline.embedder or DEFAULT_EMBEDDER)
-        Gallery.open_or_create(self.gallery, embedder.name, embedder.dim, embedder.crop).close()
+        Gallery.open_or_create(self.gallery, embedder.name, embedder.dim, embedder.crop,
+                               embedder.views).close()
         return embedder.name
 
     def problem(self) -> str | None:

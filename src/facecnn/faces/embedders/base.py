@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Iterable
 import numpy as np
 
 from facecnn.data.crop_layout import is_chip
+from facecnn.errors import FacecnnError
 from facecnn.faces.crops import make_chips
 from facecnn.faces.model_files import ModelFile
 from facecnn.faces.result import Face
@@ -45,6 +46,8 @@ class Embedder(ABC):
     # dlib's C++ network runs one face at a time and is safe in forked worker processes; the
     # others (PyTorch, onnxruntime) batch faces of many photos in the main process instead
     embeds_in_workers: ClassVar[bool] = False
+    jitters: ClassVar[bool] = False  # averages jittered copies of a face (dlib's C++ can)
+    jitter: int = 0  # how many, where it can
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Embedder:
         self = super().__new__(cls)
@@ -55,18 +58,33 @@ class Embedder(ABC):
         self.flip, self.batch_size = flip, batch_size
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        """Pickled as its recipe (class, arguments, crop): a spawned worker rebuilds it."""
+        """Pickled as its recipe (class, arguments, crop, views): a worker rebuilds it."""
         args, kwargs = self.init_args
-        return _rebuild, (type(self), args, kwargs, self.crop)
+        return _rebuild, (type(self), args, kwargs, self.crop, self.views)
 
     @property
     def needs_landmarks(self) -> bool:
         """Whether its chips are cut from the five ArcFace points (dlib's are not)."""
         return not is_chip(self.crop)
 
-    def match_gallery(self, crop: dict[str, Any]) -> None:
-        """Cut chips as the faces of a gallery with this `crop` were cut (plug-ins whose crop
-        has choices adopt the gallery's)."""
+    @property
+    def views(self) -> dict[str, Any]:
+        """What each vector averages besides the face: its mirror image, jittered copies."""
+        return {"flip": self.flip, "jitter": self.jitter}
+
+    def match_gallery(self, crop: dict[str, Any], views: dict[str, Any] | None = None) -> None:
+        """Cut chips as the faces of a gallery with this `crop` were cut, and average the
+        same `views` (a gallery enrolled with --flip is searched with --flip)."""
+        if views is not None:
+            if views["jitter"] and not self.jitters:
+                raise FacecnnError(f"the gallery's faces were enrolled with --jitter "
+                                   f"{views['jitter']}, which {self.name} cannot do: use "
+                                   f"--embedder dlib")
+            self.flip, self.jitter = views["flip"], views["jitter"]
+        self.match_crop(crop)
+
+    def match_crop(self, crop: dict[str, Any]) -> None:
+        """Plug-ins whose crop has choices adopt the gallery's `crop` here."""
 
     def chips(self, items: list[FaceItem]) -> np.ndarray:
         """Aligned uint8 crops (N, H, W, 3) in the layout this model was trained on."""
@@ -96,9 +114,10 @@ class Embedder(ABC):
         return self.vectors_of(self.chips(items))
 
 
-def _rebuild(cls: type[Embedder], args: tuple, kwargs: dict, crop: dict[str, Any]) -> Embedder:
+def _rebuild(cls: type[Embedder], args: tuple, kwargs: dict, crop: dict[str, Any],
+             views: dict[str, Any]) -> Embedder:
     embedder = cls(*args, **kwargs)
-    embedder.crop = crop
+    embedder.crop, embedder.flip, embedder.jitter = crop, views["flip"], views["jitter"]
     return embedder
 
 

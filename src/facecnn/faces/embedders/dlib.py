@@ -28,6 +28,7 @@ class DlibEmbedder(Embedder):
     family = "dlib"
     unit_vectors = False
     embeds_in_workers = True
+    jitters = True
     models = (RESNET, DLIB_5)  # the network, and the landmarks its chips are cut from
     dim = 128
 
@@ -44,7 +45,7 @@ class DlibEmbedder(Embedder):
     def _network(self) -> Any:
         return dlib_models.face_encoder()
 
-    def match_gallery(self, crop: dict[str, Any]) -> None:
+    def match_crop(self, crop: dict[str, Any]) -> None:
         """Galleries from before the 5-point chips do not say: they were cut from 68."""
         self.crop = {**self.crop, "landmarks": crop.get("landmarks", LEGACY_CHIP_SHAPE)}
 

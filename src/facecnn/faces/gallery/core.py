@@ -29,12 +29,15 @@ from facecnn.faces.gallery.faces import FaceEntry, box_text
 from facecnn.faces.gallery.location import GalleryLocation
 from facecnn.faces.gallery.meta import (
     DATA_VERSION,
+    NO_EXTRA_VIEWS,
     REWRITE_VERSION,
     SCHEMA_VERSION,
     damaged,
     now,
     parse_meta,
+    parse_views,
     schema_version,
+    views_in_words,
 )
 from facecnn.faces.gallery.search import Match
 from facecnn.faces.gallery.store import BUSY_TIMEOUT, Closeable, NotInGallery, Store
@@ -48,7 +51,7 @@ Where = str | Path | GalleryLocation  # a --gallery value, or one parsed already
 _STORED = np.dtype("<f4")  # vectors are stored as little-endian float32 bytes
 # Where the stored threshold came from: a later enroll recalibrates only what it calibrated.
 THRESHOLD_SOURCES = ("calibrated", "manual", "default")
-COPIED_META = ("embedder", "dim", "crop", "metric", "created", "threshold",
+COPIED_META = ("embedder", "dim", "crop", "views", "metric", "created", "threshold",
                "threshold_source")
 
 
@@ -86,6 +89,7 @@ class Gallery:
         """Use create/open/open_or_create; this only parses the meta table."""
         self._store = store
         self.embedder, self.dim, self.crop = parse_meta(meta)
+        self.views = parse_views(meta)
         # boxes and thumbnails are kept (schema 3; an older file opened read-only has none)
         self._stored = schema_version(meta) >= 3
 
@@ -109,7 +113,7 @@ class Gallery:
         return self._store.cache_mode
 
     @classmethod
-    def _connect(cls, value: Where, init: tuple[str, int, dict | None] | None, *,
+    def _connect(cls, value: Where, init: tuple[str, int, dict | None, dict | None] | None, *,
                  new: bool = False, busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
         location = GalleryLocation.of(value)
         store, meta = location.store.connect(location.target, init, new=new,
@@ -121,10 +125,10 @@ class Gallery:
             raise FacecnnError(f"{store.location}: {e}") from None
 
     @classmethod
-    def create(cls, value: Where, embedder: str, dim: int,
-               crop: dict | None = None) -> Gallery:
+    def create(cls, value: Where, embedder: str, dim: int, crop: dict | None = None,
+               views: dict | None = None) -> Gallery:
         """Start a new gallery; refuses to touch an existing one."""
-        return cls._connect(value, (embedder, dim, crop), new=True)
+        return cls._connect(value, (embedder, dim, crop, views), new=True)
 
     @classmethod
     def open(cls, value: Where, *, busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
@@ -133,30 +137,37 @@ class Gallery:
         return cls._connect(value, None, busy_timeout=busy_timeout)
 
     @classmethod
-    def open_or_create(cls, value: Where, embedder: str, dim: int,
-                       crop: dict | None = None) -> Gallery:
+    def open_or_create(cls, value: Where, embedder: str, dim: int, crop: dict | None = None,
+                       views: dict | None = None) -> Gallery:
         """Open the gallery, creating it if needed; embeddings from different models never mix
         (the gallery keeps the name of the embedder that made it; embedders of one family, as
-        dlib's network run by dlib or PyTorch, share galleries)."""
+        dlib's network run by dlib or PyTorch, share galleries), nor do vectors of other
+        `views` (--flip, --jitter)."""
         from facecnn.faces.embedders import same_vectors
 
-        gallery = cls._connect(value, (embedder, dim, crop))
+        gallery = cls._connect(value, (embedder, dim, crop, views))
+        wanted = views or NO_EXTRA_VIEWS
         if not same_vectors(gallery.embedder, embedder) or gallery.dim != dim:
             gallery.close()
             raise FacecnnError(f"{gallery.location} was made with embedder {gallery.embedder} "
                                f"(dim {gallery.dim}); refusing to mix with {embedder} (dim "
                                f"{dim})")
+        if gallery.views != wanted:
+            gallery.close()
+            raise FacecnnError(f"{gallery.location} was enrolled with "
+                               f"{views_in_words(gallery.views)}; refusing to mix in faces "
+                               f"embedded with {views_in_words(wanted)}")
         return gallery
 
     def check_embedder(self, embedder: Embedder) -> None:
         """Refuse an embedder whose vectors do not mix with this gallery's, and have it cut
-        chips as this gallery's faces were cut."""
+        chips and average views (mirror, jitter) as this gallery's faces were."""
         from facecnn.faces.embedders import same_vectors
 
         if not same_vectors(embedder.name, self.embedder) or embedder.dim != self.dim:
             raise FacecnnError(f"gallery {self.location} was made with {self.embedder} (dim "
                                f"{self.dim}), not {embedder.name} (dim {embedder.dim})")
-        embedder.match_gallery(self.crop)
+        embedder.match_gallery(self.crop, self.views)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -527,6 +538,7 @@ class Gallery:
                            "content_hash, box, thumbnail) VALUES (?, ?, ?, ?, ?, ?, ?)",
                            [(ids[name], *rest) for name, *rest in contents.faces])
         self.embedder, self.dim, self.crop = parse_meta(contents.meta)
+        self.views = parse_views(contents.meta)
 
     def close(self) -> None:
         """Close the connection."""
@@ -563,7 +575,7 @@ def copy_gallery(source: Where, destination: Where) -> tuple[int, int]:
     missing and must hold nobody (either store, either way); returns (people, faces)."""
     with open_gallery(source) as src:
         contents = src.contents()
-        made = src.embedder, src.dim, src.crop
+        made = src.embedder, src.dim, src.crop, src.views
     with Gallery.open_or_create(destination, *made) as dst:
         dst.load(contents)
     return len(contents.people), len(contents.faces)

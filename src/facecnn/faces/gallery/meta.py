@@ -13,18 +13,22 @@ from facecnn.errors import FacecnnError
 SCHEMA_VERSION = 3
 # the change counter, and its value at the last write that changed or dropped rows
 DATA_VERSION, REWRITE_VERSION = "data_version", "rewrite_version"
+# what each face's vector averages besides the face itself: its mirror image (flip) and
+# jittered copies; a gallery's faces are searched with the same (older galleries: none)
+NO_EXTRA_VIEWS = {"flip": False, "jitter": 0}
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def initial_meta(embedder: str, dim: int, crop: dict | None) -> dict[str, str]:
+def initial_meta(embedder: str, dim: int, crop: dict | None,
+                 views: dict | None = None) -> dict[str, str]:
     if not embedder or not isinstance(dim, (int, np.integer)) or dim <= 0:
         raise FacecnnError(f"invalid embedder/dim: {embedder!r}/{dim!r}")
     return {"schema_version": str(SCHEMA_VERSION), "embedder": embedder, "dim": str(int(dim)),
             "crop": json.dumps(crop or {}, sort_keys=True), "metric": "euclidean",
-            "created": now()}
+            "views": json.dumps(views or NO_EXTRA_VIEWS, sort_keys=True), "created": now()}
 
 
 def damaged(key: str, value: object, wanted: str) -> FacecnnError:
@@ -65,3 +69,24 @@ def parse_meta(meta: dict[str, str]) -> tuple[str, int, dict]:
     if not isinstance(crop, dict):
         raise damaged("crop", meta.get("crop"), "a JSON object")
     return embedder, dim, crop
+
+
+def parse_views(meta: dict[str, str]) -> dict:
+    """The views each vector of the gallery averages ({"flip": bool, "jitter": int})."""
+    raw = meta.get("views")
+    try:
+        views = json.loads(raw) if raw else dict(NO_EXTRA_VIEWS)
+    except ValueError:
+        views = None
+    if not isinstance(views, dict) or set(views) != set(NO_EXTRA_VIEWS) or \
+            not isinstance(views["flip"], bool) or not isinstance(views["jitter"], int) or \
+            views["jitter"] < 0:
+        raise damaged("views", raw, '{"flip": true or false, "jitter": an integer >= 0}')
+    return views
+
+
+def views_in_words(views: dict) -> str:
+    """The options that give these views: "--flip --jitter 5", or "no --flip or --jitter"."""
+    words = (["--flip"] if views["flip"] else []) + \
+        ([f"--jitter {views['jitter']}"] if views["jitter"] else [])
+    return " ".join(words) or "no --flip or --jitter"
