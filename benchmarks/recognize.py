@@ -130,10 +130,12 @@ def run_face_recognition_cli(flat: Path, unknown: Path, env: dict[str, str]
 
 
 def run_facecnn(tree: Path, unknown: Path, gallery: Path, options: list[str],
-                env: dict[str, str]) -> tuple[float, float, dict[str, str]]:
+                enrolling: list[str], env: dict[str, str]) -> tuple[float, float, dict[str, str]]:
+    """`options` for both commands, `enrolling` (--flip, --jitter) for enroll: recognize
+    takes them from the gallery."""
     facecnn = [sys.executable, "-m", "facecnn"]
     enrolled, _ = timed([*facecnn, "enroll", str(tree), "--gallery", str(gallery), "--quiet",
-                         *options], env)
+                         *options, *enrolling], env)
     recognized, out = timed([*facecnn, "recognize", str(unknown), "--gallery", str(gallery),
                              "--json", *options], env)
     answers = {r["file"]: (r["faces"][0]["name"] if r["faces"] else "unknown")
@@ -156,6 +158,10 @@ def main() -> None:
     parser.add_argument("--strangers", type=int, default=10)
     parser.add_argument("--detectors", default="mtcnn,hog", help="facecnn rows, comma-separated")
     parser.add_argument("--workers", default="1,2", help="facecnn rows, comma-separated")
+    parser.add_argument("--flags", default="", help="enroll's flags beyond the defaults for "
+                        "every facecnn row, e.g. --flags=--flip")
+    parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
+                        help="face_recognition's rows (the ratio needs them)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/recognize.json"))
     args = parser.parse_args()
     require(args.data, what=LFW_DEV_HELP)
@@ -169,29 +175,33 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "facecnn", "recognize", str(next(flat.iterdir())),
                         "--gallery", str(work / "warm.db")], env=env, capture_output=True)
         rows = []
-        seconds, answers = run_face_recognition_api(tree, unknown, env)
-        rows.append({"system": "face_recognition API (1 process)", "seconds": seconds,
-                     **score(answers, truth)})
-        seconds, answers = run_face_recognition_cli(flat, unknown, env)
-        rows.append({"system": "face_recognition CLI --cpus -1", "seconds": seconds,
-                     **score(answers, truth)})
+        if args.baselines:
+            seconds, answers = run_face_recognition_api(tree, unknown, env)
+            rows.append({"system": "face_recognition API (1 process)", "seconds": seconds,
+                         **score(answers, truth)})
+            seconds, answers = run_face_recognition_cli(flat, unknown, env)
+            rows.append({"system": "face_recognition CLI --cpus -1", "seconds": seconds,
+                         **score(answers, truth)})
         for detector in args.detectors.split(","):
             for workers in args.workers.split(","):
                 gallery = work / f"{detector}-{workers}.db"
                 shutil.rmtree(work / "cache", ignore_errors=True)
                 seconds, enrolled, answers = run_facecnn(
-                    tree, unknown, gallery, ["--detector", detector, "--workers", workers], env)
-                rows.append({"system": f"facecnn {detector}, {workers} worker(s)",
+                    tree, unknown, gallery,
+                    ["--detector", detector, "--workers", workers], args.flags.split(), env)
+                rows.append({"system": f"facecnn {detector}, {workers} worker(s) {args.flags}"
+                             .strip(),
                              "seconds": seconds, "enroll_seconds": enrolled,
                              **score(answers, truth)})
-        one_photo = start_up(work / f"{args.detectors.split(',')[0]}-1.db",
-                             unknown / sorted(truth)[0], env)
+        first = f"{args.detectors.split(',')[0]}-{args.workers.split(',')[0]}.db"
+        one_photo = start_up(work / first, unknown / sorted(truth)[0], env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     baseline = rows[0]["seconds"]
     print(f"{images} photos of lfw_dev ({args.known} people enrolled from {args.enrol} each, "
           f"{args.strangers} strangers), {os.cpu_count()} cores")
-    print(f"{'system':<36}{'seconds':>9}{'images/s':>10}{'x face_rec':>11}{'known ok':>10}"
+    print(f"{'system':<36}{'seconds':>9}{'images/s':>10}"
+          f"{'x face_rec' if args.baselines else 'x row 1':>11}{'known ok':>10}"
           f"{'strangers':>11}{'accuracy':>10}")
     for row in rows:
         row["images_per_second"] = images / row["seconds"]

@@ -58,7 +58,8 @@ def detectors(as_json: bool = JSON) -> None:
                                     else (*e.value.models, *step.models))}
             for e in DETECTORS.entries()]
     _print_rows(rows, {"name": "detector", "description": "what it is",
-                       "landmarks": "landmarks", "speed_2_cpu_cores": "speed"}, as_json)
+                       "landmarks": "landmarks", "speed_2_cpu_cores": "speed (2 cores)"},
+                as_json)
 
 
 def embedders(as_json: bool = JSON) -> None:

@@ -29,10 +29,11 @@ class Detection:
 
 
 class Detector(ABC):
-    """Base of the plug-ins; `speed` is a word for `facecnn detectors` (measured on 2 CPU
-    cores by benchmarks/detect.py). `in_workers`: safe to run in forked worker processes, one
-    photo at a time (dlib's and OpenCV's C++); PyTorch detectors run batches in the main
-    process instead. `scores_faces`: a network says how sure it is that each box is a face
+    """Base of the plug-ins; `speed` is what `facecnn detectors` says of it: seconds a photo,
+    one at a time, measured on 2 CPU cores by benchmarks/detect.py (dlib's 9 group photos,
+    300 LFW photos; 2026-12-06). `in_workers`: safe to run in forked worker processes, one
+    photo at a time (dlib's and OpenCV's C++, onnxruntime); PyTorch detectors run batches in
+    the main process instead. `scores_faces`: a network says how sure it is that each box is a face
     (MTCNN's O-Net), so it may look at contrast-equalized copies (faces/second_look.py)
     without taking their artefacts for faces, as HOG does."""
 

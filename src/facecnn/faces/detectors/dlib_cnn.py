@@ -13,7 +13,7 @@ from facecnn.faces.model_files import MMOD
                            "dlib's own on 2 cores (docs/models.md), GPU when present")
 class DlibCnn(BatchDetector):
     models = (MMOD,)
-    speed = "medium"
+    speed = "0.33 s a group photo, 0.08 s an LFW one"
 
     def __init__(self, upsample: int = 1, device: str = "auto") -> None:
         super().__init__(upsample, device)

@@ -12,7 +12,7 @@ from facecnn.faces.detectors.base import Detection, Detector, ModelFile, registe
 class Hog(Detector):
     models = (ModelFile("frontal_face_detector (built in)", "dlib-bin", "Boost Software "
                         "License"),)
-    speed = "fast"
+    speed = "0.15 s a group photo, 0.05 s an LFW one"
 
     def __init__(self, upsample: int = 1, device: str = "auto") -> None:
         super().__init__(upsample, device)

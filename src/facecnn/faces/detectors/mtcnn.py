@@ -17,7 +17,7 @@ class Mtcnn(Detector):
     gives_landmarks = True
     scores_faces = True
     models = (MTCNN,)
-    speed = "medium"
+    speed = "0.17 s a group photo, 0.05 s an LFW one"
 
     def __init__(self, upsample: int = 1, device: str = "auto") -> None:
         super().__init__(upsample, device)
