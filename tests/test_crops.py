@@ -159,5 +159,9 @@ def test_workers_take_crops_whole_themselves(crop_sets: Path, monkeypatch) -> No
         if workers == 2:
             assert sum(looked) == 0  # the workers' appends stay in the workers
     assert sum(looked) > 0  # one process: the whole looks were needed, here
-    assert found[2] == found[1]
+    # the same faces; boxes to float rounding (O-Net runs on onnxruntime in the workers, on
+    # PyTorch here where this process has it loaded)
+    assert [len(b) for b in found[2]] == [len(b) for b in found[1]]
+    assert np.allclose([list(b) for boxes in found[2] for b in boxes],
+                       [list(b) for boxes in found[1] for b in boxes], atol=0.01)
     assert sum(len(b) for b in found[2]) >= 0.9 * len(files)

@@ -7,6 +7,7 @@ weights."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import joblib
@@ -158,6 +159,21 @@ def test_inputs_it_cannot_take_are_a_clear_error(detector) -> None:
         MTCNNDetector("cpu", min_face=0)
     with pytest.raises(FacecnnError, match="thresholds"):
         MTCNNDetector("cpu", thresholds=(0.6, 0.7))
+
+
+@pytest.mark.e2e
+def test_onnxruntime_finds_what_pytorch_finds(detector, images, found, monkeypatch) -> None:
+    """This process has PyTorch loaded, so `found` came from PyTorch's networks; without it
+    (or in a forked worker) onnxruntime runs them: the same faces, boxes and points."""
+    assert detector.nets is not detector._loaded
+    monkeypatch.delitem(sys.modules, "torch")
+    assert detector.nets is detector._loaded
+    names = list(images)
+    for name, faces in zip(names, detector([images[n] for n in names])):
+        assert len(faces) == len(found[name]), name
+        for (box, score, points), (b, s, p) in zip(faces, found[name]):
+            assert np.abs(np.subtract(box, b)).max() < 0.01 and abs(score - s) < 1e-4
+            assert np.abs(points - p).max() < 0.01
 
 
 def test_converted_weights_and_models_are_cached_and_reused(tmp_path: Path,

@@ -1,5 +1,6 @@
-"""MTCNN's networks in PyTorch, for a CUDA GPU (on the CPU, onnxruntime runs them:
-models/mtcnn_nets.py). Same inputs and outputs as there: numpy in, numpy out."""
+"""MTCNN's networks in PyTorch: on a CUDA GPU, and on the CPU in a process that has PyTorch
+loaded anyway (elsewhere onnxruntime runs them: models/mtcnn_nets.py). Same inputs and
+outputs as there: numpy in, numpy out."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class MTCNNNet(nn.Module):
             self.heads = nn.ModuleList(nn.Conv2d(channels, n, 1) for n in spec.heads)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.features((x - MEAN) / SCALE)
+        # channels last: oneDNN's convolutions and PyTorch's CPU max pooling are faster so
+        x = self.features(((x - MEAN) / SCALE).contiguous(memory_format=torch.channels_last))
         if self.dense is not None:  # Keras flattens (N, W, H, C)
             x = self.dense(x.permute(0, 3, 2, 1).flatten(1))
         *regressions, face = (head(x) for head in self.heads)
