@@ -121,14 +121,14 @@ def _nonfaces(folder: Path, groups: Path, rng: np.random.Generator) -> None:
                 count += 1
 
 
-def facecnn_run(layout_dir: Path, work: Path, flags: list[str]
+def facecnn_run(layout_dir: Path, work: Path, flags: list[str], enrolling: list[str]
                 ) -> tuple[dict[str, str | None], float]:
-    """file -> the name facecnn's commands (default, or with `flags`) give its crop (None: no
-    face)."""
+    """file -> the name facecnn's commands (default, or with `flags`, and `enrolling` for
+    enroll alone) give its crop (None: no face)."""
     started = time.perf_counter()
     gallery = work / "g.db"
     subprocess.run([sys.executable, "-m", "facecnn", "enroll", str(layout_dir / "enrol"),
-                    "--gallery", str(gallery), "--quiet", *flags], check=True,
+                    "--gallery", str(gallery), "--quiet", *flags, *enrolling], check=True,
                    capture_output=True)
     answer = subprocess.run([sys.executable, "-m", "facecnn", "recognize",
                              str(layout_dir / "query"), "--gallery", str(gallery), "--json",
@@ -199,7 +199,9 @@ def main() -> None:
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
     parser.add_argument("--tools", default="facecnn,face_recognition")
     parser.add_argument("--flags", default="", help="facecnn's flags beyond the defaults, "
-                        "for enroll and recognize alike (e.g. \"--flip\")")
+                        "for enroll and recognize alike (e.g. \"--detector hog\")")
+    parser.add_argument("--enroll-flags", default="", help="enroll's alone: recognize takes "
+                        "them from the gallery (e.g. --enroll-flags=--flip)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/crops.json"))
     parser.add_argument("--data", type=Path, default=SHARED, help="a folder holding lfw_dev/ "
                         "and dlib_faces/ (../shared/data)")
@@ -217,7 +219,8 @@ def main() -> None:
         for layout in args.layouts.split(","):
             known = {p.name for p in (root / layout / "enrol").iterdir()}
             runs = {"facecnn": lambda d=root / layout, w=root / f"w_{layout}":
-                    (w.mkdir(), facecnn_run(d, w, args.flags.split()))[1],
+                    (w.mkdir(), facecnn_run(d, w, args.flags.split(),
+                                             args.enroll_flags.split()))[1],
                     "face_recognition": lambda d=root / layout: face_recognition_run(d)}
             for tool, run in ((t, runs[t]) for t in args.tools.split(",")):
                 named, seconds = run()
