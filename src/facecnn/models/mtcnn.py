@@ -72,12 +72,17 @@ def one_blas_thread() -> AbstractContextManager:
 
 
 def load_nets(device: str = "auto", folder: Path | None = None) -> tuple[Net, Net, Net]:
-    """P-Net, R-Net and O-Net, ready to run on `device`."""
+    """P-Net, R-Net and O-Net, ready to run on `device`: PyTorch's on a GPU, else
+    onnxruntime's."""
     if uses_gpu(device):
-        from facecnn.models.mtcnn_torch import torch_nets
-
-        return torch_nets({name: load_weights(name, folder) for name in SPECS}, device)
+        return _torch_nets(device, folder)
     return tuple(OnnxNet(name, onnx_file(name, folder)) for name in SPECS)  # type: ignore
+
+
+def _torch_nets(device: str, folder: Path | None) -> tuple[Net, Net, Net]:
+    from facecnn.models.mtcnn_torch import torch_nets
+
+    return torch_nets({name: load_weights(name, folder) for name in SPECS}, device)
 
 
 def pyramid_scales(height: int, width: int, min_face: int) -> list[float]:
@@ -188,10 +193,7 @@ class MTCNNDetector:
                 multiprocessing.parent_process() is not None:
             return self._loaded
         if self._torch_cpu is None:
-            from facecnn.models.mtcnn_torch import torch_nets
-
-            self._torch_cpu = torch_nets({name: load_weights(name, self._folder)
-                                          for name in SPECS}, "cpu")
+            self._torch_cpu = _torch_nets("cpu", self._folder)
         return self._torch_cpu
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
