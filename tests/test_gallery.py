@@ -87,19 +87,35 @@ def test_create_add_people_vectors(new_location: Callable[[], str]) -> None:
     np.testing.assert_array_equal(vecs, np.concatenate([faces[1], faces[0]]))
 
 
-def test_identify_nearest_and_mean(gallery: Gallery) -> None:
+def test_identify_by_either_metric(gallery: Gallery, new_location: Callable[[], str]) -> None:
     queries = np.concatenate([_faces(c, 2, seed=10 + i) for i, c in enumerate(_centres(3))])
     expected = [name for name in NAMES for _ in range(2)]
-    for mode in ("nearest", "mean"):
-        matches = gallery.identify(queries, threshold=1.0, mode=mode)
+    vecs, owners, names = gallery.vectors()
+    with Gallery.create(new_location(), "dlib", DIM, metric="euclidean") as old:
+        for i, name in enumerate(names):
+            old.add(name, vecs[owners == i])
+        nearest = old.identify(queries, threshold=1.0)
+    by_direction = gallery.identify(queries, threshold=1.0)
+    assert gallery.metric == "mean_direction"
+    for matches in (nearest, by_direction):
         assert [m.name for m in matches] == expected
         assert all(m.score >= 0.5 and m.distance <= 1.0 for m in matches)
+    # euclidean: the nearest enrolled face; mean_direction: the mean direction of the faces
+    first = vecs[owners == 0].astype(np.float64)
+    assert nearest[0].distance == pytest.approx(
+        np.linalg.norm(first - queries[0], axis=1).min())
+    direction = (first / np.linalg.norm(first, axis=1, keepdims=True)).mean(0)
+    direction /= np.linalg.norm(direction)
+    assert gallery.length == 1.4  # dlib's vectors' typical length: distances keep its scale
+    assert by_direction[0].distance == pytest.approx(
+        1.4 * np.linalg.norm(queries[0] / np.linalg.norm(queries[0]) - direction))
 
 
 def test_unknown_face_and_scores(gallery: Gallery) -> None:
     stranger = _unit(np.random.default_rng(99).normal(size=(1, DIM)))
-    enrolled = gallery.vectors()[0][:1]
-    far, near = gallery.identify(np.concatenate([stranger, enrolled]), threshold=1.0)
+    vecs, owners, _ = gallery.vectors()
+    alice = _unit(_unit(vecs[owners == 0]).mean(0, keepdims=True))  # her mean direction
+    far, near = gallery.identify(np.concatenate([stranger, alice]), threshold=1.0)
     assert far.name == UNKNOWN and far.distance > 1.0 and far.score < 0.5
     assert near.name == "alice" and near.distance < 1e-6 and near.score == 1.0
     # Just beyond the threshold the rounded score must still read as rejected.
@@ -404,3 +420,24 @@ def test_version_1_galleries_are_upgraded(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         assert version == (str(SCHEMA_VERSION),)
+
+
+def test_an_older_gallery_keeps_its_metric(tmp_path: Path) -> None:
+    """A gallery from before the metric was recorded compares faces as it always did (its
+    threshold was chosen for that); a hand-edited metric fails in one line."""
+    path = tmp_path / "old.db"
+    with Gallery.create(path, "dlib", DIM) as g:
+        g.add("alice", _faces(_centres(1)[0], 3, seed=0))
+        assert g.metric == "mean_direction"
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM meta WHERE key = 'metric'")
+    with Gallery.open(path) as g:
+        assert g.metric == "euclidean"
+        vecs = g.vectors()[0]
+        (match,) = g.identify(vecs[:1], threshold=1.0)
+        assert match.distance < 1e-6  # its own enrolled face, not the mean direction
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO meta (key, value) VALUES ('metric', 'cosine')")
+    with pytest.raises(FacecnnError, match="metric") as error:
+        Gallery.open(path)
+    assert "\n" not in str(error.value)

@@ -18,6 +18,7 @@ from facecnn.faces import index as index_module
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.gallery import UNKNOWN, Gallery, Match
 from facecnn.faces.index import FLAT, IVF, GalleryIndex
+from facecnn.faces.namers import PersonDirections
 from facecnn.faces.recognize import Recognizer
 from facecnn.faces.result import Face
 from helpers import invoke_cli
@@ -50,7 +51,7 @@ def _queries(faces: dict[str, np.ndarray], n: int, seed: int) -> np.ndarray:
 
 @pytest.fixture()
 def gallery(new_location: Callable[[], str]) -> Iterator[Gallery]:
-    g = Gallery.create(new_location(), "dlib", DIM)
+    g = Gallery.create(new_location(), "dlib", DIM, metric="euclidean")  # what FAISS answers
     for name, faces in _people(40, 5).items():
         g.add(name, faces)
     yield g
@@ -105,8 +106,6 @@ def test_bad_input_is_a_user_error(gallery: Gallery, new_location: Callable[[], 
     index = GalleryIndex.for_gallery(gallery)
     with pytest.raises(FacecnnError, match="shape"):
         index.search(np.zeros((2, DIM + 1), np.float32))
-    with pytest.raises(FacecnnError, match="nearest"):
-        index.identify(np.zeros((1, DIM), np.float32), THRESHOLD, mode="mean")
     with pytest.raises(FacecnnError, match="threshold"):
         index.identify(np.zeros((1, DIM), np.float32), 0.0)
     with Gallery.create(new_location(), "dlib", DIM) as empty:
@@ -179,7 +178,7 @@ def test_large_gallery_uses_ann_with_high_recall(tmp_path: Path, builds: list[in
     faces = _people(400, 5, seed=5)
     mixed = _queries(faces, 200, seed=6)
     known = np.concatenate([_queries(faces, 200, seed=s)[:100] for s in (7, 8)])
-    with Gallery.create(tmp_path / "big.db", "dlib", DIM) as g:
+    with Gallery.create(tmp_path / "big.db", "dlib", DIM, metric="euclidean") as g:
         for name, vectors in faces.items():
             g.add(name, vectors)
         ann = GalleryIndex.for_gallery(g, exact_limit=100)
@@ -200,7 +199,7 @@ def test_large_gallery_uses_ann_with_high_recall(tmp_path: Path, builds: list[in
 def test_ann_index_takes_appends_until_it_doubles(tmp_path: Path, builds: list[int]) -> None:
     faces = _people(100, 5, seed=9)
     names = list(faces)
-    with Gallery.create(tmp_path / "g.db", "dlib", DIM) as g:
+    with Gallery.create(tmp_path / "g.db", "dlib", DIM, metric="euclidean") as g:
         for name in names[:40]:
             g.add(name, faces[name])
         assert GalleryIndex.for_gallery(g, exact_limit=100).kind == IVF
@@ -217,7 +216,7 @@ def test_ann_index_takes_appends_until_it_doubles(tmp_path: Path, builds: list[i
 def test_gallery_index_command(tmp_path: Path) -> None:
     """`facecnn gallery index` builds the cache beside the database from the CLI."""
     db = tmp_path / "cli.db"
-    with Gallery.create(db, "dlib", 128) as g:
+    with Gallery.create(db, "dlib", 128, metric="euclidean") as g:
         g.add("ann", np.eye(128, dtype=np.float32)[:3])
         g.add("bob", np.eye(128, dtype=np.float32)[3:5])
     result = invoke_cli("gallery", "index", str(db), cwd=tmp_path)
@@ -249,10 +248,27 @@ def test_recognizer_answers_like_the_gallery(gallery: Gallery, detector: FaceDet
     want = gallery.identify(queries, threshold=THRESHOLD)
     assert {m.name for m in want} > {UNKNOWN}
     assert _answers(nearest, queries) == want
-    mean = _recognizer(gallery.location, detector, threshold=THRESHOLD, mode="mean")
-    assert mean.index is None and builds == [200]
-    assert _answers(mean, queries) == gallery.identify(queries, threshold=THRESHOLD,
-                                                       mode="mean")
+
+
+def test_recognizer_names_by_mean_direction_like_the_gallery(
+        new_location: Callable[[], str], detector: FaceDetector) -> None:
+    """A gallery of the new metric is named by each person's mean direction, kept current
+    with writes from another connection."""
+    people = _people(40, 5)
+    with Gallery.create(new_location(), "dlib", DIM) as gallery:
+        assert gallery.metric == "mean_direction"
+        for name, faces in people.items():
+            gallery.add(name, faces)
+        queries = _queries(people, 200, seed=10)
+        recognizer = _recognizer(gallery.location, detector, threshold=THRESHOLD)
+        assert isinstance(recognizer.namer, PersonDirections)
+        want = gallery.identify(queries, threshold=THRESHOLD)
+        assert {m.name for m in want} > {UNKNOWN}
+        assert _answers(recognizer, queries) == want
+        newcomer, faces = next(iter(_people(1, 5, seed=11).items()))
+        gallery.add(newcomer, faces)
+        assert {m.name for m in _answers(recognizer, faces)} == {newcomer}
+        assert _answers(recognizer, queries) == gallery.identify(queries, threshold=THRESHOLD)
 
 
 def test_recognizer_sees_other_writers_at_once(gallery: Gallery, detector: FaceDetector,
@@ -297,7 +313,7 @@ def test_sync_appends_until_the_kind_or_lists_must_change(tmp_path: Path,
                                                           builds: list[int]) -> None:
     faces = _people(100, 5, seed=13)
     names = list(faces)
-    with Gallery.create(tmp_path / "g.db", "dlib", DIM) as g:
+    with Gallery.create(tmp_path / "g.db", "dlib", DIM, metric="euclidean") as g:
         for name in names[:40]:
             g.add(name, faces[name])
         ivf = GalleryIndex.for_gallery(g, exact_limit=100)
@@ -320,7 +336,7 @@ def test_sync_appends_until_the_kind_or_lists_must_change(tmp_path: Path,
 def test_version_counts_every_write_and_persists(new_location: Callable[[], str]) -> None:
     a, b = _people(2, 3, seed=14).values()
     path = new_location()
-    with Gallery.create(path, "dlib", DIM) as g, Gallery.open(path) as other:
+    with Gallery.create(path, "dlib", DIM, metric="euclidean") as g, Gallery.open(path) as other:
         assert g.version() == 0
         g.add("ann", a)
         g.add("ann", b[:1])
@@ -343,7 +359,7 @@ def test_gallery_without_counters_still_works(tmp_path: Path, detector: FaceDete
     """A gallery written before the change counters existed has no meta rows for them."""
     faces = _people(10, 3, seed=15)
     path = tmp_path / "old.db"
-    with Gallery.create(path, "dlib", DIM) as g:
+    with Gallery.create(path, "dlib", DIM, metric="euclidean") as g:
         for name, vectors in faces.items():
             g.add(name, vectors)
     with sqlite3.connect(path) as db:

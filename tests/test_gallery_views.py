@@ -1,6 +1,7 @@
 """A gallery enrolled with --flip (or --jitter) is searched with the same views: an enrolled
-photo, recognized again, lands on its own vector, whether one photo (dlib's C++) or a folder
-(dlib's network in PyTorch, batched) is recognized; faces of other views are never mixed in;
+photo, recognized again, lands where its own stored vector does (at its distance from its
+person's mean direction), whether one photo (dlib's C++) or a folder (dlib's network in
+PyTorch, batched) is recognized; faces of other views are never mixed in;
 older galleries (no views recorded) read as none."""
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from facecnn.faces.gallery import Gallery
+from facecnn.faces.gallery.search import directions, unit
 from helpers import make_jpeg_tree, run_cli
 
 PEOPLE = ["s1", "s2", "s3"]
@@ -33,26 +36,39 @@ def distances(result_stdout: str) -> dict[str, float]:
     return {Path(r["file"]).name: r["faces"][0]["distance"] for r in json.loads(result_stdout)}
 
 
+def stored_distances(gallery: Gallery) -> dict[str, float]:
+    """person_photo -> the distance of the photo's stored vector from its person's mean
+    direction: where the photo must land when searched as it was enrolled."""
+    refs, owners, names = gallery.vectors()
+    people = directions(refs, owners, len(names), gallery.length)
+    faces = gallery.contents().faces
+    sources = {bytes(face[1]): face[2] for face in faces}
+    landed = np.linalg.norm(unit(refs, gallery.length) - people[owners], axis=1)
+    return {f"{Path(sources[v.tobytes()]).parent.name}_{Path(sources[v.tobytes()]).name}":
+            float(d) for v, d in zip(refs, landed)}
+
+
 @pytest.mark.e2e
 def test_an_enrolled_photo_lands_on_its_own_flipped_vector(flipped: tuple[Path, Path],
                                                           tmp_path: Path) -> None:
     photos, gallery = flipped
     with Gallery.open(gallery) as opened:
         assert opened.views == {"flip": True, "jitter": 0}
-        enrolled = {f"{Path(face[2]).parent.name}_{Path(face[2]).name}"
-                    for face in opened.contents().faces}
-    assert len(enrolled) >= 15  # of 18
+        expected = stored_distances(opened)
+    assert len(expected) >= 15  # of 18
     one = run_cli("recognize", str(photos / "s1" / "1.jpg"), "--gallery", str(gallery),
                   "--json", cwd=tmp_path)
     assert one.returncode == 0, one.stderr
-    assert distances(one.stdout)["1.jpg"] < 1e-3  # unflipped, it was 0.05-0.1 away
+    # unflipped, it landed 0.04-0.07 away from there
+    assert abs(distances(one.stdout)["1.jpg"] - expected["s1_1.jpg"]) < 1e-3
     folder = tmp_path / "many"
     for person in PEOPLE:  # 18 photos: batched, in PyTorch
         for photo in (photos / person).iterdir():
             shutil.copy(photo, folder.mkdir(exist_ok=True) or folder / f"{person}_{photo.name}")
     many = run_cli("recognize", str(folder), "--gallery", str(gallery), "--json", cwd=tmp_path)
     assert many.returncode == 0, many.stderr
-    assert max(d for name, d in distances(many.stdout).items() if name in enrolled) < 1e-3
+    assert max(abs(d - expected[name]) for name, d in distances(many.stdout).items()
+               if name in expected) < 1e-3
 
 
 @pytest.mark.e2e

@@ -15,6 +15,7 @@ from facecnn.faces.cohort import load_cohort
 from facecnn.faces.detect import FaceDetector
 from facecnn.faces.embedders.dlib_torch import DlibTorchEmbedder
 from facecnn.faces.gallery import UNKNOWN, Gallery
+from facecnn.faces.gallery.calibrate import person_distances
 from helpers import canvas
 
 JOHNS = Path(__file__).resolve().parents[2] / "shared" / "data" / "johns"
@@ -73,8 +74,10 @@ def test_five_johns_against_att_strangers(vectors, tmp_path: Path) -> None:
 def test_stranger_model_scales_with_the_gallery() -> None:
     rng = np.random.default_rng(0)
     cohort = rng.normal(size=(60, 8))
-    small = StrangerModel.of(cohort, rng.normal(size=(10, 8)), np.repeat(np.arange(2), 5))
-    large = StrangerModel.of(cohort, rng.normal(size=(100, 8)), np.repeat(np.arange(20), 5))
+    small = StrangerModel.of(person_distances(cohort, rng.normal(size=(10, 8)),
+                                              np.repeat(np.arange(2), 5), "euclidean"))
+    large = StrangerModel.of(person_distances(cohort, rng.normal(size=(100, 8)),
+                                              np.repeat(np.arange(20), 5), "euclidean"))
     assert large.people == 20 and small.cohort_faces == 60
     # more people, more chances for a stranger: a stricter threshold for the same share
     assert large.threshold(0.01) < small.threshold(0.01) + (large.fit.mean - small.fit.mean)

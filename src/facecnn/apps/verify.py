@@ -13,6 +13,7 @@ from facecnn.apps.pairs import parse_pairs, plot_roc, verification_report
 from facecnn.errors import FacecnnError
 from facecnn.faces.embedders import Embedder
 from facecnn.faces.gallery import Gallery
+from facecnn.faces.gallery.search import unit
 from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.result import json_number
 from facecnn.faces.threshold import Threshold, resolve_threshold
@@ -46,13 +47,17 @@ def verify_two(a: Path, b: Path, pipeline: FacePipeline, threshold: float | None
     if missing:
         raise FacecnnError(f"no face found in {', '.join(missing)}")
     limit = resolve_threshold(threshold, gallery, embedder)
-    return {"a": str(a), "b": str(b), **verdict(vectors[a], vectors[b], embedder, limit)}
+    return {"a": str(a), "b": str(b),
+            **verdict(vectors[a], vectors[b], embedder, limit, gallery)}
 
 
-def verdict(a: np.ndarray, b: np.ndarray, embedder: Embedder,
-            threshold: Threshold) -> dict[str, Any]:
-    """Distance between two face vectors and the verdict at `threshold`: what `verify_two`
-    and the server's /v1/verify answer."""
+def verdict(a: np.ndarray, b: np.ndarray, embedder: Embedder, threshold: Threshold,
+            gallery: Gallery | None = None) -> dict[str, Any]:
+    """Distance between two face vectors (as `gallery` compares faces, whose threshold it may
+    be) and the verdict at `threshold`: what `verify_two` and the server's /v1/verify
+    answer."""
+    if gallery is not None and gallery.metric == "mean_direction":
+        a, b = unit(np.stack([a, b]), gallery.length)
     distance = float(np.linalg.norm(a - b))
     return {"distance": json_number(distance), "threshold": threshold.value,
             "threshold_source": threshold.source, "same_person": distance <= threshold.value,

@@ -172,7 +172,6 @@ def recognize(
     crops: bool = CROPS,
     threshold: Optional[float] = typer.Option(None, help="Distance above which a face is "
                                               "unknown (default: the gallery's)."),
-    mode: str = typer.Option("nearest", help="nearest or mean (per-person mean vector)."),
     min_confidence: float = typer.Option(0.5, help="--model: softmax below this is unknown."),
     save: Optional[Path] = typer.Option(None, help="Write annotated images/videos here, with "
                                         "each video track's best face crop and the JSON."),
@@ -216,7 +215,7 @@ def recognize(
                             workers=workers)
     photos = None if live is not None or any(is_video(f) for f in files) else len(files)
     recognizer = Recognizer.from_config(config, gallery=gallery, model=model,
-                                        threshold=threshold, mode=mode,
+                                        threshold=threshold,
                                         min_confidence=min_confidence, photos=photos)
     options = TrackingOptions(every=every)
     with EventLog(events) if events is not None else nullcontext() as log:

@@ -1,10 +1,10 @@
 """`facecnn cluster --gallery team.db`: the faces a gallery knows are named before the rest
-are clustered. Each face in no named or dismissed cluster is identified against the gallery's
-FAISS index at the gallery's threshold (its calibrated one, where enroll calibrated it), and
-a person's faces go to the cluster that is that person: the one named so before, else the
-unnamed cluster most of whose faces are theirs (named now, keeping its number), else a new
-one. Faces nobody matches are left to the clustering, and so is a face taken away from the
-person it matches (`gallery forget` or `move` with --clusters)."""
+are clustered. Each face in no named or dismissed cluster is identified against the gallery (by its
+metric: faces/namers.py) at the gallery's threshold (its calibrated one, where enroll calibrated
+it), and a person's faces go to the cluster that is that person: the one named so before, else the
+unnamed cluster most of whose faces are theirs (named now, keeping its number), else a new one.
+Faces nobody matches are left to the clustering, and so is a face taken away from the person it
+matches (`gallery forget` or `move` with --clusters)."""
 
 from __future__ import annotations
 
@@ -25,16 +25,16 @@ if TYPE_CHECKING:
 
 def name_known(cache: LibraryCache, gallery: Gallery, embedder: Embedder) -> int:
     """Put the faces `gallery` knows into their people's clusters; returns how many."""
-    from facecnn.faces.index import GalleryIndex
+    from facecnn.faces.namers import namer_for
 
     decided = set(cache.names) | set(cache.dismissed)
     rows = np.array([i for i, c in enumerate(cache.clusters) if c not in decided], np.int64)
-    index = GalleryIndex.for_gallery(gallery, must_save=False)
-    if len(rows) == 0 or len(index) == 0:
+    namer = namer_for(gallery)
+    if len(rows) == 0 or len(namer) == 0:
         return 0
     threshold = resolve_threshold(None, gallery, embedder).value
     found: dict[str, list[int]] = {}
-    for row, match in zip(rows, index.identify(cache.vectors[rows], threshold)):
+    for row, match in zip(rows, namer.identify(cache.vectors[rows], threshold)):
         if match.name != UNKNOWN and match.name not in cache.not_of.get(cache.face_key(row), ()):
             found.setdefault(match.name, []).append(int(row))
     for person, faces in sorted(found.items()):

@@ -1,13 +1,13 @@
 """Choosing the unknown-face threshold of a gallery from its own faces and a background cohort.
 
-A gallery's own people give genuine distances (each face to its person's nearest other face)
-and impostor ones (to anyone else's nearest), leave-one-out. With few people those impostors
-say little about the rest of the world, so where the embedder ships a cohort (faces/cohort.py)
-the threshold must also keep strangers out by it: each cohort face's nearest distance to each
-enrolled person is a stranger's chance of being taken for that person, and with P people a
-stranger is named when any of them is near enough, so the per-person rate allowed is
-1 - (1 - far) ** (1 / P); a normal fit to those distances gives the threshold that meets it
-(a cohort of tens of faces has no empirical tail at 1e-3). The stricter of the two wins.
+A gallery's own people give genuine distances (each face to its own person without it) and
+impostor ones (to anyone else), leave-one-out. With few people those impostors say little about
+the rest of the world, so where the embedder ships a cohort (faces/cohort.py) the threshold
+must also keep strangers out by it: each cohort face's distance to each enrolled person is a
+stranger's chance of being taken for that person, and with P people a stranger is named when
+any of them is near enough, so the per-person rate allowed is 1 - (1 - far) ** (1 / P); a
+normal fit to those distances gives the threshold that meets it (a cohort of tens of faces has
+no empirical tail at 1e-3). The stricter of the two wins.
 """
 
 from __future__ import annotations
@@ -62,18 +62,17 @@ def open_set_threshold(genuine: np.ndarray, impostor: np.ndarray, target_far: fl
 @dataclass(frozen=True)
 class StrangerModel:
     """How near strangers come to a gallery's people: a normal fit to the distances from
-    each cohort face to each enrolled person's nearest face."""
+    each cohort face to each enrolled person."""
 
     fit: NormalDist
     people: int
     cohort_faces: int
 
     @classmethod
-    def of(cls, cohort: np.ndarray, vectors: np.ndarray, owners: np.ndarray) -> StrangerModel:
-        d = np.linalg.norm(cohort[:, None, :].astype(np.float64) - vectors[None], axis=2)
-        nearest = np.stack([d[:, owners == p].min(1) for p in np.unique(owners)], 1)
+    def of(cls, nearest: np.ndarray) -> StrangerModel:
+        """From (cohort faces, people): each cohort face's distance to each person."""
         return cls(NormalDist(float(nearest.mean()), max(float(nearest.std()), 1e-6)),
-                   nearest.shape[1], len(cohort))
+                   nearest.shape[1], nearest.shape[0])
 
     def threshold(self, target_far: float) -> float:
         """The distance at which a stranger is named with probability `target_far`."""

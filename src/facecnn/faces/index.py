@@ -300,11 +300,9 @@ class GalleryIndex:
             dist[i, :len(best)], rows[i, :len(best)] = d[best], cand[best]
         return dist, rows
 
-    def identify(self, queries: np.ndarray, threshold: float,
-                 mode: str = "nearest") -> list[Match]:
-        """Gallery.identify(queries, threshold=threshold, mode="nearest"), from the index."""
-        if mode != "nearest":
-            raise FacecnnError(f"the search index only answers mode 'nearest', not {mode!r}")
+    def identify(self, queries: np.ndarray, threshold: float) -> list[Match]:
+        """A "euclidean" gallery's Gallery.identify(queries, threshold=threshold), from the
+        index."""
         t = check_threshold(threshold)
         dist, names = self.search(queries, 1)
         return [match(name, d, t) for name, d in zip(names[:, 0], dist[:, 0])]

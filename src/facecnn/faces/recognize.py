@@ -33,18 +33,16 @@ class Recognizer:
     """`Recognizer(gallery="team.db")("photo.jpg") -> Result`: its faces, largest first, each
     named (a path, an RGB numpy array or a PIL image).
 
-    With a gallery: nearest-neighbour (or per-person mean) identification, unknown above
-    `threshold`, else the gallery's stored threshold (read at every answer), else the
-    embedder's default. With `model=RUN`: seed C's classifier, unknown below `min_confidence`
-    softmax probability. A gallery made by an embedder in FASTER is searched with its faster
-    twin (the same vectors) unless `embedder` is given or `photos` says that only a few
-    (FEW_PHOTOS or fewer) are coming.
+    With a gallery: identification by the gallery's metric, unknown above `threshold`, else the
+    gallery's stored threshold (read at every answer), else the embedder's default. With
+    `model=RUN`: seed C's classifier, unknown below `min_confidence` softmax probability. A gallery
+    made by an embedder in FASTER is searched with its faster twin (the same vectors) unless
+    `embedder` is given or `photos` says that only a few (FEW_PHOTOS or fewer) are coming.
 
-    Mode "nearest" searches the gallery's FAISS index (loaded or built once, then synced with
-    the gallery before every answer, so writes from any process count at once; while it is
-    empty, everyone is unknown); mode "mean"
-    scans the per-person means in the gallery: an index of means would need rebuilding on
-    every enrolment of someone already known, and there are far fewer people than faces.
+    Faces are named by the gallery's namer (faces/namers.py: each person's mean direction, or
+    the FAISS index of an older "euclidean" gallery), synced with the gallery before every
+    answer, so writes from any process count at once; while it is empty, everyone is unknown.
+    The FAISS index is kept either way: `search` answers from it.
 
     Safe to share between threads (a server's, a video's decoder and namer): each stage takes
     turns at its own model (the detector's lock, the embedder's or classifier's lock here, the
@@ -54,15 +52,15 @@ class Recognizer:
     def __init__(self, *, gallery: str | Path | Gallery | None = None,
                  model: str | Path | None = None,
                  detector: FaceDetector | None = None, threshold: float | None = None,
-                 mode: str = "nearest", min_confidence: float = 0.5,
+                 min_confidence: float = 0.5,
                  embedder: Embedder | None = None, device: str = "auto",
                  workers: int | None = None, photos: int | None = None) -> None:
         if (gallery is None) == (model is None):
             raise FacecnnError("give either a gallery (--gallery) or a trained model (--model)")
         self.detector = detector or FaceDetector()
         self._embedding = threading.Lock()  # dlib's network is not safe in two threads at once
-        self.threshold, self.mode, self.min_confidence = threshold, mode, min_confidence
-        self.gallery = self.classifier = self.index = None
+        self.threshold, self.min_confidence = threshold, min_confidence
+        self.gallery = self.classifier = self.index = self.namer = None
         if gallery is not None:
             self.gallery = gallery if isinstance(gallery, Gallery) else open_gallery(gallery)
             made_by = self.gallery.embedder
@@ -72,11 +70,13 @@ class Recognizer:
                 made_by if own else FASTER.get(made_by, made_by), device=device)
             self.gallery.check_embedder(self.embedder)
             self.pipeline = FacePipeline(self.detector, self.embedder, workers)
-            if mode == "nearest":
-                from facecnn.faces.index import GalleryIndex
+            from facecnn.faces.index import GalleryIndex
+            from facecnn.faces.namers import namer_for
 
-                self.index = GalleryIndex.for_gallery(self.gallery, must_save=False)
-                self._index_lock = threading.Lock()  # a sync may append to the index
+            self.index = GalleryIndex.for_gallery(self.gallery, must_save=False)
+            self.namer = self.index if self.gallery.metric == "euclidean" else namer_for(
+                self.gallery)
+            self._index_lock = threading.Lock()  # a sync may append to the index
         else:
             from facecnn.inference import load_classifier
 
@@ -85,7 +85,7 @@ class Recognizer:
     @classmethod
     def from_config(cls, config: PipelineConfig, **answering: Any) -> Recognizer:
         """The recognizer whose detector and embedder `config` describes (the gallery's own
-        embedder unless it names one); `answering`: gallery or model, threshold, mode,
+        embedder unless it names one); `answering`: gallery or model, threshold,
         min_confidence, photos."""
         return cls(detector=FaceDetector.from_config(config),
                    embedder=embedders.from_config(config) if config.embedder else None,
@@ -103,21 +103,18 @@ class Recognizer:
         return self.detector.detect_batch([image], landmarks)[0]
 
     def name_embedded(self, faces: list[Face]) -> list[Face]:
-        """Gallery answers for faces already embedded (by this process or a worker); the
-        index answers exactly as Gallery.identify (names, scores and distances) up to its
-        exact limit of faces."""
+        """Gallery answers for faces already embedded (by this process or a worker): exactly
+        Gallery.identify's (names, scores and distances; a FAISS index up to its exact limit
+        of faces)."""
         if not faces:
             return faces
         threshold = self.current_threshold().value
         vectors = np.stack([face.vector for face in faces])
-        if self.index is None:
-            matches = self.gallery.identify(vectors, threshold=threshold, mode=self.mode)
-        else:
-            with self._index_lock:
-                self.index = self.index.sync()
-                if len(self.index) == 0:  # nobody enrolled yet: everyone is a stranger
-                    return [face.named(UNKNOWN, 0.0, None) for face in faces]
-                matches = self.index.identify(vectors, threshold)
+        with self._index_lock:
+            self.namer = self.namer.sync()
+            if len(self.namer) == 0:  # nobody enrolled yet: everyone is a stranger
+                return [face.named(UNKNOWN, 0.0, None) for face in faces]
+            matches = self.namer.identify(vectors, threshold)
         return [face.named(m.name, m.score, m.distance) for face, m in zip(faces, matches)]
 
     def current_threshold(self) -> Threshold:

@@ -36,7 +36,9 @@ FACE_FIELDS: dict[str, tuple[Any, str]] = {
     "name": (str, 'The person, "unknown", or in videos "uncertain" (the track\'s views '
                   'disagree).'),
     "score": (float, "At least 0.5 exactly when the face is named."),
-    "distance": (float | None, "To the nearest enrolled face (null: nobody is enrolled)."),
+    "distance": (float | None, "To the person named or nearest: their mean direction (the "
+                               "nearest enrolled face in galleries made before); null: "
+                               "nobody is enrolled."),
     "track": (int, "In videos: its track, one person followed from frame to frame."),
     "vector": (list[float], "The embedding (only where asked for)."),
 }

@@ -175,7 +175,7 @@ class Service:
 
         vectors = self.largest_faces(uploads).vectors
         return verdict(vectors[0], vectors[1], self.recognizer.embedder,
-                       self.recognizer.current_threshold())
+                       self.recognizer.current_threshold(), self.recognizer.gallery)
 
     def search(self, upload: Upload, top: int) -> list[dict[str, Any]]:
         """`facecnn search --gallery --json`: the enrolled faces nearest to the upload's

@@ -94,6 +94,14 @@ def same_vectors(a: str, b: str) -> bool:
     return _family(a) == _family(b)
 
 
+def vector_length(name: str) -> float:
+    """The typical length of the vectors of the embedder named `name` (1 where unknown: a
+    run's or an ONNX model's vectors are unit length)."""
+    kind, path = _split(name)
+    cls = None if path is not None or kind not in EMBEDDERS else EMBEDDERS.get(kind)
+    return cls.vector_length if cls is not None else 1.0
+
+
 def _family(name: str) -> str:
     kind, path = _split(name)
     cls = None if path is not None or kind not in EMBEDDERS else EMBEDDERS.get(kind)

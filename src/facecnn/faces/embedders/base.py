@@ -32,8 +32,10 @@ class Embedder(ABC):
     """Base: `embed(items)` -> (N, dim) float32, batched; `flip` averages with the mirror.
 
     Each plug-in declares `default_threshold` (Euclidean), `family` (embedders of one family
-    give interchangeable vectors, so one gallery serves them all), `unit_vectors` and
-    `models`; each instance has its `name` (what a gallery records), `dim` and `crop`.
+    give interchangeable vectors, so one gallery serves them all), `unit_vectors` (and where
+    not, `vector_length`: their typical length, to which a "mean_direction" gallery scales
+    them, so distances keep the scale of the default threshold) and `models`; each instance
+    has its `name` (what a gallery records), `dim` and `crop`.
     """
 
     name: str
@@ -42,6 +44,7 @@ class Embedder(ABC):
     default_threshold: ClassVar[float]
     family: ClassVar[str | None] = None  # None: only the same name gives the same vectors
     unit_vectors: ClassVar[bool] = True
+    vector_length: ClassVar[float] = 1.0
     models: ClassVar[tuple[ModelFile, ...]] = ()
     # dlib's C++ network runs one face at a time and is safe in forked worker processes; the
     # others (PyTorch, onnxruntime) batch faces of many photos in the main process instead

@@ -27,6 +27,7 @@ class DlibEmbedder(Embedder):
     default_threshold = 0.6  # dlib's own recommendation
     family = "dlib"
     unit_vectors = False
+    vector_length = 1.4  # its vectors are 1.2-1.7 long, median 1.41 over lfw_dev's faces
     embeds_in_workers = True
     jitters = True
     models = (RESNET, DLIB_5)  # the network, and the landmarks its chips are cut from

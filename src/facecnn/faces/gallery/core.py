@@ -35,6 +35,7 @@ from facecnn.faces.gallery.meta import (
     damaged,
     now,
     parse_meta,
+    parse_metric,
     parse_views,
     schema_version,
     views_in_words,
@@ -90,8 +91,17 @@ class Gallery:
         self._store = store
         self.embedder, self.dim, self.crop = parse_meta(meta)
         self.views = parse_views(meta)
+        self.metric = parse_metric(meta)
         # boxes and thumbnails are kept (schema 3; an older file opened read-only has none)
         self._stored = schema_version(meta) >= 3
+
+    @property
+    def length(self) -> float:
+        """The length a "mean_direction" gallery scales vectors to (search.py): its
+        embedder's typical one."""
+        from facecnn.faces.embedders import vector_length
+
+        return vector_length(self.embedder)
 
     @property
     def path(self) -> Path | None:
@@ -113,7 +123,7 @@ class Gallery:
         return self._store.cache_mode
 
     @classmethod
-    def _connect(cls, value: Where, init: tuple[str, int, dict | None, dict | None] | None, *,
+    def _connect(cls, value: Where, init: tuple | None, *,
                  new: bool = False, busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
         location = GalleryLocation.of(value)
         store, meta = location.store.connect(location.target, init, new=new,
@@ -126,9 +136,10 @@ class Gallery:
 
     @classmethod
     def create(cls, value: Where, embedder: str, dim: int, crop: dict | None = None,
-               views: dict | None = None) -> Gallery:
-        """Start a new gallery; refuses to touch an existing one."""
-        return cls._connect(value, (embedder, dim, crop, views), new=True)
+               views: dict | None = None, metric: str | None = None) -> Gallery:
+        """Start a new gallery (`metric`: search.METRICS, default the new one); refuses to
+        touch an existing one."""
+        return cls._connect(value, (embedder, dim, crop, views, metric), new=True)
 
     @classmethod
     def open(cls, value: Where, *, busy_timeout: float = BUSY_TIMEOUT) -> Gallery:
@@ -462,21 +473,17 @@ class Gallery:
         order = np.argsort(owners, kind="stable")
         return self._unpack([blob for _, blob in rows])[order], owners[order], names
 
-    def identify(self, queries: np.ndarray, *, threshold: float | None = None,
-                 mode: str = "nearest") -> list[Match]:
-        """Name each query face, or UNKNOWN when even the best match is beyond the threshold.
-
-        mode "nearest" compares with every enrolled vector, "mean" with each person's mean.
-        score = 1 - distance / (2 * threshold), so score >= 0.5 exactly when accepted.
+    def identify(self, queries: np.ndarray, *, threshold: float | None = None) -> list[Match]:
+        """Name each query face by the gallery's metric, or UNKNOWN when even the best match
+        is beyond the threshold; score = 1 - distance / (2 * threshold), so score >= 0.5
+        exactly when accepted.
         """
         q = self._check_vectors(queries, "queries")
-        if mode not in search.MODES:
-            raise FacecnnError(f"unknown identify mode {mode!r}; use 'nearest' or 'mean'")
         t = self.resolve_threshold(threshold)
         refs, owners, names = self.vectors()
         if not names:
             raise FacecnnError(f"gallery is empty: {self.location}; add people first")
-        return search.identify(q, refs, owners, names, t, mode)
+        return search.identify(q, refs, owners, names, t, self.metric, self.length)
 
     def resolve_threshold(self, threshold: float | None = None) -> float:
         """`threshold` if given, else the stored one (read fresh), checked either way."""
@@ -499,7 +506,8 @@ class Gallery:
     def calibrate(self, target_far: float = 0.01, cohort: np.ndarray | None = None) -> dict:
         """Choose and store a threshold by leave-one-out over the enrolled vectors and, given a
         `cohort` of strangers' vectors, by how near strangers come (gallery/calibrate.py)."""
-        report = calibrate.calibrate(*self.vectors(), target_far, cohort, self.location)
+        report = calibrate.calibrate(*self.vectors(), target_far, cohort, self.location,
+                                     self.metric, self.length)
         self.set_threshold(report["threshold"], "calibrated")
         return report
 
@@ -539,6 +547,7 @@ class Gallery:
                            [(ids[name], *rest) for name, *rest in contents.faces])
         self.embedder, self.dim, self.crop = parse_meta(contents.meta)
         self.views = parse_views(contents.meta)
+        self.metric = parse_metric(contents.meta)
 
     def close(self) -> None:
         """Close the connection."""

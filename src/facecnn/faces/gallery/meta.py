@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from facecnn.errors import FacecnnError
+from facecnn.faces.gallery.search import METRICS
 
 SCHEMA_VERSION = 3
 # the change counter, and its value at the last write that changed or dropped rows
@@ -16,18 +17,20 @@ DATA_VERSION, REWRITE_VERSION = "data_version", "rewrite_version"
 # what each face's vector averages besides the face itself: its mirror image (flip) and
 # jittered copies; a gallery's faces are searched with the same (older galleries: none)
 NO_EXTRA_VIEWS = {"flip": False, "jitter": 0}
+# how faces are compared with people (search.py); galleries from before the key: euclidean
+NEW_METRIC, OLD_METRIC = "mean_direction", "euclidean"
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def initial_meta(embedder: str, dim: int, crop: dict | None,
-                 views: dict | None = None) -> dict[str, str]:
+def initial_meta(embedder: str, dim: int, crop: dict | None, views: dict | None = None,
+                 metric: str | None = None) -> dict[str, str]:
     if not embedder or not isinstance(dim, (int, np.integer)) or dim <= 0:
         raise FacecnnError(f"invalid embedder/dim: {embedder!r}/{dim!r}")
     return {"schema_version": str(SCHEMA_VERSION), "embedder": embedder, "dim": str(int(dim)),
-            "crop": json.dumps(crop or {}, sort_keys=True), "metric": "euclidean",
+            "crop": json.dumps(crop or {}, sort_keys=True), "metric": metric or NEW_METRIC,
             "views": json.dumps(views or NO_EXTRA_VIEWS, sort_keys=True), "created": now()}
 
 
@@ -90,3 +93,11 @@ def views_in_words(views: dict) -> str:
     words = (["--flip"] if views["flip"] else []) + \
         ([f"--jitter {views['jitter']}"] if views["jitter"] else [])
     return " ".join(words) or "no --flip or --jitter"
+
+
+def parse_metric(meta: dict[str, str]) -> str:
+    """How the gallery compares faces with people (one of search.METRICS)."""
+    metric = meta.get("metric", OLD_METRIC)
+    if metric not in METRICS:
+        raise damaged("metric", metric, f"one of {', '.join(METRICS)}")
+    return metric
