@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -72,3 +73,27 @@ def test_verify_without_a_gallery_uses_the_embedders_default(enrolled: Path) -> 
     answer = json.loads(verified.stdout)
     assert (answer["threshold"], answer["threshold_source"]) == (0.6, "embedder")
     assert answer["same_person"]
+
+
+def test_verify_with_a_gallery_compares_faces_as_the_gallery_does(enrolled: Path) -> None:
+    """With a gallery, whose threshold the verdict uses, two faces are compared as that gallery
+    compares them (its mean_direction metric: both scaled to dlib's typical length 1.4)."""
+    a, b = str(enrolled / "a.jpg"), str(enrolled / "b.jpg")
+
+    def distance(*extra: str) -> float:
+        verified = invoke_cli("verify", a, b, "--detector", "hog", "--json", *extra,
+                              cwd=enrolled)
+        assert verified.returncode == 0, verified.stderr
+        return json.loads(verified.stdout)["distance"]
+
+    embedded = invoke_cli("embed", a, b, "--detector", "hog", "--largest-only", "--out",
+                          str(enrolled / "ab.npz"), "--overwrite", "--quiet", cwd=enrolled)
+    assert embedded.returncode == 0, embedded.stderr
+    with np.load(enrolled / "ab.npz") as found:
+        vectors = dict(zip((Path(f).name for f in found["files"]), found["vectors"]))
+    va, vb = vectors["a.jpg"].astype(np.float64), vectors["b.jpg"].astype(np.float64)
+    with Gallery.open(enrolled / "g.db") as gallery:
+        assert (gallery.metric, gallery.length) == ("mean_direction", 1.4)
+    assert distance() == pytest.approx(np.linalg.norm(va - vb), abs=2e-4)
+    assert distance("--gallery", str(enrolled / "g.db")) == pytest.approx(
+        1.4 * np.linalg.norm(va / np.linalg.norm(va) - vb / np.linalg.norm(vb)), abs=2e-4)
