@@ -165,3 +165,26 @@ def test_workers_take_crops_whole_themselves(crop_sets: Path, monkeypatch) -> No
     assert np.allclose([list(b) for boxes in found[2] for b in boxes],
                        [list(b) for boxes in found[1] for b in boxes], atol=0.01)
     assert sum(len(b) for b in found[2]) >= 0.9 * len(files)
+
+
+def test_a_dlib_chip_repeats_the_photos_edge_instead_of_black() -> None:
+    """A tight crop's chip reaches past the crop: its edge pixels are repeated there, not
+    dlib's black; a face whose surroundings lie inside the photo gets dlib's own chip."""
+    from facecnn.faces import dlib_models
+    from facecnn.faces.crops import DLIB_CHIP, make_chips
+    from facecnn.faces.landmarks import dlib_shape
+
+    dlib = dlib_models.import_dlib()
+    photo = read_image(ATT_FACES / "s1" / "1.pgm")
+    wide = cv2.copyMakeBorder(photo, 150, 150, 150, 150, cv2.BORDER_CONSTANT, value=(90,) * 3)
+    face = FaceDetector()(wide)[0]
+    own = dlib.get_face_chip(wide, dlib_shape(wide, face.box, "dlib5"), size=150,
+                             padding=0.25)
+    np.testing.assert_array_equal(make_chips(DLIB_CHIP, [(wide, face)])[0], own)
+    x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+    tight = np.ascontiguousarray(wide[y1:y2, x1:x2])
+    inside = FaceDetector()(tight)[0]
+    black = dlib.get_face_chip(tight, dlib_shape(tight, inside.box, "dlib5"), size=150,
+                               padding=0.25)
+    assert (black.max(2) == 0).mean() > 0.1  # dlib's own: a black frame
+    assert (make_chips(DLIB_CHIP, [(tight, inside)])[0].max(2) == 0).mean() < 0.01

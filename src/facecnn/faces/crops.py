@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from facecnn.data.crop_layout import LEGACY_CHIP_SHAPE, Crop, is_chip
@@ -72,9 +73,34 @@ def make_chips(crop: Crop, items: list[tuple[np.ndarray, Face]]) -> np.ndarray:
 
     dlib = dlib_models.import_dlib()
     shape = crop.get("landmarks", LEGACY_CHIP_SHAPE)
-    return np.stack([dlib.get_face_chip(image, dlib_shape(image, face.box, shape),
-                                        size=crop["size"], padding=crop["padding"])
-                     for image, face in items])
+    chips = []
+    for image, face in items:
+        around, box = _surroundings(image, face.box)
+        chips.append(dlib.get_face_chip(around, dlib_shape(around, box, shape),
+                                        size=crop["size"], padding=crop["padding"]))
+    return np.stack(chips)
+
+
+def _surroundings(image: np.ndarray, box: tuple) -> tuple[np.ndarray, tuple]:
+    """The photo around a face (its box and a box's width on every side) and the box in it.
+
+    dlib fills the part of a chip beyond the photo with black, a wide frame around a tight
+    crop. Here the photo's edge pixels are repeated instead, as for ArcFace chips (align.py).
+    In benchmarks/crops.py, known people's crops were then named more often when cut tight
+    (0.925 against 0.886), grey (0.925, 0.910) or tight and half in shadow (0.597, 0.517),
+    a little less often as 112 px ArcFace chips (0.915, 0.925) or dlib chips (0.935, 0.950).
+    A face whose surroundings lie inside the photo gets the very chip it got before."""
+    x1, y1, x2, y2 = box
+    side = max(x2 - x1, y2 - y1, 1.0)
+    height, width = image.shape[:2]
+    left, top = int(np.floor(x1 - side)), int(np.floor(y1 - side))
+    right, bottom = int(np.ceil(x2 + side)), int(np.ceil(y2 + side))
+    if left >= 0 and top >= 0 and right <= width and bottom <= height:
+        return image, box
+    inside = image[max(top, 0):min(bottom, height), max(left, 0):min(right, width)]
+    around = cv2.copyMakeBorder(inside, max(-top, 0), max(bottom - height, 0), max(-left, 0),
+                                max(right - width, 0), cv2.BORDER_REPLICATE)
+    return around, (x1 - left, y1 - top, x2 - left, y2 - top)
 
 
 def resized(crop: Crop, image: np.ndarray) -> np.ndarray:
