@@ -75,9 +75,10 @@ def test_verify_without_a_gallery_uses_the_embedders_default(enrolled: Path) -> 
     assert answer["same_person"]
 
 
-def test_verify_with_a_gallery_compares_faces_as_the_gallery_does(enrolled: Path) -> None:
-    """With a gallery, whose threshold the verdict uses, two faces are compared as that gallery
-    compares them (its mean_direction metric: both scaled to dlib's typical length 1.4)."""
+def test_verify_compares_faces_as_the_gallery_does(enrolled: Path, tmp_path: Path) -> None:
+    """Two faces are compared by direction, both scaled to dlib's typical length 1.4 (as a
+    gallery compares faces with people), except with an older "euclidean" gallery, whose
+    threshold the verdict uses and was chosen for raw distances."""
     a, b = str(enrolled / "a.jpg"), str(enrolled / "b.jpg")
 
     def distance(*extra: str) -> float:
@@ -87,13 +88,21 @@ def test_verify_with_a_gallery_compares_faces_as_the_gallery_does(enrolled: Path
         return json.loads(verified.stdout)["distance"]
 
     embedded = invoke_cli("embed", a, b, "--detector", "hog", "--largest-only", "--out",
-                          str(enrolled / "ab.npz"), "--overwrite", "--quiet", cwd=enrolled)
+                          str(tmp_path / "ab.npz"), "--quiet", cwd=enrolled)
     assert embedded.returncode == 0, embedded.stderr
-    with np.load(enrolled / "ab.npz") as found:
+    with np.load(tmp_path / "ab.npz") as found:
         vectors = dict(zip((Path(f).name for f in found["files"]), found["vectors"]))
     va, vb = vectors["a.jpg"].astype(np.float64), vectors["b.jpg"].astype(np.float64)
     with Gallery.open(enrolled / "g.db") as gallery:
         assert (gallery.metric, gallery.length) == ("mean_direction", 1.4)
-    assert distance() == pytest.approx(np.linalg.norm(va - vb), abs=2e-4)
-    assert distance("--gallery", str(enrolled / "g.db")) == pytest.approx(
-        1.4 * np.linalg.norm(va / np.linalg.norm(va) - vb / np.linalg.norm(vb)), abs=2e-4)
+        vecs, owners, names = gallery.vectors()
+        crop = gallery.crop
+    with Gallery.create(tmp_path / "old.db", "dlib", 128, crop, metric="euclidean") as old:
+        for i, name in enumerate(names):
+            old.add(name, vecs[owners == i])
+        old.set_threshold(0.6, "manual")
+    scaled = 1.4 * np.linalg.norm(va / np.linalg.norm(va) - vb / np.linalg.norm(vb))
+    assert distance() == pytest.approx(scaled, abs=2e-4)
+    assert distance("--gallery", str(enrolled / "g.db")) == pytest.approx(scaled, abs=2e-4)
+    assert distance("--gallery", str(tmp_path / "old.db")) == pytest.approx(
+        np.linalg.norm(va - vb), abs=2e-4)
