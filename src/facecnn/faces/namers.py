@@ -14,6 +14,7 @@ from facecnn.faces.threshold import check_threshold
 
 if TYPE_CHECKING:
     from facecnn.faces.gallery import Gallery
+    from facecnn.faces.index import GalleryIndex
 
 
 class Namer(Protocol):
@@ -53,10 +54,13 @@ class PersonDirections:
                           check_threshold(threshold))
 
 
-def namer_for(gallery: Gallery) -> Namer:
-    """The live namer of `gallery`'s metric, current now."""
+def namer_for(gallery: Gallery, index: GalleryIndex | None = None) -> Namer:
+    """The live namer of `gallery`'s metric, current now (`index`: its FAISS index, where the
+    caller holds one already)."""
     if gallery.metric == "mean_direction":
         return PersonDirections(gallery).sync()
+    if index is not None:
+        return index
     from facecnn.faces.index import GalleryIndex
 
     return GalleryIndex.for_gallery(gallery, must_save=False)

@@ -74,8 +74,7 @@ class Recognizer:
             from facecnn.faces.namers import namer_for
 
             self.index = GalleryIndex.for_gallery(self.gallery, must_save=False)
-            self.namer = self.index if self.gallery.metric == "euclidean" else namer_for(
-                self.gallery)
+            self.namer = namer_for(self.gallery, self.index)
             self._index_lock = threading.Lock()  # a sync may append to the index
         else:
             from facecnn.inference import load_classifier
