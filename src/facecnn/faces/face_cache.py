@@ -27,7 +27,9 @@ from facecnn.errors import Interrupted
 from facecnn.faces.result import Face, Result
 
 FILE = "faces.sqlite3"
-FORMAT = 3  # of what is kept, and of how faces are found: a new one leaves older answers unused
+# of what is kept, and of how faces are found and cut: a new one leaves older answers unused
+# (4: dlib chips repeat the photo's edge where they reach past it, which every face crop does)
+FORMAT = 4
 COMMIT_EVERY_S = 2.0  # answers are written at least this often (and when the run stops)
 
 
