@@ -100,6 +100,15 @@ def test_every_face_found_and_sources_untouched(clustered: dict) -> None:
     assert digest(clustered["library"]) == clustered["before"]
 
 
+def test_the_summary_tells_faceless_photos_from_files_that_are_no_photos(clustered: dict
+                                                                         ) -> None:
+    again = invoke_cli("cluster", str(clustered["library"]), "--out", str(clustered["out"]),
+                       *FAST, cwd=clustered["root"])
+    assert again.returncode == 0, again.stderr
+    assert ("(0 embedded now, 1 without a face, 1 unreadable or not images: --json says why)"
+            in again.stdout), again.stdout
+
+
 def test_the_run_clusters_people_apart(clustered: dict) -> None:
     names = sorted(set(clustered["cache"].clusters) - {""})
     found = score(clustered["people"], [names.index(c) if c else -1

@@ -51,7 +51,7 @@ def test_enroll_lists_and_counts_the_faces_under_the_floor(tmp_path: Path) -> No
                         cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "enrolled 6 new faces of 2 people" in result.stdout
-    assert f"1 photos were under quality {DEFAULT_MIN_QUALITY:g}" in result.stdout
+    assert f"1 photo was under quality {DEFAULT_MIN_QUALITY:g}" in result.stdout
     assert f"not enrolled: {blurred}" in result.stderr
     again = invoke_cli("enroll", str(photos), "--gallery", str(tmp_path / "all.db"), *FAST,
                        "--min-quality", "0", cwd=tmp_path)

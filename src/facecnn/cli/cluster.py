@@ -74,6 +74,7 @@ def cluster(
     from facecnn.cluster.library import VIDEOS_HINT
     from facecnn.cluster.output import CLUSTERS, INDEX, check_out
     from facecnn.cluster.workflow import cluster_photos
+    from facecnn.faces.pipeline import NO_FACE
 
     ALGORITHMS.get(algorithm)
     check_out(out)  # before any model loads
@@ -108,8 +109,11 @@ def cluster(
             if report.low_quality else "")
     known = f", {named} of them named ({report.known} faces from the gallery now)" \
         if gallery is not None else ""
+    faceless = sum(why == NO_FACE for why in report.no_face.values())
+    unreadable = (f", {len(report.no_face) - faceless} unreadable or not images: --json "
+                  "says why" if len(report.no_face) > faceless else "")
     console.print(f"{report.faces} faces in {report.photos} photos ({report.embedded} "
-                  f"embedded now, {len(report.no_face)} without a face): "
+                  f"embedded now, {faceless} without a face{unreadable}): "
                   f"{len(report.clusters)} clusters{known}, {report.unsorted} faces "
                   f"unsorted{poor} (threshold {report.threshold:g}) -> {out / INDEX}, "
                   f"{out / CLUSTERS}", highlight=False)

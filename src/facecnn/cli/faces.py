@@ -137,15 +137,20 @@ def enroll(
         err_console.print(f"low quality ({item['quality']:.2f} < {min_quality:g}), not "
                           f"enrolled: {item['file']}", highlight=False)
     added = {person: n for person, n in report.people.items() if n}
-    skipped = "".join(f"; {n} photos were {why} (nothing added for them)" for n, why in (
-        (len(report.already), "already enrolled"),
-        (len(report.low_quality), f"under quality {min_quality:g}"),
-        (report.by_another_run, "enrolled by another run meanwhile")) if n)
+    skipped = "".join(f"; {_photos(n)} {'was' if n == 1 else 'were'} {why} (nothing added "
+                      "for them)" for n, why in (
+                          (len(report.already), "already enrolled"),
+                          (len(report.low_quality), f"under quality {min_quality:g}"),
+                          (report.by_another_run, "enrolled by another run meanwhile")) if n)
     if report.reused:
-        skipped += f"; the faces of {report.reused} photos came from an earlier run's cache"
+        skipped += f"; the faces of {_photos(report.reused)} came from an earlier run's cache"
     console.print(f"enrolled {sum(added.values())} new faces of {len(added)} people into "
                   f"{gallery}{skipped}; threshold {report.threshold:.4f} "
                   f"({report.threshold_source}){_expected(report.calibration)}", highlight=False)
+
+
+def _photos(n: int) -> str:
+    return f"{n} photo" if n == 1 else f"{n} photos"
 
 
 def _expected(calibration: dict | None) -> str:
