@@ -134,5 +134,6 @@ def test_a_crop_cut_tight_is_looked_at_again_padded(monkeypatch: pytest.MonkeyPa
                         lambda images, side: calls.append(len(images)) or [[] for _ in images])
     detector(np.full((600, 800, 3), 90, np.uint8))
     detector(np.full((300, 300, 3), 90, np.uint8))
-    # the large one once; the small one three times: as it is, padded, padded and equalized
-    assert calls == [1, 1, 1, 1]
+    # the large one once; the small one four times: as it is, padded, padded and equalized,
+    # padded and spread
+    assert calls == [1, 1, 1, 1, 1]

@@ -5,7 +5,7 @@ Every detector's faces become the same `Face` record (faces/result.py), so align
 embedders never care which found it.
 Large images are downscaled for the detector only; boxes are mapped back and the landmark
 step sees the full-resolution image. Small images with no face get a second look (padded,
-equalized, then taken whole: faces/second_look.py). Every face gets its quality
+with their contrast equalized, then taken whole: faces/second_look.py). Every face gets its quality
 (faces/quality.py).
 """
 
@@ -30,7 +30,7 @@ from facecnn.faces.detectors import (
 from facecnn.faces.landmarks import LANDMARKERS, Landmarker, create_landmarker
 from facecnn.faces.quality import face_quality
 from facecnn.faces.result import Face
-from facecnn.faces.second_look import RETRY_MAX_SIDE, equalized, padded, unpadded, whole_faces
+from facecnn.faces.second_look import CONTRASTS, RETRY_MAX_SIDE, padded, unpadded, whole_faces
 
 if TYPE_CHECKING:
     from facecnn.models.mtcnn import MTCNNDetector
@@ -145,12 +145,12 @@ class FaceDetector:
     def _second_look(self, images: list[np.ndarray], found: list[list[Detection]],
                      min_side: int) -> list[list[Detection]]:
         """Each small image with no face looked at again (faces/second_look.py): padded,
-        then padded and equalized, then as a face itself."""
+        then padded with each change of contrast, then as a face itself."""
         def empty() -> list[int]:
             return [k for k, (image, dets) in enumerate(zip(images, found))
                     if not dets and max(image.shape[:2]) <= RETRY_MAX_SIDE]
 
-        looks = (lambda image: image, equalized) if self.detector.scores_faces else \
+        looks = (lambda image: image, *CONTRASTS) if self.detector.scores_faces else \
             (lambda image: image,)
         for prepare in looks:
             again = empty()

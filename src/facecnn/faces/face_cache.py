@@ -28,7 +28,8 @@ from facecnn.faces.result import Face, Result
 
 FILE = "faces.sqlite3"
 # of what is kept, and of how faces are found and cut: a new one leaves older answers unused
-# (4: dlib chips repeat the photo's edge where they reach past it, which every face crop does)
+# (4: dlib chips repeat the photo's edge where they reach past it, which every face crop does;
+# small images get a look with their grey levels spread)
 FORMAT = 4
 COMMIT_EVERY_S = 2.0  # answers are written at least this often (and when the run stops)
 

@@ -6,9 +6,15 @@ face in hard light. Each step runs only on the images the one before left withou
 2. the same, its contrast equalized locally (CLAHE on the grey levels): a face half in shadow
    shows both halves (for detectors that score each face, MTCNN: HOG takes the equalized
    contrast itself for faces);
-3. the whole image as the face: MTCNN's O-Net looks at it, gives its five points and a box,
-   and says how sure it is that a face is there at all, so an image with no face stays "no
-   face" (`WHOLE_FACE_SCORE`, O-Net's own threshold in MTCNN).
+3. the same, its grey levels spread over the whole range (histogram equalization): a faded
+   or washed-out face, whose few grey levels CLAHE's clip limit cannot spread (MTCNN sees raw
+   pixel values, so a face in 40 grey levels is no face to it);
+4. the whole image as the face: MTCNN's O-Net looks at it (as it is and equalized locally),
+   gives its five points and a box, and says how sure it is that a face is there at all, so
+   an image with no face stays "no face" (`WHOLE_FACE_SCORE`, O-Net's own threshold in
+   MTCNN). The spread grey levels are left out here: alone, O-Net took more patches of wall
+   and clothing for faces with them, and MTCNN's whole cascade in step 3 finds the faded
+   faces anyway.
 
 Images over RETRY_MAX_SIDE (landscapes, group photos) are not looked at twice. With `--crops`
 (FaceDetector(crops=True)) the detector is skipped and every image is taken as one face
@@ -49,6 +55,17 @@ def equalized(image: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     flat = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(4, 4)).apply(grey)
     return np.repeat(flat[:, :, None], 3, axis=2)
+
+
+def stretched(image: np.ndarray) -> np.ndarray:
+    """The grey levels spread over 0-255 by their histogram, as RGB."""
+    import cv2
+
+    flat = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+    return np.repeat(flat[:, :, None], 3, axis=2)
+
+
+CONTRASTS = (equalized, stretched)  # the detector's looks at an image's contrast, in order
 
 
 def unpadded(found: list[Detection], pad: int) -> list[Detection]:
