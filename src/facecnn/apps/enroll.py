@@ -191,7 +191,8 @@ def _choose_threshold(gallery: Gallery, embedder: Embedder, threshold: float | N
                      f"(--calibrate replaces it)")
     elif calibrate is not False:
         try:
-            report.calibration = gallery.calibrate(far, load_cohort(embedder.family))
+            report.calibration = gallery.calibrate(far, load_cohort(embedder.family),
+                                                   embedder.default_threshold)
         except FacecnnError as exc:  # too few people or photos: keep the default
             reporter.log(f"threshold not calibrated ({exc}); using "
                          f"{gallery.threshold or embedder.default_threshold}")

@@ -157,7 +157,11 @@ def _expected(calibration: dict | None) -> str:
     """What a calibrated threshold is expected to do, in words."""
     if not calibration:
         return ""
-    strangers = calibration.get("cohort", {}).get("expected_far", calibration["far"])
+    strangers = calibration.get("cohort", {}).get("expected_far", calibration.get("far"))
+    if "frr" not in calibration:  # one person, or one photo a person: the cohort's alone
+        return (f": expected {strangers:.1%} of strangers' faces named (how many of the "
+                "enrolled people's other photos would be is not known from one photo each "
+                "or one person)")
     return (f": expected {1 - calibration['frr']:.0%} of enrolled people's photos named, "
             f"{strangers:.1%} of strangers' faces")
 

@@ -4,6 +4,8 @@ cohort of strangers where one ships)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from facecnn.errors import FacecnnError
@@ -88,45 +90,79 @@ def _direction_loo(vecs: np.ndarray, owners: np.ndarray,
 
 def calibrate(vectors: np.ndarray, owners: np.ndarray, names: list[str], target_far: float,
               cohort: np.ndarray | None, location: str, metric: str = "euclidean",
-              length: float = 1.0) -> dict:
+              length: float = 1.0, ceiling: float | None = None) -> dict:
     """The threshold (report["threshold"]) and how it was chosen, from a gallery's vectors
     (row i is names[owners[i]]; `location` names the gallery in errors; `length`: the one
-    mean_direction scales vectors to).
+    mean_direction scales vectors to; `ceiling`: the embedder's default threshold, which a
+    calibrated one never exceeds).
 
     Each vector's genuine distance is to its own person without it (their nearest other
     vector, or their mean direction without it), its impostor distance to the nearest other
     person. Exact copies of a vector (a photo enrolled twice before faces were keyed by their
     photo) count once: a genuine distance of 0 would pull the threshold down to nothing.
+    A gallery of one person, or of one photo a person, has no such pairs: with a cohort its
+    threshold is the cohort's alone (strangers are judged all the same), up to `ceiling` (a
+    cohort fit to one photo of each of 1-3 people comes out near or above dlib's 0.6, and on
+    crop sets named 2-8% of strangers there), and without one it cannot be calibrated.
     """
     if not 0 <= target_far < 1:
         raise FacecnnError(f"target FAR must be in [0, 1), got {target_far}")
     check_metric(metric)
     vecs, owners, names = distinct(vectors, owners, names)
+    if len(vecs) == 0:
+        raise FacecnnError(f"calibration needs faces; {location} has none")
+    with_cohort = cohort is not None and len(cohort) > 0
+    own = _own(vecs, owners, names, target_far, metric, length, location,
+               cohort_judges=with_cohort)
+    strangers = (StrangerModel.of(person_distances(cohort, vecs, owners, metric, length))
+                 if with_cohort else None)
+    t = min(own.threshold if own else np.inf,
+            strangers.threshold(target_far) if strangers else np.inf,
+            np.inf if ceiling is None else ceiling)
+    report: dict = {"threshold": float(t), "target_far": target_far, "metric": metric,
+                    "own_threshold": own.threshold if own else None, "ceiling": ceiling}
+    if strangers:
+        report["cohort"] = {"faces": strangers.cohort_faces,
+                            "threshold": strangers.threshold(target_far),
+                            "expected_far": strangers.rate(t)}
+    return {**report, **(own.measured(t) if own else {})}
+
+
+@dataclass(frozen=True)
+class _OwnPairs:
+    """The enrolled people's leave-one-out distances and the threshold they choose."""
+
+    genuine: np.ndarray
+    impostor: np.ndarray
+    threshold: float
+
+    def measured(self, t: float) -> dict:
+        return {"genuine": _summary(self.genuine), "impostor": _summary(self.impostor),
+                "far": float(np.mean(self.impostor <= t)),
+                "frr": float(np.mean(self.genuine > t)),
+                "pairs": {"genuine": int(self.genuine.size),
+                          "impostor": int(self.impostor.size)}}
+
+
+def _own(vecs: np.ndarray, owners: np.ndarray, names: list[str], target_far: float,
+         metric: str, length: float, location: str, cohort_judges: bool) -> _OwnPairs | None:
+    """The gallery's own pairs and their threshold; where there are none (one person, or one
+    photo each), None if a cohort judges strangers, else an error."""
     counts = np.bincount(owners, minlength=len(names))
-    if len(set(owners.tolist())) < 2:
-        raise FacecnnError(f"calibration needs at least two people; {location} has "
-                           f"{len(set(owners.tolist()))}")
-    if counts.max() < 2:
-        raise FacecnnError("calibration needs at least one person with two or more faces")
+    people = len(set(owners.tolist()))
+    problem = (f"calibration needs at least two people; {location} has {people}"
+               if people < 2 else "calibration needs at least one person with two or more "
+               "faces" if counts.max() < 2 else None)
+    if problem:
+        if not cohort_judges:
+            raise FacecnnError(problem)
+        return None
     if metric == "mean_direction":
         genuine, impostor = _direction_loo(vecs, owners, length)
     else:
         genuine, impostor = _nearest_loo(vecs, owners)
     genuine = genuine[counts[owners] >= 2]
-    with_cohort = cohort is not None and len(cohort) > 0
-    # the cohort judges strangers; without one the gallery's own impostors must, leaning
-    # away from them (open_set_threshold)
-    own = (calibrate_threshold if with_cohort else open_set_threshold)(genuine, impostor,
-                                                                       target_far)
-    report: dict = {"target_far": target_far, "metric": metric, "own_threshold": own}
-    t = own
-    if with_cohort:
-        strangers = StrangerModel.of(person_distances(cohort, vecs, owners, metric, length))
-        t = min(own, strangers.threshold(target_far))
-        report["cohort"] = {"faces": strangers.cohort_faces,
-                            "threshold": strangers.threshold(target_far),
-                            "expected_far": strangers.rate(t)}
-    return {"threshold": t, **report, "genuine": _summary(genuine),
-            "impostor": _summary(impostor), "far": float(np.mean(impostor <= t)),
-            "frr": float(np.mean(genuine > t)),
-            "pairs": {"genuine": int(genuine.size), "impostor": int(impostor.size)}}
+    # without a cohort the gallery's own impostors must judge strangers, leaning away from
+    # them (open_set_threshold)
+    choose = calibrate_threshold if cohort_judges else open_set_threshold
+    return _OwnPairs(genuine, impostor, choose(genuine, impostor, target_far))

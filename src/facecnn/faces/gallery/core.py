@@ -503,11 +503,13 @@ class Gallery:
         return Rows(version, rewritten, np.array([r[0] for r in rows], dtype=np.int64),
                     self._unpack([r[2] for r in rows]), [r[1] for r in rows])
 
-    def calibrate(self, target_far: float = 0.01, cohort: np.ndarray | None = None) -> dict:
+    def calibrate(self, target_far: float = 0.01, cohort: np.ndarray | None = None,
+                  ceiling: float | None = None) -> dict:
         """Choose and store a threshold by leave-one-out over the enrolled vectors and, given a
-        `cohort` of strangers' vectors, by how near strangers come (gallery/calibrate.py)."""
+        `cohort` of strangers' vectors, by how near strangers come, never above `ceiling`
+        (gallery/calibrate.py)."""
         report = calibrate.calibrate(*self.vectors(), target_far, cohort, self.location,
-                                     self.metric, self.length)
+                                     self.metric, self.length, ceiling)
         self.set_threshold(report["threshold"], "calibrated")
         return report
 
