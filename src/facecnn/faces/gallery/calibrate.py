@@ -150,9 +150,11 @@ def _own(vecs: np.ndarray, owners: np.ndarray, names: list[str], target_far: flo
     photo each), None if a cohort judges strangers, else an error."""
     counts = np.bincount(owners, minlength=len(names))
     people = len(set(owners.tolist()))
-    problem = (f"calibration needs at least two people; {location} has {people}"
-               if people < 2 else "calibration needs at least one person with two or more "
-               "faces" if counts.max() < 2 else None)
+    problem = None
+    if people < 2:
+        problem = f"calibration needs at least two people; {location} has {people}"
+    elif counts.max() < 2:
+        problem = "calibration needs at least one person with two or more faces"
     if problem:
         if not cohort_judges:
             raise FacecnnError(problem)
