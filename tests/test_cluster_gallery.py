@@ -162,12 +162,15 @@ def test_name_merge_split_round_trip(named: dict, new_location: Callable[[], str
     assert (entries[s3]["name"], entries[s4]["name"]) == ("dora", "dora_2")
     with Gallery.open(location) as g:
         assert g.people() == [("dora", 6), ("dora_2", 6)]
-        assert (g.embedder, g.crop, g.threshold) == ("dlib", DLIB_CHIP, 0.6)
-        before = _faces_of(g)
+        assert (g.embedder, g.crop, g.threshold_source) == ("dlib", DLIB_CHIP, "calibrated")
+        # the named clusters' threshold, as `enroll` would fit it: under dlib's 0.6
+        before, threshold = _faces_of(g), g.threshold
+        assert threshold < 0.6
     merged = invoke_cli("gallery", "merge", location, "dora", "dora_2", cwd=tmp_path)
     assert merged.returncode == 0, merged.stderr
     with Gallery.open(location) as g:
         assert g.people() == [("dora", 12)]
+        assert g.threshold_source == "calibrated" and g.threshold != threshold
     split = invoke_cli("gallery", "split", location, "dora", "--clusters", "2", "--json",
                        cwd=tmp_path)
     assert split.returncode == 0, split.stderr
@@ -175,6 +178,7 @@ def test_name_merge_split_round_trip(named: dict, new_location: Callable[[], str
                                                                             "dora_2": 6}
     with Gallery.open(location) as g:
         assert _faces_of(g) == before  # the same vectors under the same names
+        assert g.threshold == threshold  # and the threshold follows them back
 
 
 def _cli_json(location: str, cwd: Path, *args: str) -> dict:

@@ -272,10 +272,11 @@ def test_a_locked_gallery_is_503_and_holds_up_nothing_else(server: Server) -> No
 
 @pytest.mark.e2e
 def test_the_threshold_follows_the_gallery_after_start(server: Server) -> None:
-    """Started on a gallery without a threshold, the server uses the embedder's default; once
-    a CLI enroll stores one (here set, as a calibration may land within rounding of the
-    default), the very next answers use it."""
-    assert enrol(server, "ann", "s1", range(1, 4)).status_code == 200
+    """The server's own enrolment calibrates the threshold, and its answers use it; once a
+    CLI enroll stores another (here set by hand), the very next answers use that."""
+    enrolled = enrol(server, "ann", "s1", range(1, 4))
+    assert enrolled.status_code == 200
+    assert enrolled.json()["threshold_source"] == "calibrated"
 
     def score_and_threshold(person: str) -> tuple[dict, float]:
         face = recognize(server, person, 8).json()["faces"][0]
@@ -284,12 +285,12 @@ def test_the_threshold_follows_the_gallery_after_start(server: Server) -> None:
         return face, verdict.json()["threshold"]
 
     face, before = score_and_threshold("s1")
-    assert before == DlibEmbedder.default_threshold and scored_at(face, before)
+    assert before == enrolled.json()["threshold"] and scored_at(face, before)
+    assert before < DlibEmbedder.default_threshold
     photos = write_photos(server.root / "photos", ["s4", "s5"], range(1, 4))
-    enrolled = invoke_cli("enroll", "--detector", "hog", str(photos), "--gallery",
-                          str(server.gallery), "--threshold", "0.45", "--quiet",
-                          cwd=server.root)
-    assert enrolled.returncode == 0, enrolled.stderr
+    by_cli = invoke_cli("enroll", "--detector", "hog", str(photos), "--gallery",
+                        str(server.gallery), "--threshold", "0.45", "--quiet", cwd=server.root)
+    assert by_cli.returncode == 0, by_cli.stderr
     with Gallery.open(server.gallery) as gallery:
         calibrated = gallery.threshold
     assert calibrated is not None and calibrated != before

@@ -323,8 +323,10 @@ def test_named_and_dismissed_clusters_conflict(client: TestClient) -> None:
     listed = client.get("/v1/clusters").json()["clusters"]
     named, size = listed[0]["cluster"], listed[0]["size"]
     other, dismissed = listed[1]["cluster"], listed[-1]["cluster"]
-    assert client.post(f"/v1/clusters/{named}/name", json={"name": "Ada"}).json() == {
+    answer = client.post(f"/v1/clusters/{named}/name", json={"name": "Ada"}).json()
+    assert {k: answer.pop(k) for k in ("cluster", "name", "added")} == {
         "cluster": named, "name": "Ada", "added": size}
+    assert set(answer) == {"threshold", "threshold_source"}
     assert client.post(f"/v1/clusters/{dismissed}/dismiss").json() == {
         "cluster": dismissed, "dismissed": True}
     assert set(_open(client)) == {c["cluster"] for c in listed} - {named, dismissed}

@@ -18,14 +18,14 @@ import numpy as np
 from facecnn.data.crop_layout import crop_settings
 from facecnn.data.folders import class_folders, files_of
 from facecnn.errors import FacecnnError
-from facecnn.faces.cohort import load_cohort
 from facecnn.faces.detect import FaceDetector
-from facecnn.faces.embedders import Embedder
+from facecnn.faces.embedders import Embedder, default_threshold
 from facecnn.faces.face_cache import kept_on_interrupt
 from facecnn.faces.gallery import Gallery, GalleryLocation
 from facecnn.faces.names import check_name
 from facecnn.faces.pipeline import NO_FACE, FacePipeline
 from facecnn.faces.quality import DEFAULT_MIN_QUALITY
+from facecnn.faces.refit import refit_threshold
 from facecnn.faces.result import json_number
 from facecnn.faces.thumbnails import photo_thumbnails
 from facecnn.fileio import file_hash
@@ -67,7 +67,7 @@ class _Photo:
 
 def enroll(folder: Path, gallery_path: str | Path, embedder: Embedder,
            detector: FaceDetector, *, threshold: float | None = None,
-           calibrate: bool | None = None, far: float = 0.01, workers: int | None = None,
+           calibrate: bool | None = None, far: float | None = None, workers: int | None = None,
            min_quality: float = DEFAULT_MIN_QUALITY,
            reporter: Reporter | None = None) -> EnrollReport:
     """Add every person of FOLDER/<person>/* (the largest face of each photo, or each crop
@@ -76,7 +76,8 @@ def enroll(folder: Path, gallery_path: str | Path, embedder: Embedder,
     The threshold: `threshold` if given (kept by later runs); else calibrated from the
     enrolled people, unless one was set by hand before and `calibrate` is not True;
     `calibrate=False` keeps what is stored (the embedder's default if nothing is). `far`: the
-    share of strangers' faces the calibrated threshold may name. A face under `min_quality`
+    share of strangers' faces the calibrated threshold may name (default: what the gallery was
+    calibrated for, else 1%). A face under `min_quality`
     (faces/quality.py) is not enrolled but listed in the report.
     """
     reporter = reporter or Reporter()
@@ -100,7 +101,7 @@ def enroll(folder: Path, gallery_path: str | Path, embedder: Embedder,
                 person, np.stack(faces.vectors), faces.sources, faces.digests, faces.boxes,
                 photo_thumbnails(faces.sources, faces.boxes))
             report.by_another_run += len(faces.vectors) - report.people[person]
-        _choose_threshold(gallery, embedder, threshold, calibrate, far, report, reporter)
+        _choose_threshold(gallery, threshold, calibrate, far, report, reporter)
     return report
 
 
@@ -181,21 +182,20 @@ def _embed(folder: Path, photos: list[_Photo], pipeline: FacePipeline, report: E
     return found
 
 
-def _choose_threshold(gallery: Gallery, embedder: Embedder, threshold: float | None,
-                      calibrate: bool | None, far: float, report: EnrollReport,
-                      reporter: Reporter) -> None:
+def _choose_threshold(gallery: Gallery, threshold: float | None, calibrate: bool | None,
+                      far: float | None, report: EnrollReport, reporter: Reporter) -> None:
+    """`threshold` if given; else the refit rule (faces/refit.py), which keeps one set by
+    hand unless `calibrate` is True; `calibrate=False` keeps what is stored."""
     if threshold is not None:
         gallery.set_threshold(threshold, "manual")
-    elif calibrate is None and gallery.threshold_source == "manual":
-        reporter.log(f"keeping the threshold {gallery.threshold:.4f} set by hand "
-                     f"(--calibrate replaces it)")
     elif calibrate is not False:
-        try:
-            report.calibration = gallery.calibrate(far, load_cohort(embedder.family),
-                                                   embedder.default_threshold)
-        except FacecnnError as exc:  # too few people or photos: keep the default
-            reporter.log(f"threshold not calibrated ({exc}); using "
-                         f"{gallery.threshold or embedder.default_threshold}")
+        refit = refit_threshold(gallery, far, replace_manual=calibrate is True)
+        report.calibration = refit.calibration
+        if refit.source == "manual" and refit.kept:
+            reporter.log(f"keeping the threshold {refit.threshold:.4f} set by hand "
+                         f"(--calibrate replaces it)")
+        elif refit.kept:  # too few people or photos
+            reporter.log(f"threshold not calibrated ({refit.kept}); using {refit.threshold}")
     if gallery.threshold is None:
-        gallery.set_threshold(embedder.default_threshold, "default")
+        gallery.set_threshold(default_threshold(gallery.embedder), "default")
     report.threshold, report.threshold_source = gallery.threshold, gallery.threshold_source

@@ -105,9 +105,12 @@ def enroll(
                                              "the unknown threshold from the enrolled people "
                                              "(leave-one-out). Default: yes, unless a "
                                              "threshold was set by hand with --threshold."),
-    far: float = typer.Option(0.01, min=0.0, max=0.5, help="Calibrate for this share of "
-                              "strangers' faces named (judged on the gallery's own people and "
-                              "on a shipped cohort of strangers' vectors: docs/models.md)."),
+    far: Optional[float] = typer.Option(None, min=0.0, max=0.5, help="Calibrate for this share "
+                                        "of strangers' faces named (judged on the gallery's "
+                                        "own people and on a shipped cohort of strangers' "
+                                        "vectors: docs/models.md), kept for later changes. "
+                                        "Default: what the gallery was calibrated for, else "
+                                        "0.01."),
     min_quality: float = MIN_QUALITY,
     flip: bool = FLIP,
     jitter: int = JITTER,

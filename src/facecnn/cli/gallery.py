@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from rich.table import Table
@@ -15,6 +15,9 @@ from rich.table import Table
 from facecnn.cli.options import GALLERY_VALUE, JSON, gallery_argument
 from facecnn.faces.gallery.location import GalleryLocation
 from facecnn.terminal import console
+
+if TYPE_CHECKING:
+    from facecnn.faces.refit import Refit
 
 gallery_app = typer.Typer(help="List, rename, remove, merge, split or copy the people of a "
                           "gallery; list, forget or move one face; name a cluster of `facecnn "
@@ -34,13 +37,15 @@ def gallery_list(gallery: GalleryLocation = GALLERY, as_json: bool = JSON) -> No
     with open_gallery(gallery) as g:
         people = g.people()
         info = {"embedder": g.embedder, "threshold": json_number(g.threshold),
+                "threshold_source": g.threshold_source, "target_far": g.target_far,
                 "people": [{"name": n, "faces": c} for n, c in people]}
         where = g.location
     if as_json:
         print(json.dumps(info, indent=2))
         return
+    target = f" for {info['target_far']:.1%} of strangers" if info["target_far"] is not None else ""
     table = Table("person", "faces", title=f"{where} ({info['embedder']}, threshold "
-                  f"{info['threshold']})")
+                  f"{info['threshold']}, {info['threshold_source']}{target})")
     for name, faces in people:
         table.add_row(name, str(faces))
     console.print(table)
@@ -78,10 +83,12 @@ def gallery_rename(gallery: GalleryLocation = GALLERY, old: str = typer.Argument
 def gallery_remove(gallery: GalleryLocation = GALLERY, name: str = typer.Argument(...)) -> None:
     """Remove a person and all their faces."""
     from facecnn.faces.gallery import open_gallery
+    from facecnn.faces.refit import refit_threshold
 
     with open_gallery(gallery) as g:
         removed = g.remove(name)
-    console.print(f"removed {name} ({removed} faces)")
+        refit = refit_threshold(g)
+    console.print(f"removed {name} ({removed} faces); {_threshold(refit)}", highlight=False)
 
 
 @gallery_app.command("copy")
@@ -133,14 +140,16 @@ def gallery_merge(gallery: GalleryLocation = GALLERY,
                   as_json: bool = JSON) -> None:
     """Merge people who are one person (one transaction)."""
     from facecnn.faces.gallery import open_gallery
+    from facecnn.faces.refit import refit_threshold
 
     with open_gallery(gallery) as g:
         moved = g.merge(name, others)
+        refit = refit_threshold(g)
     if as_json:
         print(json.dumps({"name": name, "merged": others, "moved": moved}))
         return
-    console.print(f"merged {', '.join(others)} into {name} ({moved} faces moved)",
-                  highlight=False)
+    console.print(f"merged {', '.join(others)} into {name} ({moved} faces moved); "
+                  f"{_threshold(refit)}", highlight=False)
 
 
 @gallery_app.command("split")
@@ -157,9 +166,11 @@ def gallery_split(gallery: GalleryLocation = GALLERY, name: str = typer.Argument
     others become new people (one transaction). Prints where each face went.
     """
     from facecnn.faces.gallery import open_gallery
+    from facecnn.faces.refit import refit_threshold
 
     with open_gallery(gallery) as g:
         found = g.split(name, clusters, names or None)
+        refit_threshold(g)
     if as_json:
         print(json.dumps({person: {"faces": len(sources), "sources": sources}
                           for person, sources in found.items()}, indent=2))
@@ -259,6 +270,10 @@ def gallery_move(gallery: GalleryLocation = GALLERY,
         return
     console.print(f"moved {len(moved)} faces from {name} to {to}: "
                   f"{', '.join(f'{f.id} ({f.source})' for f in moved)}", highlight=False)
+
+
+def _threshold(refit: Refit) -> str:
+    return f"threshold {refit.threshold:.4f} ({refit.source})"
 
 
 def register(app: typer.Typer) -> None:

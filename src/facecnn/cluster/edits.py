@@ -30,6 +30,7 @@ from facecnn.errors import FacecnnError
 from facecnn.faces.gallery.faces import FaceEntry
 from facecnn.faces.gallery.location import GalleryLocation
 from facecnn.faces.names import check_name
+from facecnn.faces.refit import refit_threshold
 from facecnn.fileio import content_hash, file_hash
 
 if TYPE_CHECKING:
@@ -120,10 +121,12 @@ def move_faces(gallery: Gallery, person: str, ids: list[int], to: str,
 
 def _edit_faces(gallery: Gallery, person: str, ids: list[int], to: str | None,
                 out: Path | None) -> list[FaceEntry]:
-    """The gallery's edit (forget when `to` is None, else move), made while the folder is
-    locked, then the folder's: the faces are found in it by their content hash."""
+    """The gallery's edit (forget when `to` is None, else move) and its threshold's refit,
+    made while the folder is locked, then the folder's: the faces are found in it by their
+    content hash."""
     with locked(_check_folder(out)) if out is not None else nullcontext():
         edited = gallery.forget(person, ids) if to is None else gallery.move(person, ids, to)
+        refit_threshold(gallery)
         if out is not None:
             cache = _load(out)
             rows = _rows_of(cache, person, {f.content_hash for f in edited})
@@ -212,8 +215,8 @@ def face_hashes(files: list[str], boxes: np.ndarray) -> list[str]:
 
 
 def _enrol(cache: LibraryCache, rows: np.ndarray, gallery: GalleryLocation | str, name: str) -> int:
-    """The faces of `rows` added to `name` in one transaction (with a threshold if the gallery
-    has none yet: the one the clusters were made with)."""
+    """The faces of `rows` added to `name` in one transaction, and the gallery's threshold
+    refit to them (faces/refit.py)."""
     from facecnn.faces.gallery import Gallery
     from facecnn.faces.thumbnails import photo_thumbnails
 
@@ -222,9 +225,8 @@ def _enrol(cache: LibraryCache, rows: np.ndarray, gallery: GalleryLocation | str
     hashes = face_hashes(files, boxes)
     made = (cache.recipe["embedder"], int(vectors.shape[1]), cache.recipe["crop"],
             {"flip": cache.recipe["flip"], "jitter": cache.recipe["jitter"]})
-    with Gallery.open_or_create(gallery, *made) as target, target.batch():
+    with Gallery.open_or_create(gallery, *made) as target:
         added = target.add(name, vectors, files, hashes, list(boxes),
                            photo_thumbnails(files, boxes))
-        if target.threshold is None:
-            target.set_threshold(cache.threshold, "default")
+        refit_threshold(target)
     return added

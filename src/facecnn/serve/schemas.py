@@ -99,13 +99,23 @@ class People(BaseModel):
     people: list[Person]
 
 
-class Enrolment(BaseModel):
+class GalleryChange(BaseModel):
+    """What every change to who is enrolled answers with besides: the threshold after it."""
+
+    threshold: float = Field(description="The gallery's threshold now: calibrated again for "
+                                         "the faces enrolled after this change, unless set by "
+                                         "hand.")
+    threshold_source: str = Field(description="calibrated, manual or default (the embedder's, "
+                                               "where it cannot be calibrated yet).")
+
+
+class Enrolment(GalleryChange):
     name: str
     added: int = Field(description="Faces added (a photo already enrolled adds none).")
     no_face: list[str] = Field(description="Uploads in which no face was found.")
 
 
-class Removal(BaseModel):
+class Removal(GalleryChange):
     name: str
     removed: int = Field(description="Faces removed with the person.")
 
@@ -139,13 +149,13 @@ class FaceMove(FaceChoice):
     to: str = Field(description="The person they are (created if new).")
 
 
-class FaceForgetting(BaseModel):
+class FaceForgetting(GalleryChange):
     name: str
     forgotten: list[GalleryFace] = Field(description="The faces taken from the person (one "
                                                      "who has none left goes).")
 
 
-class FaceMoving(BaseModel):
+class FaceMoving(GalleryChange):
     name: str
     to: str
     moved: list[GalleryFace] = Field(description="The faces moved, now the other person's.")
@@ -180,7 +190,7 @@ class ClusterMerge(BaseModel):
     clusters: list[str] = Field(min_length=2, description="Two or more clusters to make one.")
 
 
-class Naming(BaseModel):
+class Naming(GalleryChange):
     cluster: str
     name: str
     added: int = Field(description="Faces enrolled (a face already in the gallery adds none).")

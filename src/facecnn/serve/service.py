@@ -199,6 +199,19 @@ class Service:
             return self.classifier.predict(array.reshape(1, size, size, channels),
                                            [upload.name], top_k)[0]
 
+    def refit(self) -> dict[str, float | str]:
+        """After a change to who is enrolled: the gallery's threshold calibrated again for
+        them (faces/refit.py), as an answer's `threshold` and `threshold_source`; the
+        recognizer reads it fresh for the next photo."""
+        from facecnn.faces.refit import refit_threshold
+
+        refit = refit_threshold(self.store)
+        return {"threshold": refit.threshold, "threshold_source": refit.source}
+
+    def threshold_now(self) -> dict[str, float | str]:
+        """The stored threshold and its source, after an edit that refit it (cluster/edits.py)."""
+        return {"threshold": self.store.threshold, "threshold_source": self.store.threshold_source}
+
     def pixels(self, upload: Upload) -> np.ndarray:
         """The upload as RGB pixels, within the server's limits (else 413 or 415)."""
         return decode_upload(upload.data, self.max_pixels)

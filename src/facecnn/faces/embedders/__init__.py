@@ -97,15 +97,31 @@ def same_vectors(a: str, b: str) -> bool:
 def vector_length(name: str) -> float:
     """The typical length of the vectors of the embedder named `name` (1 where unknown: a
     run's or an ONNX model's vectors are unit length)."""
-    kind, path = _split(name)
-    cls = None if path is not None or kind not in EMBEDDERS else EMBEDDERS.get(kind)
+    cls = _registered(name)
     return cls.vector_length if cls is not None else 1.0
 
 
+def default_threshold(name: str) -> float:
+    """The threshold the embedder named `name` (a gallery's, say) is used at uncalibrated,
+    without loading its model."""
+    return EMBEDDERS.get(_split(name)[0]).default_threshold
+
+
+def family(name: str) -> str | None:
+    """The family whose vectors the embedder named `name` gives (None: its own only), which
+    names its cohort of strangers (faces/cohort.py)."""
+    cls = _registered(name)
+    return cls.family if cls is not None else None
+
+
 def _family(name: str) -> str:
+    return family(name) or name
+
+
+def _registered(name: str) -> type[Embedder] | None:
+    """The class of a registered embedder named without a file (None for run:, onnx:)."""
     kind, path = _split(name)
-    cls = None if path is not None or kind not in EMBEDDERS else EMBEDDERS.get(kind)
-    return (cls.family if cls is not None else None) or name
+    return None if path is not None or kind not in EMBEDDERS else EMBEDDERS.get(kind)
 
 
 def embed_faces(items: Iterable[FaceItem], embedder: str = DEFAULT_EMBEDDER) -> np.ndarray:

@@ -52,8 +52,10 @@ Where = str | Path | GalleryLocation  # a --gallery value, or one parsed already
 _STORED = np.dtype("<f4")  # vectors are stored as little-endian float32 bytes
 # Where the stored threshold came from: a later enroll recalibrates only what it calibrated.
 THRESHOLD_SOURCES = ("calibrated", "manual", "default")
-COPIED_META = ("embedder", "dim", "crop", "views", "metric", "created", "threshold",
-               "threshold_source")
+# the threshold, how it was chosen, and the share of strangers a calibrated one was chosen for
+THRESHOLD_META = ("threshold", "threshold_source", "target_far")
+COPIED_META = ("embedder", "dim", "crop", "views", "metric", "created", *THRESHOLD_META)
+_FORGET_THRESHOLD = f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(THRESHOLD_META))})"
 
 
 @dataclass
@@ -224,16 +226,36 @@ class Gallery:
             return None
         return found.get("threshold_source", "calibrated")
 
-    def set_threshold(self, value: float | None, source: str) -> None:
-        """Store a threshold and how it was chosen (one of THRESHOLD_SOURCES)."""
+    @property
+    def target_far(self) -> float | None:
+        """The share of strangers' faces the stored threshold was calibrated to name (None:
+        it was not calibrated, or before this was recorded), which later calibrations keep."""
+        rows = self._store.read("SELECT value FROM meta WHERE key = 'target_far'")
+        if not rows:
+            return None
+        try:
+            far = float(rows[0][0])
+        except (TypeError, ValueError):
+            far = -1.0
+        if not 0 <= far < 1:
+            raise FacecnnError(f"{self.location}: "
+                               f"{damaged('target_far', rows[0][0], 'a number in [0, 1)')}")
+        return far
+
+    def set_threshold(self, value: float | None, source: str,
+                      target_far: float | None = None) -> None:
+        """Store a threshold and how it was chosen (one of THRESHOLD_SOURCES), with the share
+        of strangers a calibrated one was chosen for."""
         if source not in THRESHOLD_SOURCES:
             raise FacecnnError(f"threshold source must be one of {THRESHOLD_SOURCES}")
         value = None if value is None else check_threshold(value)
         with self._store.write() as db:
-            db.execute("DELETE FROM meta WHERE key IN ('threshold', 'threshold_source')")
+            db.execute(_FORGET_THRESHOLD, THRESHOLD_META)
             if value is not None:
-                db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
-                               [("threshold", repr(value)), ("threshold_source", source)])
+                kept = [("threshold", repr(value)), ("threshold_source", source)]
+                if target_far is not None:
+                    kept.append(("target_far", repr(float(target_far))))
+                db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", kept)
 
     def _check_vectors(self, vectors: np.ndarray, what: str) -> np.ndarray:
         v = np.asarray(vectors, dtype=np.float32)
@@ -510,7 +532,7 @@ class Gallery:
         (gallery/calibrate.py)."""
         report = calibrate.calibrate(*self.vectors(), target_far, cohort, self.location,
                                      self.metric, self.length, ceiling)
-        self.set_threshold(report["threshold"], "calibrated")
+        self.set_threshold(report["threshold"], "calibrated", target_far)
         return report
 
     def contents(self) -> Contents:
@@ -536,7 +558,7 @@ class Gallery:
             if count:
                 raise FacecnnError(f"{self.location} already holds {count} people; copy into "
                                    f"a new or empty gallery")
-            db.execute("DELETE FROM meta WHERE key IN ('threshold', 'threshold_source')")
+            db.execute(_FORGET_THRESHOLD, THRESHOLD_META)
             db.executemany("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO "
                            "UPDATE SET value = excluded.value", list(contents.meta.items()))
             db.executemany("INSERT INTO people (name, created) VALUES (?, ?)", contents.people)

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Security
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
 
 from facecnn.cluster.edits import dismiss_cluster, list_clusters, merge_clusters, name_cluster
 from facecnn.cluster.groups import UNSORTED_NAME
@@ -118,7 +119,8 @@ async def name(cluster: str, body: ClusterName,
     person = check_name(body.name)
     added = await served.run(_edit, served.clusters, [cluster], name_cluster, served.clusters,
                              cluster, served.location, person)
-    return {"cluster": cluster, "name": person, "added": added}
+    return {"cluster": cluster, "name": person, "added": added,
+            **await run_in_threadpool(served.threshold_now)}
 
 
 @router.post("/{cluster}/dismiss", response_model=Dismissal, dependencies=[Depends(admin)])

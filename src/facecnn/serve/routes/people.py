@@ -53,14 +53,15 @@ def person(name: str, served: Service = Depends(with_gallery)) -> dict:
 async def enrol(name: str, images: list[UploadFile] = File(...),
                 served: Service = Depends(with_gallery)) -> dict:
     """Add the largest face of each photo to `name` (created if new); a photo already in the
-    gallery adds nothing."""
+    gallery adds nothing. The threshold is calibrated again for who is enrolled now."""
     name = check_name(name)
     found = await served.run(partial(served.largest_faces, all_needed=False),
                              [await read(upload) for upload in images])
     if not found.uploads:
         raise UploadError(422, "no face found in any uploaded image")
     added = await run_in_threadpool(_add, served, name, found)
-    return {"name": name, "added": added, "no_face": found.missing}
+    return {"name": name, "added": added, "no_face": found.missing,
+            **await run_in_threadpool(served.refit)}
 
 
 def _add(served: Service, name: str, found: Largest) -> int:
@@ -73,7 +74,8 @@ def _add(served: Service, name: str, found: Largest) -> int:
 
 @router.delete("/{name}", response_model=Removal, dependencies=[Depends(admin)])
 def remove(name: str, served: Service = Depends(with_gallery)) -> dict:
-    return {"name": name, "removed": served.store.remove(name)}
+    removed = served.store.remove(name)
+    return {"name": name, "removed": removed, **served.refit()}
 
 
 def _shown(face: FaceEntry) -> dict:
@@ -104,7 +106,8 @@ def thumbnail_of(name: str, face: int = PathParam(ge=1, le=2**63 - 1),
 async def forget(name: str, body: FaceChoice, served: Service = Depends(with_gallery)) -> dict:
     """Take wrong faces from a person, in one transaction."""
     gone = await served.run(forget_faces, served.store, name, body.faces, served.clusters)
-    return {"name": name, "forgotten": [_shown(f) for f in gone]}
+    return {"name": name, "forgotten": [_shown(f) for f in gone],
+            **await run_in_threadpool(served.threshold_now)}
 
 
 @router.post("/{name}/faces/move", response_model=FaceMoving, dependencies=[Depends(admin)])
@@ -112,4 +115,5 @@ async def move(name: str, body: FaceMove, served: Service = Depends(with_gallery
     """Move faces to another person (created if new), in one transaction."""
     to = check_name(body.to)
     moved = await served.run(move_faces, served.store, name, body.faces, to, served.clusters)
-    return {"name": name, "to": to, "moved": [_shown(f) for f in moved]}
+    return {"name": name, "to": to, "moved": [_shown(f) for f in moved],
+            **await run_in_threadpool(served.threshold_now)}
