@@ -6,7 +6,7 @@ made-up 128-d vectors spread about as dlib's are (a face ~0.5 from its person's 
 mean direction, ~0.67 from the nearest other person's); the thresholds of both ways are
 shown, so the sample's error is seen too.
 
-    python benchmarks/refit.py [--sizes 1000x5 10000x5 20000x5] [--out benchmarks/results/refit.json]
+    python benchmarks/refit.py [--sizes 1000x5 10000x5] [--out benchmarks/results/refit.json]
 """
 
 from __future__ import annotations

@@ -42,7 +42,10 @@ def _library(root: Path) -> dict[str, list[str]]:
     for k, faces in enumerate(GROUPS):
         truth[_photo(root / "groups" / f"group{k}.jpg", faces)] = [p for p, _ in faces]
     Image.fromarray(np.full((200, 200, 3), 120, np.uint8)).save(root / "groups" / "wall.jpg")
-    (root / "notes.txt").write_text("not a photo")
+    (root / "broken.jpg").write_text("not a photo")
+    # what sits beside photos in a real library, never read as photos
+    for sidecar in ("groups/group0.jpg.json", "notes.txt", "README.md", "groups/Thumbs.db"):
+        (root / sidecar).write_text("{}")
     _clip(root / "holiday.mp4")
     return truth
 
@@ -93,9 +96,9 @@ def clustered(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_every_face_found_and_sources_untouched(clustered: dict) -> None:
     report = clustered["report"]
-    assert report["photos"] == len(clustered["truth"]) + 2  # the wall and the text file too
+    assert report["photos"] == len(clustered["truth"]) + 2  # the wall and the broken file too
     assert report["faces"] == 20 + 16 + 7
-    assert sorted(Path(f).name for f in report["no_face"]) == ["notes.txt", "wall.jpg"]
+    assert sorted(Path(f).name for f in report["no_face"]) == ["broken.jpg", "wall.jpg"]
     assert [Path(f).name for f in report["videos_left_out"]] == ["holiday.mp4"]
     assert digest(clustered["library"]) == clustered["before"]
 

@@ -158,3 +158,25 @@ def test_recognize_reports_unreadable_files(tmp_path: Path) -> None:
     records = {Path(r["file"]).name: r for r in json.loads(mixed.stdout)}
     assert records["1.jpg"]["faces"][0]["name"] == "s1"
     assert "not an image" in records["notes.jpg"]["error"]
+
+
+def test_metadata_beside_photos_is_passed_by(tmp_path: Path) -> None:
+    """Takeout's .json beside every photo, a README, Windows' Thumbs.db: enroll and prepare
+    read the photos alone and report nothing unreadable; a sidecar given by name is read and
+    refused."""
+    photos = write_photos(tmp_path / "photos", ["s1", "s2"], range(1, 3))
+    for photo in list(photos.rglob("*.jpg")):
+        (photo.parent / f"{photo.name}.json").write_text('{"title": "x"}')
+    (photos / "s1" / "README.md").write_text("# my photos")
+    (photos / "s2" / "Thumbs.db").write_bytes(bytes(64))
+    enrolled = invoke_cli("enroll", *HOG, str(photos), "--gallery", str(tmp_path / "g.db"),
+                          "--quiet", cwd=tmp_path)
+    assert enrolled.returncode == 0 and "enrolled 4 new faces" in enrolled.stdout
+    assert "unreadable" not in enrolled.stderr, enrolled.stderr
+    prepared = invoke_cli("prepare", *HOG, str(photos), str(tmp_path / "crops"), "--quiet",
+                          cwd=tmp_path)
+    assert prepared.returncode == 0 and "from 4 images" in prepared.stdout
+    assert "0 unreadable" in prepared.stdout and "unreadable:" not in prepared.stderr
+    named = invoke_cli("recognize", *HOG, str(photos / "s1" / "1.jpg.json"), "--gallery",
+                       str(tmp_path / "g.db"), cwd=tmp_path)
+    assert named.returncode == 2 and "unreadable" in named.stdout

@@ -26,7 +26,8 @@ from helpers import HANG_GUARD, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
-NO_DATA = {"datapath.py", "gallery_search.py"}  # the helper; random vectors, no photos
+# the helper; made-up vectors, no photos
+NO_DATA = {"datapath.py", "gallery_search.py", "refit.py"}
 BENCHMARKS = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if p.name not in NO_DATA)
 
 

@@ -30,11 +30,20 @@ def class_folders(root: Path) -> list[Path]:
     return folders
 
 
+# What sits beside photos and is never one: metadata sidecars (Google Takeout's .json, XMP,
+# Apple's .aae), notes (README.md, .txt) and Windows' Thumbs.db and desktop.ini. A folder's
+# listing passes them by, as it does hidden files, so a real library's report is about its
+# photos; a file given by name is still read, and refused in one line if it is no image.
+NOT_PHOTOS = frozenset({".json", ".xmp", ".aae", ".md", ".txt", ".csv", ".xml", ".html",
+                        ".pdf", ".db", ".ini", ".log"})
+
+
 def files_of(folder: Path) -> list[Path]:
-    """Every non-hidden file below a class folder; validation decides which are images."""
+    """Every file below a folder that may be an image (decoding decides): hidden ones and
+    NOT_PHOTOS left out."""
     return sorted(p for p in folder.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in
-                                             p.relative_to(folder).parts))
+                  if p.is_file() and p.suffix.lower() not in NOT_PHOTOS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
