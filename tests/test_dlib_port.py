@@ -171,7 +171,7 @@ def test_converted_weights_are_cached_and_reused(tmp_path: Path, monkeypatch) ->
 @pytest.mark.e2e
 def test_embed_command_writes_files_boxes_and_vectors(tmp_path: Path) -> None:
     root = write_photos(tmp_path / "photos", ["s3", "s4"], range(1, 3))
-    (root / "notes.txt").write_text("not an image")
+    (root / "notes.jpg").write_text("not an image")
     out = tmp_path / "vectors.npz"
     result = invoke_cli("embed", str(root), "--embedder", "dlib_torch", "--out", str(out),
                         "--json", "--workers", "1", cwd=tmp_path)
@@ -183,7 +183,7 @@ def test_embed_command_writes_files_boxes_and_vectors(tmp_path: Path) -> None:
     assert saved["vectors"].shape == (4, 128) and saved["boxes"].shape == (4, 4)
     assert np.allclose(saved["vectors"], [r["vector"] for r in records], atol=1e-6)
     assert [Path(f).parent.name for f in saved["files"]] == ["s3", "s3", "s4", "s4"]
-    assert "notes.txt" in result.stderr
+    assert "notes.jpg" in result.stderr
     no_device = invoke_cli("embed", str(root), "--embedder", "dlib_torch", "--device", "gpu",
                            "--out", str(tmp_path / "other.npz"), cwd=tmp_path)
     assert no_device.returncode == 2 and "unknown device 'gpu'" in no_device.stderr

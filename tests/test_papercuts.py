@@ -154,15 +154,15 @@ def test_comparison_plot_epochs_are_whole_and_labels_apart() -> None:
 
 def test_a_prepared_folder_gives_no_report_to_predict(tmp_path: Path) -> None:
     """`predict faces/` on what `prepare` wrote: its prepare_report.json is not an input (and
-    so not "skipped: not an image"); a file of that name given by hand still is."""
+    so not "skipped: not an image"), nor is any .json in a folder; a file of that name given
+    by hand still is."""
     from facecnn.data.folders import expand_inputs
 
     (tmp_path / "s1").mkdir()
     (tmp_path / "s1" / "1.png").write_bytes(b"")
     (tmp_path / "prepare_report.json").write_text("{}")
-    (tmp_path / "s1" / "prepare_report.json").write_text("{}")  # not at the top: the user's
-    assert expand_inputs([tmp_path]) == [tmp_path / "s1" / "1.png",
-                                         tmp_path / "s1" / "prepare_report.json"]
+    (tmp_path / "s1" / "prepare_report.json").write_text("{}")
+    assert expand_inputs([tmp_path]) == [tmp_path / "s1" / "1.png"]
     assert expand_inputs([tmp_path / "prepare_report.json"]) == [tmp_path /
                                                                  "prepare_report.json"]
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from facecnn.data.crop_layout import PREPARE_REPORT
 from facecnn.errors import FacecnnError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -47,12 +46,12 @@ def files_of(folder: Path) -> list[Path]:
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
-    """Files as given and the files inside given folders, in order (not the report `prepare`
-    writes at a folder's top: it is facecnn's, not the user's); a missing one is an error."""
+    """Files as given and the files inside given folders, in order (`files_of`: not the report
+    `prepare` writes at a folder's top, a .json); a missing one is an error."""
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            files += [f for f in files_of(item) if f != item / PREPARE_REPORT]
+            files += files_of(item)
         elif item.is_file():
             files.append(item)
         else:
