@@ -43,9 +43,10 @@ def gallery_list(gallery: GalleryLocation = GALLERY, as_json: bool = JSON) -> No
     if as_json:
         print(json.dumps(info, indent=2))
         return
-    target = f" for {info['target_far']:.1%} of strangers" if info["target_far"] is not None else ""
-    table = Table("person", "faces", title=f"{where} ({info['embedder']}, threshold "
-                  f"{info['threshold']}, {info['threshold_source']}{target})")
+    threshold = "none" if info["threshold"] is None else (
+        f"{info['threshold']:.4f}, {info['threshold_source']}"
+        + (f" for {info['target_far']:.1%} of strangers" if info["target_far"] is not None else ""))
+    table = Table("person", "faces", title=f"{where} ({info['embedder']}, threshold {threshold})")
     for name, faces in people:
         table.add_row(name, str(faces))
     console.print(table)
