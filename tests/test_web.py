@@ -136,7 +136,9 @@ def test_people_are_enrolled_and_removed(browser: webdriver.Chrome, url: str,
                                                  sorted((photos / "new" / "s4").iterdir())))
     by_id(browser, "enrol").submit()
     wait_for(browser, lambda b: ["Dora Maar", "2", "FacesRemove"] in table_rows(b, "gallery"))
-    assert by_id(browser, "people-message").text == "enrolled Dora Maar: 2 faces added"
+    enrolled = by_id(browser, "people-message").text
+    assert enrolled.startswith("enrolled Dora Maar: 2 faces added; unknown beyond 0.")
+    assert enrolled.endswith(" (calibrated)")
 
     browser.find_element(By.XPATH, "//table[@id='gallery']//tr[td[1]='Dora Maar']"
                                    "//button[text()='Remove']").click()
@@ -144,7 +146,9 @@ def test_people_are_enrolled_and_removed(browser: webdriver.Chrome, url: str,
     assert "Dora Maar" in alert.text
     alert.accept()
     wait_for(browser, lambda b: len(table_rows(b, "gallery")) == 3)
-    assert by_id(browser, "people-message").text == "removed Dora Maar (2 faces)"
+    removed = by_id(browser, "people-message").text
+    assert removed.startswith("removed Dora Maar (2 faces); unknown beyond 0.")
+    assert removed.endswith(" (calibrated)")
 
 
 def test_unnamed_tab_needs_a_cluster_folder(browser: webdriver.Chrome, url: str) -> None:

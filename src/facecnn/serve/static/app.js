@@ -236,12 +236,18 @@ async function listPeople() {
   }
 }
 
+// A change to who is enrolled calibrates the threshold again: say where "unknown" starts now.
+function unknownBeyond(answer) {
+  return `; unknown beyond ${answer.threshold.toFixed(4)} (${answer.threshold_source})`;
+}
+
 async function removePerson(name, faces) {
   if (!confirm(`Remove ${name} and their ${plural(faces, "face")} from the gallery?`)) return;
   const message = $("people-message");
   try {
     const answer = await api("DELETE", `v1/people/${encodeURIComponent(name)}`);
-    say(message, `removed ${answer.name} (${plural(answer.removed, "face")})`);
+    say(message, `removed ${answer.name} (${plural(answer.removed, "face")})` +
+      unknownBeyond(answer));
   } catch (error) {
     say(message, error.message, true);
   }
@@ -266,7 +272,8 @@ $("enrol").addEventListener("submit", async (event) => {
   try {
     const answer = await api("POST", `v1/people/${encodeURIComponent(name)}`, form);
     const skipped = answer.no_face.length ? `; no face in ${answer.no_face.join(", ")}` : "";
-    say(message, `enrolled ${answer.name}: ${plural(answer.added, "face")} added${skipped}`);
+    say(message, `enrolled ${answer.name}: ${plural(answer.added, "face")} added${skipped}` +
+      unknownBeyond(answer));
     event.target.reset();
     $("chosen").textContent = "";
   } catch (error) {
