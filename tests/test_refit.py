@@ -18,6 +18,7 @@ from facecnn.faces.cohort import load_cohort
 from facecnn.faces.config import PipelineConfig
 from facecnn.faces.embedders.dlib_torch import DlibTorchEmbedder
 from facecnn.faces.gallery import Gallery
+from facecnn.faces.gallery import calibrate as calibration
 from facecnn.faces.gallery.calibrate import calibrate, probes
 from facecnn.faces.refit import DEFAULT_FAR, refit_threshold
 from facecnn.serve.settings import ServeSettings
@@ -55,6 +56,28 @@ def test_a_refit_keeps_the_target_it_was_calibrated_for(johns, tmp_path: Path) -
         assert again.calibration["target_far"] == 0.2
         with _gallery(tmp_path / "fresh.db", johns, 5) as fresh:
             assert again.threshold == fresh.calibrate(0.2, load_cohort("dlib"), 0.6)["threshold"]
+
+
+def test_a_calibration_is_not_stored_over_a_write_made_meanwhile(johns, tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """Another process enrols while the threshold is computed: what was computed is not
+    stored (it would be stale); it is computed again from the gallery as it is now."""
+    real, seen = calibration.calibrate, []
+
+    def enrolled_meanwhile(vectors, owners, names, *rest):
+        seen.append(len(names))
+        if len(seen) == 1:
+            with Gallery.open(tmp_path / "g.db") as other:
+                other.add("p3", johns[3, :4])
+        return real(vectors, owners, names, *rest)
+
+    monkeypatch.setattr(calibration, "calibrate", enrolled_meanwhile)
+    with _gallery(tmp_path / "g.db", johns, 3) as gallery:
+        report = gallery.calibrate(0.01, load_cohort("dlib"), 0.6)
+        assert seen == [3, 4] and gallery.threshold == report["threshold"]
+    monkeypatch.setattr(calibration, "calibrate", real)
+    with _gallery(tmp_path / "fresh.db", johns, 4) as fresh:
+        assert report["threshold"] == fresh.calibrate(0.01, load_cohort("dlib"), 0.6)["threshold"]
 
 
 def test_a_manual_threshold_stays_until_calibration_is_asked_for(johns, tmp_path: Path) -> None:

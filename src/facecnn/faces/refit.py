@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from facecnn.faces.gallery import Gallery
 
 DEFAULT_FAR = 0.01  # strangers' faces a calibrated threshold may name, unless told otherwise
-# one refit at a time in a process: each starts after its own write, so the last one to run
-# has seen every write before it, and no older answer overwrites a newer one
+# one refit at a time in a process, so a burst of enrolments is not calibrated at once for
+# nothing; across processes Gallery.calibrate stores a threshold only if no write landed
+# while it was computed, so no older answer overwrites a newer one
 _REFITTING = threading.Lock()
 
 

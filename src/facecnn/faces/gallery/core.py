@@ -58,6 +58,13 @@ COPIED_META = ("embedder", "dim", "crop", "views", "metric", "created", *THRESHO
 _FORGET_THRESHOLD = f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(THRESHOLD_META))})"
 
 
+CALIBRATION_TRIES = 3  # computed again while other writes land meanwhile (then stored anyway)
+
+
+class _ChangedMeanwhile(Exception):
+    """The gallery changed while its threshold was computed: that write is rolled back."""
+
+
 @dataclass
 class Rows:
     """Embedding rows in id order, read in one snapshot with the change counters of that
@@ -487,13 +494,19 @@ class Gallery:
     def vectors(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(vectors (M, dim) float32, person index per row (M,), names sorted), one snapshot;
         rows by person, then as enrolled."""
-        rows = self._store.read("SELECT p.name, e.vector FROM embeddings e JOIN people p "
-                                "ON p.id = e.person_id ORDER BY e.id")
+        return self._vectors_at()[1]
+
+    def _vectors_at(self) -> tuple[int, tuple[np.ndarray, np.ndarray, list[str]]]:
+        """`vectors()` and the change count they were read at, from one snapshot."""
+        with self._store.snapshot() as db:
+            (version,) = db.counters(DATA_VERSION)
+            rows = db.execute("SELECT p.name, e.vector FROM embeddings e JOIN people p "
+                              "ON p.id = e.person_id ORDER BY e.id").fetchall()
         names = sorted({name for name, _ in rows})
         index = {name: i for i, name in enumerate(names)}
         owners = np.array([index[name] for name, _ in rows], dtype=np.int64)
         order = np.argsort(owners, kind="stable")
-        return self._unpack([blob for _, blob in rows])[order], owners[order], names
+        return version, (self._unpack([blob for _, blob in rows])[order], owners[order], names)
 
     def identify(self, queries: np.ndarray, *, threshold: float | None = None) -> list[Match]:
         """Name each query face by the gallery's metric, or UNKNOWN when even the best match
@@ -529,9 +542,25 @@ class Gallery:
                   ceiling: float | None = None) -> dict:
         """Choose and store a threshold by leave-one-out over the enrolled vectors and, given a
         `cohort` of strangers' vectors, by how near strangers come, never above `ceiling`
-        (gallery/calibrate.py)."""
-        report = calibrate.calibrate(*self.vectors(), target_far, cohort, self.location,
-                                     self.metric, self.length, ceiling)
+        (gallery/calibrate.py).
+
+        The threshold is stored only if nobody wrote to the gallery while it was computed;
+        else it is computed again from what the gallery holds now (CALIBRATION_TRIES times at
+        most, then stored as it is), so a slow calibration in one process never overwrites the
+        newer one of another.
+        """
+        for _ in range(CALIBRATION_TRIES):
+            version, vectors = self._vectors_at()
+            report = calibrate.calibrate(*vectors, target_far, cohort, self.location,
+                                         self.metric, self.length, ceiling)
+            try:
+                with self._store.write() as db:
+                    if db.counters(DATA_VERSION)[0] != version + 1:  # + 1: this write's own
+                        raise _ChangedMeanwhile
+                    self.set_threshold(report["threshold"], "calibrated", target_far)
+                return report
+            except _ChangedMeanwhile:
+                continue
         self.set_threshold(report["threshold"], "calibrated", target_far)
         return report
 
