@@ -77,9 +77,8 @@ def layouts(image: np.ndarray, face, index: int) -> dict[str, np.ndarray]:
 def make_sets(root: Path, data: Path, known: int, strangers: int, seed: int) -> dict[str, int]:
     """root/<layout>/{enrol,query}/<person>/<i>.png and root/nonface/<i>.png, from `data`'s
     lfw_dev and dlib_faces."""
-    from facecnn.data.decode import read_image
+
     from facecnn.faces.detect import FaceDetector
-    from facecnn.faces.pipeline import picked
 
     rng = np.random.default_rng(seed)
     people = sorted(p for p in (data / "lfw_dev").iterdir() if p.is_dir())
@@ -87,20 +86,31 @@ def make_sets(root: Path, data: Path, known: int, strangers: int, seed: int) -> 
     detector = FaceDetector()
     counts = {"enrol": 0, "query": 0}
     for n, person in enumerate(chosen):
-        photos = sorted(person.glob("*.jpg"))
-        for i, photo in enumerate(photos):
-            image = read_image(photo)
-            faces = picked(detector(image), image.shape, "center")
-            if not faces or faces[0].landmarks is None:
+        for i, photo in enumerate(sorted(person.glob("*.jpg"))):
+            crops = subject_layouts(photo, detector, i)
+            if crops is None:
                 continue
             part = "enrol" if n < known and i < ENROL else "query"
             counts[part] += 1
-            for layout, crop in layouts(image, faces[0], i).items():
+            for layout, crop in crops.items():
                 target = root / layout / part / person.name / f"{i}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(crop).save(target)
     _nonfaces(root / "nonface", data / "dlib_faces", rng)
     return counts
+
+
+def subject_layouts(photo: Path, detector, index: int) -> dict[str, np.ndarray] | None:
+    """The photo's subject (the face nearest the centre) in every layout; None if no face
+    with landmarks is found."""
+    from facecnn.data.decode import read_image
+    from facecnn.faces.pipeline import picked
+
+    image = read_image(photo)
+    faces = picked(detector(image), image.shape, "center")
+    if not faces or faces[0].landmarks is None:
+        return None
+    return layouts(image, faces[0], index)
 
 
 def _nonfaces(folder: Path, groups: Path, rng: np.random.Generator) -> None:
@@ -159,26 +169,28 @@ def facecnn_run(layout_dir: Path, work: Path, flags: list[str], enrolling: list[
 def face_recognition_run(layout_dir: Path) -> tuple[dict[str, str | None], Nearest, float]:
     """file -> the name face_recognition gives its crop, the whole crop as the face; file ->
     its nearest enrolled encoding's person and distance."""
-    import face_recognition
-
-    def encode(path: Path) -> np.ndarray:
-        image = face_recognition.load_image_file(path)
-        height, width = image.shape[:2]
-        return face_recognition.face_encodings(image, [(0, width, height, 0)])[0]
-
     started = time.perf_counter()
     names, vectors = [], []
     for path in sorted((layout_dir / "enrol").glob("*/*.png")):
         names.append(path.parent.name)
-        vectors.append(encode(path))
+        vectors.append(encode_whole(path))
     refs = np.array(vectors)
     named, nearest = {}, {}
     for path in sorted((layout_dir / "query").glob("*/*.png")):
-        distances = np.linalg.norm(refs - encode(path), axis=1)
+        distances = np.linalg.norm(refs - encode_whole(path), axis=1)
         best = int(np.argmin(distances))
         named[str(path.resolve())] = names[best] if distances[best] <= 0.6 else "unknown"
         nearest[str(path.resolve())] = (names[best], float(distances[best]))
     return named, nearest, time.perf_counter() - started
+
+
+def encode_whole(path: Path) -> np.ndarray:
+    """face_recognition's encoding of a crop, the whole crop as the face's location."""
+    import face_recognition
+
+    image = face_recognition.load_image_file(path)
+    height, width = image.shape[:2]
+    return face_recognition.face_encodings(image, [(0, width, height, 0)])[0]
 
 
 def score(named: dict[str, str | None], known: set[str]) -> dict[str, float]:
