@@ -91,6 +91,18 @@ def test_a_manual_threshold_stays_until_calibration_is_asked_for(johns, tmp_path
         assert replaced.source == "calibrated" and replaced.threshold != 0.33
 
 
+def test_vectors_unlike_the_cohorts_keep_the_threshold_and_say_why(johns, tmp_path: Path
+                                                                   ) -> None:
+    """Vectors added from Python that no dlib network made (a pooled fit of the cohort's
+    distances reaching below 0) leave the threshold as it was, with the reason."""
+    with _gallery(tmp_path / "g.db", johns, 3) as gallery:
+        before = refit_threshold(gallery).threshold
+        gallery.add("noise", 0.12 * np.random.default_rng(0).normal(size=(3, 128)))
+        refit = refit_threshold(gallery)
+        assert (refit.threshold, refit.source) == (before, "calibrated")
+        assert "unlike the cohort's faces" in refit.kept and "another embedder" in refit.kept
+
+
 def test_an_empty_gallery_gets_the_embedders_default(tmp_path: Path) -> None:
     with Gallery.create(tmp_path / "g.db", "dlib", 128) as gallery:
         refit = refit_threshold(gallery)

@@ -138,6 +138,9 @@ def calibrate(vectors: np.ndarray, owners: np.ndarray, names: list[str], target_
     t = min(own.threshold if own else np.inf,
             strangers.threshold(target_far) if strangers else np.inf,
             np.inf if ceiling is None else ceiling)
+    if not t > 0:  # the cohort's normal fit reaches below 0: these vectors are unlike its faces
+        raise FacecnnError(f"{location}'s vectors are unlike the cohort's faces (strangers would "
+                           f"be named at any distance): were they made by another embedder?")
     report: dict = {"threshold": float(t), "target_far": target_far, "metric": metric,
                     "own_threshold": own.threshold if own else None, "ceiling": ceiling}
     if strangers:
