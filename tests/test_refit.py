@@ -80,6 +80,16 @@ def test_a_calibration_is_not_stored_over_a_write_made_meanwhile(johns, tmp_path
         assert report["threshold"] == fresh.calibrate(0.01, load_cohort("dlib"), 0.6)["threshold"]
 
 
+def test_a_calibration_inside_a_write_is_computed_once(johns, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    """enroll calibrates in its own transaction: no other write can land, so one go."""
+    real, calls = calibration.calibrate, []
+    monkeypatch.setattr(calibration, "calibrate", lambda *a: calls.append(1) or real(*a))
+    with _gallery(tmp_path / "g.db", johns, 4) as gallery, gallery.batch():
+        refit_threshold(gallery)
+    assert len(calls) == 1
+
+
 def test_a_manual_threshold_stays_until_calibration_is_asked_for(johns, tmp_path: Path) -> None:
     with _gallery(tmp_path / "g.db", johns, 4) as gallery:
         gallery.set_threshold(0.33, "manual")

@@ -133,6 +133,11 @@ class Store(ABC):
             finally:
                 self._end("COMMIT")
 
+    @property
+    def writing(self) -> bool:
+        """Whether a write transaction is open on this connection (nothing else can write)."""
+        return self._depth > 0
+
     @contextmanager
     def write(self, *, rewrites: bool = False) -> Iterator[Store]:
         """One transaction that bumps the change counter (nested ones join the outer one).
