@@ -10,8 +10,9 @@ enrolled) and --strangers others: facecnn names the rest by `enroll`'s rule (a g
 calibrated threshold, mean directions: faces/refit.py), face_recognition by the nearest
 enrolled encoding within 0.6. Rows: per layout and tool, the mean over the draws (and the
 lowest draw) of known crops named right and named wrong (another known person's name),
-strangers' crops named, and known
-crops named right at the threshold that names 1% of the strangers' crops.
+strangers' crops named, and known crops named right at the threshold that names 1% of the
+strangers' crops (each tool by what its threshold judges: facecnn's decision distance, with
+the lead over the next person; face_recognition's distance).
 
 Needs `pip install --no-deps face_recognition` and `pip install "setuptools<81"`.
 
@@ -66,8 +67,9 @@ def face_recognition_vectors(folder: Path) -> Vectors:
 
 def facecnn_names(enrol: Vectors, queries: list[str], vectors: Vectors, work: Path
                   ) -> tuple[dict, dict]:
-    """file -> name by enroll's rule, and file -> (nearest person, distance)."""
-    from facecnn.faces.gallery import Gallery
+    """file -> name by enroll's rule, and file -> (nearest person, the distance its threshold
+    judges: gallery/search.py's decision_distance)."""
+    from facecnn.faces.gallery import Gallery, search
     from facecnn.faces.refit import refit_threshold
 
     with Gallery.create(work, "dlib", 128) as gallery:
@@ -78,11 +80,16 @@ def facecnn_names(enrol: Vectors, queries: list[str], vectors: Vectors, work: Pa
             gallery.add(person, np.stack(found))
         refit_threshold(gallery)
         found = [q for q in queries if q in vectors]
-        matches = gallery.identify(np.stack([vectors[q] for q in found]))
-        nearest = gallery.identify(np.stack([vectors[q] for q in found]), threshold=1e6)
+        asked = np.stack([vectors[q] for q in found])
+        matches = gallery.identify(asked)
+        refs, owners, names = gallery.vectors()
+        best, _, judged = search.judge(
+            search.unit(asked, gallery.length),
+            search.directions(refs, owners, len(names), gallery.length),
+            search.lead_weight(gallery.metric, len(names)))
     named = {q: None for q in queries} | {q: m.name for q, m in zip(found, matches)}
-    return named, {q: None for q in queries} | {q: (m.name, m.distance)
-                                                for q, m in zip(found, nearest)}
+    return named, {q: None for q in queries} | {q: (names[b], float(e))
+                                                for q, b, e in zip(found, best, judged)}
 
 
 def face_recognition_names(enrol: Vectors, queries: list[str], vectors: Vectors

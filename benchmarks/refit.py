@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from facecnn.faces.cohort import load_cohort  # noqa: E402
 from facecnn.faces.gallery import Gallery  # noqa: E402
 from facecnn.faces.gallery import calibrate as calibration  # noqa: E402
+from facecnn.faces.gallery.meta import NEW_METRIC  # noqa: E402
 from facecnn.faces.refit import refit_threshold  # noqa: E402
 
 LENGTH = 1.4  # dlib's vectors' typical length (embedders/dlib.py)
@@ -51,8 +52,8 @@ def measure(people: int, faces: int, folder: Path) -> dict:
     names, cohort = [f"p{k}" for k in range(people)], load_cohort("dlib")
 
     def fit() -> dict:
-        return calibration.calibrate(vectors, owners, names, 0.01, cohort, "g",
-                                     "mean_direction", LENGTH, 0.6)
+        return calibration.calibrate(vectors, owners, names, 0.01, cohort, "g", NEW_METRIC,
+                                     LENGTH, 0.6)
 
     sampled_s, sampled = timed(fit)
     limit, calibration.MAX_PROBES = calibration.MAX_PROBES, len(vectors)

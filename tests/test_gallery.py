@@ -96,7 +96,7 @@ def test_identify_by_either_metric(gallery: Gallery, new_location: Callable[[], 
             old.add(name, vecs[owners == i])
         nearest = old.identify(queries, threshold=1.0)
     by_direction = gallery.identify(queries, threshold=1.0)
-    assert gallery.metric == "mean_direction"
+    assert gallery.metric == "mean_direction_lead"  # three people: no lead counts
     for matches in (nearest, by_direction):
         assert [m.name for m in matches] == expected
         assert all(m.score >= 0.5 and m.distance <= 1.0 for m in matches)
@@ -428,7 +428,7 @@ def test_an_older_gallery_keeps_its_metric(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with Gallery.create(path, "dlib", DIM) as g:
         g.add("alice", _faces(_centres(1)[0], 3, seed=0))
-        assert g.metric == "mean_direction"
+        assert g.metric == "mean_direction_lead"
     with sqlite3.connect(path) as db:
         db.execute("DELETE FROM meta WHERE key = 'metric'")
     with Gallery.open(path) as g:

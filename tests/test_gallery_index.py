@@ -252,11 +252,12 @@ def test_recognizer_answers_like_the_gallery(gallery: Gallery, detector: FaceDet
 
 def test_recognizer_names_by_mean_direction_like_the_gallery(
         new_location: Callable[[], str], detector: FaceDetector) -> None:
-    """A gallery of the new metric is named by each person's mean direction, kept current
-    with writes from another connection."""
+    """A gallery of the new metric is named by each person's mean direction and each face's
+    lead over the next person (40 people), kept current with writes from another
+    connection."""
     people = _people(40, 5)
     with Gallery.create(new_location(), "dlib", DIM) as gallery:
-        assert gallery.metric == "mean_direction"
+        assert gallery.metric == "mean_direction_lead"
         for name, faces in people.items():
             gallery.add(name, faces)
         queries = _queries(people, 200, seed=10)

@@ -118,7 +118,7 @@ def test_stranger_model_scales_with_the_gallery() -> None:
                                               np.repeat(np.arange(20), 5), "euclidean"))
     assert large.people == 20 and small.cohort_faces == 60
     # more people, more chances for a stranger: a stricter threshold for the same share
-    assert large.threshold(0.01) < small.threshold(0.01) + (large.fit.mean - small.fit.mean)
+    assert large.threshold(0.01) < small.threshold(0.01) + (large.mean - small.mean)
     for model in (small, large):
         t = model.threshold(0.01)
         assert model.rate(t) == pytest.approx(0.01, rel=1e-6)

@@ -94,7 +94,7 @@ def test_verify_compares_faces_as_the_gallery_does(enrolled: Path, tmp_path: Pat
         vectors = dict(zip((Path(f).name for f in found["files"]), found["vectors"]))
     va, vb = vectors["a.jpg"].astype(np.float64), vectors["b.jpg"].astype(np.float64)
     with Gallery.open(enrolled / "g.db") as gallery:
-        assert (gallery.metric, gallery.length) == ("mean_direction", 1.4)
+        assert (gallery.metric, gallery.length) == ("mean_direction_lead", 1.4)
         vecs, owners, names = gallery.vectors()
         crop = gallery.crop
     with Gallery.create(tmp_path / "old.db", "dlib", 128, crop, metric="euclidean") as old:

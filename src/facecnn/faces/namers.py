@@ -1,5 +1,5 @@
 """What names faces against a gallery, by the gallery's metric (gallery/search.py): its FAISS
-index for "euclidean", each person's mean direction for "mean_direction". Both follow the
+index for "euclidean", each person's mean direction for the others. Both follow the
 gallery live (`sync` before each answer), so writes from any process count at once."""
 
 from __future__ import annotations
@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from facecnn.faces.gallery.search import Match, directions, nearest_of, unit
+from facecnn.faces.gallery.search import (
+    BY_DIRECTION,
+    Match,
+    directions,
+    lead_weight,
+    nearest_person,
+    unit,
+)
 from facecnn.faces.threshold import check_threshold
 
 if TYPE_CHECKING:
@@ -31,7 +38,7 @@ class PersonDirections:
     whole read per write costs less than keeping per-person sums in step with removals."""
 
     def __init__(self, gallery: Gallery) -> None:
-        self.gallery, self.length = gallery, gallery.length
+        self.gallery, self.length, self.metric = gallery, gallery.length, gallery.metric
         self.version: int | None = None
         self._people: tuple[list[str], np.ndarray] = ([], np.zeros((0, gallery.dim)))
         self._lock = threading.Lock()
@@ -50,14 +57,14 @@ class PersonDirections:
 
     def identify(self, queries: np.ndarray, threshold: float) -> list[Match]:
         names, dirs = self._people  # one consistent pair, even while another thread syncs
-        return nearest_of(unit(queries, self.length), dirs, np.arange(len(names)), names,
-                          check_threshold(threshold))
+        return nearest_person(unit(queries, self.length), dirs, names,
+                              check_threshold(threshold), lead_weight(self.metric, len(names)))
 
 
 def namer_for(gallery: Gallery, index: GalleryIndex | None = None) -> Namer:
     """The live namer of `gallery`'s metric, current now (`index`: its FAISS index, where the
     caller holds one already)."""
-    if gallery.metric == "mean_direction":
+    if gallery.metric in BY_DIRECTION:
         return PersonDirections(gallery).sync()
     if index is not None:
         return index

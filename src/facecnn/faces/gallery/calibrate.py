@@ -11,10 +11,13 @@ import numpy as np
 from facecnn.errors import FacecnnError
 from facecnn.faces.calibration import StrangerModel, calibrate_threshold, open_set_threshold
 from facecnn.faces.gallery.search import (
+    BY_DIRECTION,
     blocks,
     check_metric,
+    decision_distance,
     directions,
     distances,
+    lead_weight,
     pair_distances,
     unit,
 )
@@ -48,7 +51,7 @@ def person_distances(points: np.ndarray, vecs: np.ndarray, owners: np.ndarray,
                      metric: str, length: float = 1.0) -> np.ndarray:
     """(len(points), people enrolled): each point's distance to each person by `metric`."""
     present = np.unique(owners)
-    if metric == "mean_direction":
+    if metric in BY_DIRECTION:
         return distances(unit(points, length),
                          directions(vecs, owners, present.max() + 1, length)[present])
     d = distances(points, vecs)
@@ -57,7 +60,7 @@ def person_distances(points: np.ndarray, vecs: np.ndarray, owners: np.ndarray,
 
 # the most faces whose leave-one-out distances are measured (a seeded sample of a bigger
 # gallery): the 1% tail is well estimated from 10,000, and a refit after each server
-# enrolment takes 1.7 s at 50,000 faces of 10,000 people (5.4 s measuring all; refit.py in
+# enrolment takes 1.5 s at 50,000 faces of 10,000 people (4.9 s measuring all; refit.py in
 # benchmarks/)
 MAX_PROBES = 10_000
 
@@ -85,10 +88,12 @@ def _nearest_loo(vecs: np.ndarray, owners: np.ndarray,
     return genuine, impostor
 
 
-def _direction_loo(vecs: np.ndarray, owners: np.ndarray, length: float,
-                   probed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each probed vector's distance to its person's mean direction without it, and to
-    everyone else's (a person of one face has no genuine distance: inf); all at `length`."""
+def _direction_loo(vecs: np.ndarray, owners: np.ndarray, length: float, probed: np.ndarray,
+                   lead_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Each probed vector's decision distance (search.decision_distance) to its person's mean
+    direction without it, and to the nearest of everyone else's, the probe then a stranger to
+    the gallery without its own person (a person of one face has no genuine distance: inf);
+    all at `length`."""
     u = unit(vecs)
     sums = np.zeros((owners.max() + 1, u.shape[1]))
     np.add.at(sums, owners, u)
@@ -96,15 +101,19 @@ def _direction_loo(vecs: np.ndarray, owners: np.ndarray, length: float,
     absent = np.bincount(owners, minlength=len(sums)) == 0
     u, owners = u[probed], owners[probed]
     others = sums[owners] - u
-    genuine = np.where(np.linalg.norm(others, axis=1) > 1e-9,
-                       length * pair_distances(u, unit(others)), np.inf)
-    impostor = np.empty(len(u))
+    own = np.where(np.linalg.norm(others, axis=1) > 1e-9,
+                   length * pair_distances(u, unit(others)), np.inf)
+    nearest, runner_up = np.empty(len(u)), np.empty(len(u))
     for rows in blocks(len(u), len(dirs)):
         d = distances(u[rows], dirs)
         d[:, absent] = np.inf
         d[np.arange(d.shape[0]), owners[rows]] = np.inf
-        impostor[rows] = length * d.min(1)
-    return genuine, impostor
+        if d.shape[1] < 2:
+            d = np.c_[d, np.full(len(d), np.inf)]
+        two = np.sort(np.partition(d, 1, axis=1)[:, :2], axis=1)
+        nearest[rows], runner_up[rows] = length * two[:, 0], length * two[:, 1]
+    genuine = decision_distance(own, np.where(nearest > own, nearest, np.inf), lead_weight)
+    return genuine, decision_distance(nearest, runner_up, lead_weight)
 
 
 def calibrate(vectors: np.ndarray, owners: np.ndarray, names: list[str], target_far: float,
@@ -117,8 +126,10 @@ def calibrate(vectors: np.ndarray, owners: np.ndarray, names: list[str], target_
 
     Each vector's genuine distance is to its own person without it (their nearest other
     vector, or their mean direction without it), its impostor distance to the nearest other
-    person. Exact copies of a vector (a photo enrolled twice before faces were keyed by their
-    photo) count once: a genuine distance of 0 would pull the threshold down to nothing.
+    person, each judged as the gallery judges faces (less the lead's share where it counts
+    one: search.decision_distance). Exact copies of a vector (a photo enrolled twice before
+    faces were keyed by their photo) count once: a genuine distance of 0 would pull the
+    threshold down to nothing.
     A gallery of one person, or of one photo a person, has no such pairs: with a cohort its
     threshold is the cohort's alone (strangers are judged all the same), up to `ceiling` (a
     cohort fit to one photo of each of 1-3 people comes out near or above dlib's 0.6, and on
@@ -131,21 +142,23 @@ def calibrate(vectors: np.ndarray, owners: np.ndarray, names: list[str], target_
     if len(vecs) == 0:
         raise FacecnnError(f"calibration needs faces; {location} has none")
     with_cohort = cohort is not None and len(cohort) > 0
-    own = _own(vecs, owners, names, target_far, metric, length, location,
+    lead = lead_weight(metric, len(names))
+    own = _own(vecs, owners, names, target_far, metric, length, location, lead,
                cohort_judges=with_cohort)
-    strangers = (StrangerModel.of(person_distances(cohort, vecs, owners, metric, length))
+    strangers = (StrangerModel.of(person_distances(cohort, vecs, owners, metric, length), lead)
                  if with_cohort else None)
-    t = min(own.threshold if own else np.inf,
-            strangers.threshold(target_far) if strangers else np.inf,
+    cohort_threshold = strangers.threshold(target_far) if strangers else np.inf
+    t = min(own.threshold if own else np.inf, cohort_threshold,
             np.inf if ceiling is None else ceiling)
     if not t > 0:  # the cohort's normal fit reaches below 0: these vectors are unlike its faces
         raise FacecnnError(f"{location}'s vectors are unlike the cohort's faces (strangers would "
                            f"be named at any distance): were they made by another embedder?")
     report: dict = {"threshold": float(t), "target_far": target_far, "metric": metric,
+                    "lead_weight": lead,
                     "own_threshold": own.threshold if own else None, "ceiling": ceiling}
     if strangers:
         report["cohort"] = {"faces": strangers.cohort_faces,
-                            "threshold": strangers.threshold(target_far),
+                            "threshold": cohort_threshold,
                             "expected_far": strangers.rate(t)}
     return {**report, **(own.measured(t) if own else {})}
 
@@ -167,7 +180,8 @@ class _OwnPairs:
 
 
 def _own(vecs: np.ndarray, owners: np.ndarray, names: list[str], target_far: float,
-         metric: str, length: float, location: str, cohort_judges: bool) -> _OwnPairs | None:
+         metric: str, length: float, location: str, lead: float,
+         cohort_judges: bool) -> _OwnPairs | None:
     """The gallery's own pairs and their threshold; where there are none (one person, or one
     photo each), None if a cohort judges strangers, else an error."""
     counts = np.bincount(owners, minlength=len(names))
@@ -182,8 +196,8 @@ def _own(vecs: np.ndarray, owners: np.ndarray, names: list[str], target_far: flo
             raise FacecnnError(problem)
         return None
     probed = probes(len(vecs))
-    if metric == "mean_direction":
-        genuine, impostor = _direction_loo(vecs, owners, length, probed)
+    if metric in BY_DIRECTION:
+        genuine, impostor = _direction_loo(vecs, owners, length, probed, lead)
     else:
         genuine, impostor = _nearest_loo(vecs, owners, probed)
     genuine = genuine[counts[owners[probed]] >= 2]

@@ -510,8 +510,8 @@ class Gallery:
 
     def identify(self, queries: np.ndarray, *, threshold: float | None = None) -> list[Match]:
         """Name each query face by the gallery's metric, or UNKNOWN when even the best match
-        is beyond the threshold; score = 1 - distance / (2 * threshold), so score >= 0.5
-        exactly when accepted.
+        is beyond the threshold (as search.py judges it: with the lead over the next person
+        where the metric counts one); score >= 0.5 exactly when accepted.
         """
         q = self._check_vectors(queries, "queries")
         t = self.resolve_threshold(threshold)

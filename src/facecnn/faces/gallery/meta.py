@@ -18,7 +18,7 @@ DATA_VERSION, REWRITE_VERSION = "data_version", "rewrite_version"
 # jittered copies; a gallery's faces are searched with the same (older galleries: none)
 NO_EXTRA_VIEWS = {"flip": False, "jitter": 0}
 # how faces are compared with people (search.py); galleries from before the key: euclidean
-NEW_METRIC, OLD_METRIC = "mean_direction", "euclidean"
+NEW_METRIC, OLD_METRIC = "mean_direction_lead", "euclidean"
 
 
 def now() -> str:

@@ -1,13 +1,22 @@
 """Naming query faces by brute force over a gallery's vectors, by the gallery's metric.
 
-"mean_direction" (galleries made now): every vector is scaled to one length (the embedder's
-typical length, so that distances keep the scale of its default threshold: dlib's 0.6), each
-person is the mean direction of their faces at that length, and a face's distance to them is
-the Euclidean one (length * sqrt(2 - 2 cos)). The length of a dlib vector varies from face
-to face with little to do with who it is, and averaging a person's faces smooths out each
-photo's accident: with 40 lfw_dev people enrolled from 5 photos each, their other photos were
-named 0.953 of the time against 0.922 by "euclidean", and strangers named 1.2% against 2.8%
+"mean_direction_lead" (galleries made now): as "mean_direction", and in a gallery of
+LEAD_MIN_PEOPLE or more a face is named when its distance to the nearest person is within the
+threshold plus LEAD_WEIGHT of its lead over the next nearest person (`decision_distance`). A
+stranger tends to come about as near to several people as to the nearest; a known face stands
+out from the rest even when its photo took it far from its person (hard light, a small crop,
+one enrolled photo). With 40 lfw_dev people enrolled from 1 / 2 / 5 photos, calibrated for 1%
+of strangers, 0.856 / 0.935 / 0.953 of their other photos were named and 1.2 / 0.6 / 0.6% of
+strangers' faces, against 0.836 / 0.925 / 0.956 and 1.5 / 1.0 / 1.2% by the distance alone
 (benchmarks/open_set.py; docs/recognition.md).
+"mean_direction" (galleries from before the lead): every vector is scaled to one length (the
+embedder's typical length, so that distances keep the scale of its default threshold: dlib's
+0.6), each person is the mean direction of their faces at that length, and a face's distance
+to them is the Euclidean one (length * sqrt(2 - 2 cos)). The length of a dlib vector varies
+from face to face with little to do with who it is, and averaging a person's faces smooths
+out each photo's accident: with 40 lfw_dev people enrolled from 5 photos each, their other
+photos were named 0.953 of the time against 0.922 by "euclidean", and strangers named 1.2%
+against 2.8% (benchmarks/open_set.py; docs/recognition.md).
 "euclidean" (older galleries, whose thresholds were chosen for it): the raw distance to the
 nearest enrolled face; faces/index.py answers the same, bit for bit, up to its exact limit."""
 
@@ -22,7 +31,20 @@ from facecnn.errors import FacecnnError
 from facecnn.faces.names import UNKNOWN
 
 _BLOCK_ELEMS = 1 << 22  # distance matrices are built in blocks of at most this many entries
-METRICS = ("mean_direction", "euclidean")
+METRICS = ("mean_direction_lead", "mean_direction", "euclidean")
+BY_DIRECTION = ("mean_direction_lead", "mean_direction")  # people as mean directions
+# how much of its lead over the next person a face's distance is forgiven: at the decision
+# value naming 1% of strangers' faces, 0.5 named the most known faces or within 0.001 of the
+# most, against 0, 0.25 and 1.0, on lfw_dev photos (40 people x 1, 2, 5: 0.832, 0.941, 0.965
+# against 0.786, 0.927, 0.956 by the distance alone) and five crop layouts (112 px aligned:
+# 0.975 against 0.965; shadowed: 0.661 against 0.620); benchmarks/lead.py
+LEAD_WEIGHT = 0.5
+# with fewer people the runner-up says little about how near strangers come to people, and
+# thresholds calibrated for 1% named more strangers than by the distance alone: on lfw_dev,
+# 2 / 5 / 10 people from 1 photo each, 3.1 / 2.3 / 1.8% against 1.1 / 1.7 / 1.5%, for no more
+# known faces; at 20, 1.2% against 1.5% (as many known named); at 40 and 80, fewer strangers
+# and 1.1-3.1 points more known faces (benchmarks/lead.py)
+LEAD_MIN_PEOPLE = 20
 
 
 @dataclass
@@ -34,11 +56,13 @@ class Match:
     score: float
 
 
-def match(name: str, distance: float, threshold: float) -> Match:
-    """The answer for a query whose nearest face (of `name`) is `distance` away: UNKNOWN beyond
-    the threshold; score = 1 - distance / (2 * threshold), so >= 0.5 exactly when accepted."""
-    accepted = distance <= threshold
-    score = round(max(0.0, 1.0 - distance / (2 * threshold)), 4)
+def match(name: str, distance: float, threshold: float, decision: float | None = None) -> Match:
+    """The answer for a query whose nearest face (of `name`) is `distance` away, judged by
+    `decision` (default: the distance itself; `decision_distance`): UNKNOWN beyond the
+    threshold; score = 1 - decision / (2 * threshold), so >= 0.5 exactly when accepted."""
+    decision = distance if decision is None else decision
+    accepted = decision <= threshold
+    score = round(max(0.0, 1.0 - decision / (2 * threshold)), 4)
     return Match(name if accepted else UNKNOWN, float(distance),
                  score if accepted else min(score, 0.4999))
 
@@ -89,10 +113,51 @@ def identify(queries: np.ndarray, refs: np.ndarray, owners: np.ndarray, names: l
              threshold: float, metric: str = "euclidean", length: float = 1.0) -> list[Match]:
     """Each query's Match against `refs` (row i is names[owners[i]]) by `metric` (see the
     module's docstring; `length`: the one mean_direction scales vectors to)."""
-    if check_metric(metric) == "mean_direction":
-        return nearest_of(unit(queries, length), directions(refs, owners, len(names), length),
-                          np.arange(len(names)), names, threshold)
+    if check_metric(metric) in BY_DIRECTION:
+        return nearest_person(unit(queries, length), directions(refs, owners, len(names), length),
+                              names, threshold, lead_weight(metric, len(names)))
     return nearest_of(queries, refs, owners, names, threshold)
+
+
+def lead_weight(metric: str, people: int) -> float:
+    """How much of a face's lead over the next person a gallery of `metric` and `people`
+    forgives (module docstring)."""
+    return LEAD_WEIGHT if metric == "mean_direction_lead" and people >= LEAD_MIN_PEOPLE else 0.0
+
+
+def decision_distance(nearest: np.ndarray, next_nearest: np.ndarray,
+                      lead_weight: float) -> np.ndarray:
+    """What the threshold judges: the distance to the nearest person, less `lead_weight` of
+    its lead over the next one (none where there is no next one: next_nearest inf)."""
+    nearest, next_nearest = np.asarray(nearest, np.float64), np.asarray(next_nearest, np.float64)
+    lead = np.zeros_like(nearest)
+    known = np.isfinite(nearest) & np.isfinite(next_nearest)
+    lead[known] = np.maximum(next_nearest[known] - nearest[known], 0.0)
+    return nearest - lead_weight * lead
+
+
+def judge(queries: np.ndarray, people: np.ndarray, lead_weight: float = 0.0
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each query (at the people's length): its nearest row of `people` (one per person),
+    the distance to it, and the `decision_distance` the threshold judges."""
+    best, nearest, decision = (np.empty(len(queries), np.int64), np.empty(len(queries)),
+                               np.empty(len(queries)))
+    for rows in blocks(len(queries), len(people)):
+        d = distances(queries[rows], people)
+        best[rows] = d.argmin(1)
+        nearest[rows] = pair_distances(queries[rows], people[best[rows]])
+        d[np.arange(d.shape[0]), best[rows]] = np.inf
+        runner_up = d.min(1) if len(people) > 1 else np.full(d.shape[0], np.inf)
+        decision[rows] = decision_distance(nearest[rows], runner_up, lead_weight)
+    return best, nearest, decision
+
+
+def nearest_person(queries: np.ndarray, people: np.ndarray, names: list[str], threshold: float,
+                   lead_weight: float = 0.0) -> list[Match]:
+    """Each query's Match to its nearest row of `people` (one row per name), judged by
+    `decision_distance`."""
+    return [match(names[j], float(dist), threshold, float(judged))
+            for j, dist, judged in zip(*judge(queries, people, lead_weight))]
 
 
 def nearest_of(queries: np.ndarray, refs: np.ndarray, owners: np.ndarray, names: list[str],
