@@ -89,7 +89,7 @@ def _nearest_loo(vecs: np.ndarray, owners: np.ndarray,
 
 
 def _direction_loo(vecs: np.ndarray, owners: np.ndarray, length: float, probed: np.ndarray,
-                   lead_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                   weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Each probed vector's decision distance (search.decision_distance) to its person's mean
     direction without it, and to the nearest of everyone else's, the probe then a stranger to
     the gallery without its own person (a person of one face has no genuine distance: inf);
@@ -112,8 +112,8 @@ def _direction_loo(vecs: np.ndarray, owners: np.ndarray, length: float, probed: 
             d = np.c_[d, np.full(len(d), np.inf)]
         two = np.sort(np.partition(d, 1, axis=1)[:, :2], axis=1)
         nearest[rows], runner_up[rows] = length * two[:, 0], length * two[:, 1]
-    genuine = decision_distance(own, np.where(nearest > own, nearest, np.inf), lead_weight)
-    return genuine, decision_distance(nearest, runner_up, lead_weight)
+    genuine = decision_distance(own, np.where(nearest > own, nearest, np.inf), weight)
+    return genuine, decision_distance(nearest, runner_up, weight)
 
 
 def calibrate(vectors: np.ndarray, owners: np.ndarray, names: list[str], target_far: float,

@@ -126,17 +126,17 @@ def lead_weight(metric: str, people: int) -> float:
 
 
 def decision_distance(nearest: np.ndarray, next_nearest: np.ndarray,
-                      lead_weight: float) -> np.ndarray:
-    """What the threshold judges: the distance to the nearest person, less `lead_weight` of
+                      weight: float) -> np.ndarray:
+    """What the threshold judges: the distance to the nearest person, less `weight` of
     its lead over the next one (none where there is no next one: next_nearest inf)."""
     nearest, next_nearest = np.asarray(nearest, np.float64), np.asarray(next_nearest, np.float64)
     lead = np.zeros_like(nearest)
     known = np.isfinite(nearest) & np.isfinite(next_nearest)
     lead[known] = np.maximum(next_nearest[known] - nearest[known], 0.0)
-    return nearest - lead_weight * lead
+    return nearest - weight * lead
 
 
-def judge(queries: np.ndarray, people: np.ndarray, lead_weight: float = 0.0
+def judge(queries: np.ndarray, people: np.ndarray, weight: float = 0.0
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each query (at the people's length): its nearest row of `people` (one per person),
     the distance to it, and the `decision_distance` the threshold judges."""
@@ -148,16 +148,16 @@ def judge(queries: np.ndarray, people: np.ndarray, lead_weight: float = 0.0
         nearest[rows] = pair_distances(queries[rows], people[best[rows]])
         d[np.arange(d.shape[0]), best[rows]] = np.inf
         runner_up = d.min(1) if len(people) > 1 else np.full(d.shape[0], np.inf)
-        decision[rows] = decision_distance(nearest[rows], runner_up, lead_weight)
+        decision[rows] = decision_distance(nearest[rows], runner_up, weight)
     return best, nearest, decision
 
 
 def nearest_person(queries: np.ndarray, people: np.ndarray, names: list[str], threshold: float,
-                   lead_weight: float = 0.0) -> list[Match]:
+                   weight: float = 0.0) -> list[Match]:
     """Each query's Match to its nearest row of `people` (one row per name), judged by
     `decision_distance`."""
     return [match(names[j], float(dist), threshold, float(judged))
-            for j, dist, judged in zip(*judge(queries, people, lead_weight))]
+            for j, dist, judged in zip(*judge(queries, people, weight))]
 
 
 def nearest_of(queries: np.ndarray, refs: np.ndarray, owners: np.ndarray, names: list[str],
