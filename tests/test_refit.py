@@ -90,6 +90,30 @@ def test_a_calibration_inside_a_write_is_computed_once(johns, tmp_path: Path,
     assert len(calls) == 1
 
 
+def test_another_threads_write_is_not_the_callers(johns, tmp_path: Path) -> None:
+    """A calibration skips its changed-meanwhile check only inside its own thread's write: a
+    write another thread holds open is not one (whatever lands after it must be seen)."""
+    import threading
+
+    opened, done, seen = threading.Event(), threading.Event(), []
+    with _gallery(tmp_path / "g.db", johns, 3) as gallery:
+        store = gallery._store
+
+        def hold_a_write() -> None:
+            with store.write():
+                seen.append(store.writing)
+                opened.set()
+                done.wait(10)
+
+        other = threading.Thread(target=hold_a_write)
+        other.start()
+        assert opened.wait(10)
+        seen.append(store.writing)
+        done.set()
+        other.join(10)
+        assert seen == [True, False] and not store.writing
+
+
 def test_a_manual_threshold_stays_until_calibration_is_asked_for(johns, tmp_path: Path) -> None:
     with _gallery(tmp_path / "g.db", johns, 4) as gallery:
         gallery.set_threshold(0.33, "manual")

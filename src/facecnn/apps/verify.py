@@ -13,7 +13,7 @@ from facecnn.apps.pairs import parse_pairs, plot_roc, verification_report
 from facecnn.errors import FacecnnError
 from facecnn.faces.embedders import Embedder
 from facecnn.faces.gallery import Gallery
-from facecnn.faces.gallery.search import unit
+from facecnn.faces.gallery.search import BY_DIRECTION, unit
 from facecnn.faces.pipeline import FacePipeline
 from facecnn.faces.result import json_number
 from facecnn.faces.threshold import Threshold, resolve_threshold
@@ -69,7 +69,7 @@ def comparable(vectors: np.ndarray, embedder: Embedder,
     the verdict uses, is an older "euclidean" one. On three sets of 3,000 pairs of lfw_dev
     photos, verification accuracy went from 98.33% to 98.50% and TAR at FAR 1e-3 from 0.883
     to 0.913 (means of the three); the best threshold stayed at 0.59-0.60 (dlib's 0.6)."""
-    if gallery is not None and gallery.metric == "euclidean":
+    if gallery is not None and gallery.metric not in BY_DIRECTION:
         return np.asarray(vectors, dtype=np.float64)
     return unit(vectors, embedder.vector_length)
 

@@ -135,8 +135,14 @@ class Store(ABC):
 
     @property
     def writing(self) -> bool:
-        """Whether a write transaction is open on this connection (nothing else can write)."""
-        return self._depth > 0
+        """Whether this thread has a write transaction open (nothing else can write). Another
+        thread's open write holds the lock: not this thread's, so False without waiting."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            return self._depth > 0
+        finally:
+            self._lock.release()
 
     @contextmanager
     def write(self, *, rewrites: bool = False) -> Iterator[Store]:
