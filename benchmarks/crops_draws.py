@@ -116,7 +116,7 @@ def face_recognition_names(enrol: Vectors, queries: list[str], vectors: Vectors
     return named, nearest
 
 
-def _known_named_wrong(named: dict[str, str | None], known: set[str]) -> float:
+def known_named_wrong(named: dict[str, str | None], known: set[str]) -> float:
     """The share of known people's crops given another person's name."""
     theirs = {f: n for f, n in named.items() if Path(f).parent.name in known}
     return sum(n not in (None, "unknown", Path(f).parent.name)
@@ -180,7 +180,7 @@ def main() -> None:
                         facecnn_names(enrolled, queries, vectors, root / f"{layout}{seed}.db")
                         if tool == "facecnn" else
                         face_recognition_names(enrolled, queries, vectors))
-                    wrong = _known_named_wrong(named, known)
+                    wrong = known_named_wrong(named, known)
                     if tool == "face_recognition":
                         fr_wrong.append(wrong)
                     per_draw.append({**score(named, known), "known_named_wrong": wrong,
