@@ -136,6 +136,20 @@ def known_right_at_wrong(nearest: Nearest, known: set[str], wrong: float) -> flo
     return float(right[allowed[-1]]) / max(1, len(queries)) if len(allowed) else 0.0
 
 
+def judged(tool: str, enrolled: Vectors, queries: list[str], vectors: Vectors,
+           known: set[str], work: Path, fr_wrong: float | None = None) -> dict[str, float]:
+    """One draw's metrics for one tool: `enrolled` named by it, then `queries`. The closed-set
+    cut names `fr_wrong` of the known crops wrong (None: the tool's own share, for
+    face_recognition itself)."""
+    named, nearest = (facecnn_names(enrolled, queries, vectors, work) if tool == "facecnn"
+                      else face_recognition_names(enrolled, queries, vectors))
+    wrong = known_named_wrong(named, known)
+    return {**score(named, known), "known_named_wrong": wrong,
+            "known_right_at_1pct": known_at_equal_strangers(nearest, known),
+            "known_right_at_fr_wrong": known_right_at_wrong(
+                nearest, known, wrong if fr_wrong is None else fr_wrong)}
+
+
 def draw(files: list[str], people: list[str], known_count: int, strangers: int,
          seed: int) -> tuple[set[str], list[str], list[str]]:
     """(known people, crops enrolled, crops to name) of one draw."""
@@ -176,18 +190,12 @@ def main() -> None:
                     known, enrol, queries = draw(files, people, args.known, args.strangers,
                                                  seed)
                     enrolled = {f: vectors[f] for f in enrol if f in vectors}
-                    named, nearest = (
-                        facecnn_names(enrolled, queries, vectors, root / f"{layout}{seed}.db")
-                        if tool == "facecnn" else
-                        face_recognition_names(enrolled, queries, vectors))
-                    wrong = known_named_wrong(named, known)
+                    per_draw.append(judged(tool, enrolled, queries, vectors, known,
+                                           root / f"{layout}{seed}.db",
+                                           None if tool == "face_recognition" else
+                                           fr_wrong[seed]))
                     if tool == "face_recognition":
-                        fr_wrong.append(wrong)
-                    per_draw.append({**score(named, known), "known_named_wrong": wrong,
-                                     "known_right_at_1pct": known_at_equal_strangers(nearest,
-                                                                                     known),
-                                     "known_right_at_fr_wrong": known_right_at_wrong(
-                                         nearest, known, fr_wrong[seed])})
+                        fr_wrong.append(per_draw[-1]["known_named_wrong"])
                 row = {"layout": layout, "tool": tool, "draws": args.draws,
                        "crops": len(files), "no_face": 1 - len(vectors) / len(files)}
                 for metric in METRICS:

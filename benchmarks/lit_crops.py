@@ -31,15 +31,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from crops import score, subject_layouts
-from crops_draws import (
-    face_recognition_names,
-    face_recognition_vectors,
-    facecnn_names,
-    facecnn_vectors,
-    known_named_wrong,
-    known_right_at_wrong,
-)
+from crops import subject_layouts
+from crops_draws import face_recognition_vectors, facecnn_vectors, judged
 from datapath import SHARED, require
 
 LIGHTS = ("frontal", "shadow", "relit")
@@ -125,17 +118,12 @@ def main() -> None:
                                                  args.strangers, seed)
                     enrolled = {f: vectors[tool, "frontal"][f] for f in enrol
                                 if f in vectors[tool, "frontal"]}
-                    asked = vectors[tool, light]
-                    named, nearest = (
-                        facecnn_names(enrolled, queries, asked, root / f"{light}{seed}.db")
-                        if tool == "facecnn" else
-                        face_recognition_names(enrolled, queries, asked))
-                    wrong = known_named_wrong(named, known)
+                    per_draw.append(judged(tool, enrolled, queries, vectors[tool, light],
+                                           known, root / f"{light}{seed}.db",
+                                           None if tool == "face_recognition" else
+                                           fr_wrong[seed]))
                     if tool == "face_recognition":
-                        fr_wrong.append(wrong)
-                    per_draw.append({**score(named, known), "known_named_wrong": wrong,
-                                     "known_right_at_fr_wrong": known_right_at_wrong(
-                                         nearest, known, fr_wrong[seed])})
+                        fr_wrong.append(per_draw[-1]["known_named_wrong"])
                 row = {"light": light, "tool": tool, "draws": args.draws,
                        **{m: float(np.mean([d[m] for d in per_draw])) for m in METRICS}}
                 rows.append(row)
