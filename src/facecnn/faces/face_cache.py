@@ -29,8 +29,9 @@ from facecnn.faces.result import Face, Result
 FILE = "faces.sqlite3"
 # of what is kept, and of how faces are found and cut: a new one leaves older answers unused
 # (4: dlib chips repeat the photo's edge where they reach past it, which every face crop does;
-# small images get a look with their grey levels spread)
-FORMAT = 4
+# small images get a look with their grey levels spread; 5: an image taken whole gets a
+# brightened look, so a dark crop kept as "no face" is looked at again)
+FORMAT = 5
 COMMIT_EVERY_S = 2.0  # answers are written at least this often (and when the run stops)
 
 
